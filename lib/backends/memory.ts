@@ -1,0 +1,181 @@
+/**
+ * `memory://[name]`: an in-process result backend for tests. Backends made from the same URL
+ * in one process share their results.
+ *
+ * @module
+ */
+
+import { Notifier } from "../_signal.ts";
+import { READY_STATES } from "../protocol/states.ts";
+import type { Backend, BackendOptions, ChordPart, ResultMeta, WaitOptions } from "./backend.ts";
+
+class Store {
+  results = new Map<string, { meta: ResultMeta; expiresAt: number }>();
+  groups = new Map<string, string[]>();
+  chords = new Map<string, { size: number; parts: Map<number, ChordPart> }>();
+  listeners = new Set<(meta: ResultMeta) => void>();
+}
+
+const stores = new Map<string, Store>();
+
+/**
+ * An in-memory result backend.
+ *
+ * @example
+ * ```ts
+ * import { MemoryBackend } from "./memory.ts";
+ * await using backend = new MemoryBackend("memory://doc");
+ * await backend.store("1", {
+ *   status: "SUCCESS", result: 4, traceback: null, children: [], date_done: null, task_id: "1",
+ * });
+ * console.assert((await backend.get("1"))?.result === 4);
+ * ```
+ */
+export class MemoryBackend implements Backend {
+  readonly url: string;
+  #store: Store;
+  #expires: number;
+  #closed = new AbortController();
+
+  /**
+   * Creates the backend.
+   *
+   * @param url `memory://` or `memory://name`; the same name shares results.
+   * @param options Options.
+   */
+  constructor(url = "memory://", options: BackendOptions = {}) {
+    this.url = url;
+    const key = url.replace(/^memory:\/\//, "");
+    let store = stores.get(key);
+    if (!store) stores.set(key, store = new Store());
+    this.#store = store;
+    this.#expires = options.resultExpires ?? 86_400_000;
+  }
+
+  store(taskId: string, meta: ResultMeta): Promise<void> {
+    const current = this.#lookup(taskId);
+    if (current?.status === "SUCCESS") return Promise.resolve();
+    const expiresAt = this.#expires > 0 ? Date.now() + this.#expires : Infinity;
+    this.#store.results.set(taskId, { meta: structuredClone(meta), expiresAt });
+    for (const l of this.#store.listeners) l(meta);
+    return Promise.resolve();
+  }
+
+  #lookup(taskId: string): ResultMeta | null {
+    const entry = this.#store.results.get(taskId);
+    if (!entry) return null;
+    if (entry.expiresAt <= Date.now()) {
+      this.#store.results.delete(taskId);
+      return null;
+    }
+    return entry.meta;
+  }
+
+  get(taskId: string): Promise<ResultMeta | null> {
+    const meta = this.#lookup(taskId);
+    return Promise.resolve(meta ? structuredClone(meta) : null);
+  }
+
+  async *waitFor(
+    taskIds: readonly string[],
+    options: WaitOptions = {},
+  ): AsyncGenerator<ResultMeta> {
+    const pending = new Set(taskIds);
+    for await (const meta of this.#changes(pending, options)) {
+      if (!READY_STATES.has(meta.status) || !pending.delete(meta.task_id)) continue;
+      yield meta;
+      if (pending.size === 0) return;
+    }
+  }
+
+  async *watch(taskId: string, options: WaitOptions = {}): AsyncGenerator<ResultMeta> {
+    for await (const meta of this.#changes(new Set([taskId]), options)) {
+      yield meta;
+      if (READY_STATES.has(meta.status)) return;
+    }
+  }
+
+  // Current metas of `ids`, then every meta stored for them, until the signal aborts.
+  async *#changes(ids: Set<string>, options: WaitOptions): AsyncGenerator<ResultMeta> {
+    const signal = AbortSignal.any([
+      this.#closed.signal,
+      ...(options.signal ? [options.signal] : []),
+    ]);
+    const buffer: ResultMeta[] = [];
+    const notifier = new Notifier();
+    const listener = (meta: ResultMeta) => {
+      if (ids.has(meta.task_id)) {
+        buffer.push(structuredClone(meta));
+        notifier.notify();
+      }
+    };
+    this.#store.listeners.add(listener);
+    try {
+      for (const id of ids) {
+        const meta = this.#lookup(id);
+        if (meta) buffer.push(structuredClone(meta));
+      }
+      while (true) {
+        const meta = buffer.shift();
+        if (meta) {
+          yield meta;
+          continue;
+        }
+        if (signal.aborted) throw signal.reason;
+        await notifier.wait(signal);
+      }
+    } finally {
+      this.#store.listeners.delete(listener);
+    }
+  }
+
+  forget(taskId: string): Promise<void> {
+    this.#store.results.delete(taskId);
+    return Promise.resolve();
+  }
+
+  saveGroup(groupId: string, taskIds: readonly string[]): Promise<void> {
+    this.#store.groups.set(groupId, [...taskIds]);
+    return Promise.resolve();
+  }
+
+  restoreGroup(groupId: string): Promise<string[] | null> {
+    const ids = this.#store.groups.get(groupId);
+    return Promise.resolve(ids ? [...ids] : null);
+  }
+
+  deleteGroup(groupId: string): Promise<void> {
+    this.#store.groups.delete(groupId);
+    return Promise.resolve();
+  }
+
+  setChordSize(groupId: string, size: number): Promise<void> {
+    const chord = this.#store.chords.get(groupId);
+    if (chord) chord.size = size;
+    else this.#store.chords.set(groupId, { size, parts: new Map() });
+    return Promise.resolve();
+  }
+
+  chordPartReturn(
+    groupId: string,
+    groupIndex: number,
+    part: ChordPart,
+  ): Promise<ChordPart[] | null> {
+    let chord = this.#store.chords.get(groupId);
+    if (!chord) this.#store.chords.set(groupId, chord = { size: Infinity, parts: new Map() });
+    chord.parts.set(groupIndex, structuredClone(part));
+    if (chord.parts.size < chord.size) return Promise.resolve(null);
+    this.#store.chords.delete(groupId);
+    const parts = [...chord.parts.entries()].sort((a, b) => a[0] - b[0]).map(([, p]) => p);
+    return Promise.resolve(parts);
+  }
+
+  close(): Promise<void> {
+    this.#closed.abort();
+    return Promise.resolve();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * The `Broker` seam: every transport (memory, Deno KV, Redis, AMQP) implements it.
+ *
+ * @module
+ */
+
+import type { Message } from "../protocol/message.ts";
+
+/** Options of {@linkcode Broker.publish}. */
+export interface PublishOptions {
+  /**
+   * Message priority 0–9 (AMQP: 9 is highest; Redis/kombu: 0 is served first).
+   * @default {0}
+   */
+  priority?: number;
+}
+
+/** Options of {@linkcode Broker.consume}. */
+export interface ConsumeOptions {
+  /**
+   * Most deliveries handed out and not yet acked or rejected. `0` means unlimited.
+   * @default {4}
+   */
+  prefetch?: number;
+  /** Ends the stream: the generator returns once it is aborted. */
+  signal?: AbortSignal;
+}
+
+/** One message handed to a consumer; it must be acked or rejected exactly once. */
+export interface Delivery {
+  /** The message. */
+  readonly message: Message;
+  /** The queue it came from. */
+  readonly queue: string;
+  /** Whether the broker delivered it before. */
+  readonly redelivered: boolean;
+  /** How many times it has been delivered, this time included (at least 1). */
+  readonly deliveryCount: number;
+  /** Removes the message from the broker. */
+  ack(): Promise<void>;
+  /**
+   * Gives the message back (`requeue: true`) or drops it (or moves it to the dead-letter
+   * queue, where the broker has one).
+   */
+  reject(options?: { requeue?: boolean }): Promise<void>;
+}
+
+/** A fan-out message, for remote control (pidbox) and events. */
+export interface BroadcastMessage {
+  /** The exchange, e.g. `celery.pidbox` or `celeryev`. */
+  exchange: string;
+  /** The routing key, e.g. `worker.heartbeat`. */
+  routingKey: string;
+  /** The message. */
+  message: Message;
+}
+
+/**
+ * A message broker. Implementations open their connections lazily, on first use, and
+ * `close()` is idempotent.
+ */
+export interface Broker extends AsyncDisposable {
+  /** The URL the broker was made from, with any password hidden. */
+  readonly url: string;
+  /** Puts a message on a queue. */
+  publish(queue: string, message: Message, options?: PublishOptions): Promise<void>;
+  /**
+   * Puts a message on a queue once `eta` has passed. The broker keeps it (no worker holds it
+   * in memory), so a long countdown survives restarts and is never run twice.
+   */
+  schedule(queue: string, message: Message, eta: Date, options?: PublishOptions): Promise<void>;
+  /** Streams deliveries from the queues until `signal` aborts. */
+  consume(queues: readonly string[], options?: ConsumeOptions): AsyncIterable<Delivery>;
+  /** Removes every waiting message from a queue; returns how many. */
+  purge(queue: string): Promise<number>;
+  /** Publishes a fan-out message (pidbox commands, events). Optional. */
+  broadcast?(message: BroadcastMessage): Promise<void>;
+  /** Streams fan-out messages of an exchange. Optional. */
+  subscribe?(
+    exchange: string,
+    options?: { signal?: AbortSignal },
+  ): AsyncIterable<BroadcastMessage>;
+  /** Closes connections; idempotent. */
+  close(): Promise<void>;
+}

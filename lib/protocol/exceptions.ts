@@ -1,0 +1,152 @@
+/**
+ * Converts errors to and from Celery's exception shape
+ * `{exc_type, exc_message, exc_module}` (`celery/backends/base.py:prepare_exception`).
+ *
+ * @module
+ */
+
+import {
+  ChordError,
+  Ignore,
+  NotRegistered,
+  Reject,
+  Retry,
+  SoftTimeLimitExceeded,
+  TaskError,
+  TaskRevokedError,
+  TimeLimitExceeded,
+  WorkerLostError,
+} from "../errors.ts";
+
+/** An exception as Celery stores it in a result. */
+export interface ExceptionInfo {
+  /** The error type's name. */
+  exc_type: string;
+  /** The error's arguments. */
+  exc_message: unknown[];
+  /** The module the type comes from (`builtins` gives Python a real type). */
+  exc_module: string;
+}
+
+const CELERY_ERRORS: Record<string, string> = {
+  Retry: "celery.exceptions",
+  Reject: "celery.exceptions",
+  Ignore: "celery.exceptions",
+  SoftTimeLimitExceeded: "billiard.exceptions",
+  TimeLimitExceeded: "billiard.exceptions",
+  WorkerLostError: "billiard.exceptions",
+  TaskRevokedError: "celery.exceptions",
+  NotRegistered: "celery.exceptions",
+  ChordError: "celery.exceptions",
+};
+
+// Built-in Python exception types that JavaScript errors map to by name.
+const PY_BUILTINS = new Set([
+  "Exception",
+  "TypeError",
+  "ValueError",
+  "KeyError",
+  "IndexError",
+  "RuntimeError",
+  "SyntaxError",
+  "ZeroDivisionError",
+  "AttributeError",
+  "NotImplementedError",
+  "TimeoutError",
+  "AssertionError",
+  "LookupError",
+  "ArithmeticError",
+  "OverflowError",
+  "MemoryError",
+  "RecursionError",
+  "OSError",
+  "ConnectionError",
+  "PermissionError",
+  "FileNotFoundError",
+]);
+
+/**
+ * Converts a thrown value to Celery's exception shape.
+ *
+ * @param error Anything a task threw.
+ * @returns The wire shape.
+ * @example
+ * ```ts
+ * import { errorToInfo } from "./exceptions.ts";
+ * const info = errorToInfo(new TypeError("bad"));
+ * console.assert(info.exc_module === "builtins" && info.exc_message[0] === "bad");
+ * ```
+ */
+export function errorToInfo(error: unknown): ExceptionInfo {
+  if (error instanceof TaskError) {
+    return { exc_type: error.name, exc_message: [...error.excArgs], exc_module: error.excModule };
+  }
+  if (error instanceof Error) {
+    const name = error.name === "Error" ? "Exception" : error.name;
+    const module = CELERY_ERRORS[name] ?? (PY_BUILTINS.has(name) ? "builtins" : "celeriac");
+    return { exc_type: name, exc_message: [error.message], exc_module: module };
+  }
+  return { exc_type: "Exception", exc_message: [String(error)], exc_module: "builtins" };
+}
+
+/**
+ * Whether a value has Celery's exception shape.
+ *
+ * @param value A stored result.
+ * @returns `true` for `{exc_type, ...}` objects.
+ * @example
+ * ```ts
+ * import { isExceptionInfo } from "./exceptions.ts";
+ * console.assert(isExceptionInfo({ exc_type: "ValueError", exc_message: [] }));
+ * ```
+ */
+export function isExceptionInfo(value: unknown): value is ExceptionInfo {
+  return value !== null && typeof value === "object" &&
+    typeof (value as { exc_type?: unknown }).exc_type === "string";
+}
+
+/**
+ * Rebuilds an error from Celery's exception shape. celeriac's own error classes come back as
+ * themselves; any other type comes back as a {@linkcode TaskError} named after it.
+ *
+ * @param info The stored shape.
+ * @param traceback The stored traceback.
+ * @returns The error.
+ * @example
+ * ```ts
+ * import { infoToError } from "./exceptions.ts";
+ * const e = infoToError({ exc_type: "ValueError", exc_message: ["x"], exc_module: "builtins" });
+ * console.assert(e.name === "ValueError");
+ * ```
+ */
+export function infoToError(info: ExceptionInfo, traceback: string | null = null): Error {
+  const args = Array.isArray(info.exc_message)
+    ? info.exc_message
+    : info.exc_message === undefined
+    ? []
+    : [info.exc_message];
+  const message = String(args[0] ?? "");
+  const cause = new TaskError(info.exc_type, info.exc_module ?? "builtins", args, traceback);
+  switch (info.exc_type) {
+    case "Retry":
+      return new Retry(message, { cause });
+    case "Reject":
+      return new Reject(message, { cause });
+    case "Ignore":
+      return new Ignore(message, { cause });
+    case "TaskRevokedError":
+      return new TaskRevokedError(message, { cause });
+    case "ChordError":
+      return new ChordError(message, { cause });
+    case "WorkerLostError":
+      return new WorkerLostError(message, { cause });
+    case "NotRegistered":
+      return new NotRegistered(message.replace(/^'(.*)'$/, "$1"));
+    case "SoftTimeLimitExceeded":
+      return new SoftTimeLimitExceeded(Number(message.match(/\d+(\.\d+)?/)?.[0] ?? 0));
+    case "TimeLimitExceeded":
+      return new TimeLimitExceeded(Number(message.match(/\d+(\.\d+)?/)?.[0] ?? 0));
+    default:
+      return cause;
+  }
+}

@@ -1,0 +1,465 @@
+/**
+ * Celery task message protocol v2 (and v1, decoded only), JSON serializer.
+ * See `celery/app/amqp.py:AMQP.as_task_v2` and CELERY_PROTOCOL.md §2.1.
+ *
+ * @module
+ */
+
+import { MessageDecodeError } from "../errors.ts";
+import { parseJson, stringifyJson } from "./json.ts";
+
+/** Message properties, as kombu names them. Unknown properties are kept and ignored. */
+export interface MessageProperties {
+  /** The task id. */
+  correlation_id?: string;
+  /** Where `rpc://` results go. */
+  reply_to?: string;
+  /** 2 = persistent. */
+  delivery_mode?: number;
+  /** 0–9. */
+  priority?: number;
+  /** AMQP per-message TTL in ms, as a string. */
+  expiration?: string;
+  /** Any other property. */
+  [key: string]: unknown;
+}
+
+/**
+ * A transport-neutral message: what every broker stores and delivers. Brokers wrap it in their
+ * own envelope (kombu's JSON envelope on Redis, AMQP properties on RabbitMQ).
+ */
+export interface Message {
+  /** Application headers; for a task, Celery's v2 headers. */
+  headers: Record<string, unknown>;
+  /** Message properties. */
+  properties: MessageProperties;
+  /** The serialized body, as text. */
+  body: string;
+  /** MIME type of `body`: `application/json`. */
+  contentType: string;
+  /** Character set of `body`: `utf-8`. */
+  contentEncoding: string;
+}
+
+/** A serialized signature, as Celery writes it (`celery/canvas.py:Signature`). */
+export interface SignatureDict {
+  /** Task name. */
+  task: string;
+  /** Positional arguments. */
+  args: unknown[];
+  /** Keyword arguments. */
+  kwargs: Record<string, unknown>;
+  /** Calling options (`task_id`, `queue`, `link`, `link_error`, ...). */
+  options: Record<string, unknown>;
+  /** `null` for a plain task, `chain`, `group`, `chord`, `chunks`, ... for canvases. */
+  subtask_type: string | null;
+  /** Whether the parent's result is not prepended to `args`. */
+  immutable: boolean;
+  /** Extra keys kept as Celery sends them. */
+  [key: string]: unknown;
+}
+
+/** The third element of a v2 body. */
+export interface Embed {
+  /** Signatures called with the result on success. */
+  callbacks: SignatureDict[] | null;
+  /** Signatures called on failure. */
+  errbacks: SignatureDict[] | null;
+  /** The rest of a chain, reversed: the next task is the last element. */
+  chain: SignatureDict[] | null;
+  /** The chord body this task is a header member of. */
+  chord: SignatureDict | null;
+}
+
+/** What a producer wants sent: the input of {@linkcode encodeTask}. */
+export interface TaskCall {
+  /** Task id. */
+  id: string;
+  /** Registered task name. */
+  name: string;
+  /** Positional arguments. */
+  args: unknown[];
+  /** Keyword arguments. */
+  kwargs: Record<string, unknown>;
+  /** First task of the workflow. @default {id} */
+  rootId?: string | null;
+  /** The task that sent this one. */
+  parentId?: string | null;
+  /** Group id. */
+  group?: string | null;
+  /** Position in a chord header. */
+  groupIndex?: number | null;
+  /** Display name. */
+  shadow?: string | null;
+  /** Earliest run time. */
+  eta?: Date | null;
+  /** Expiry time. */
+  expires?: Date | null;
+  /** Retries so far. @default {0} */
+  retries?: number;
+  /** Hard time limit in seconds. */
+  timeLimit?: number | null;
+  /** Soft time limit in seconds. */
+  softTimeLimit?: number | null;
+  /** Sender node name. */
+  origin?: string;
+  /** Whether the worker skips the result. @default {false} */
+  ignoreResult?: boolean;
+  /** Reply queue for `rpc://` results. */
+  replyTo?: string;
+  /** 0–9. */
+  priority?: number | null;
+  /** Extra headers merged flat. */
+  headers?: Record<string, unknown>;
+  /** Success callbacks. */
+  callbacks?: SignatureDict[] | null;
+  /** Failure callbacks. */
+  errbacks?: SignatureDict[] | null;
+  /** Reversed rest of a chain. */
+  chain?: SignatureDict[] | null;
+  /** Chord body. */
+  chord?: SignatureDict | null;
+}
+
+/** A decoded task message: what a worker runs. */
+export interface TaskRequest {
+  /** Task id. */
+  id: string;
+  /** Task name. */
+  name: string;
+  /** Positional arguments. */
+  args: unknown[];
+  /** Keyword arguments. */
+  kwargs: Record<string, unknown>;
+  /** Callbacks, errbacks, chain and chord. */
+  embed: Embed;
+  /** First task of the workflow. */
+  rootId: string;
+  /** The task that sent this one. */
+  parentId: string | null;
+  /** Group id. */
+  group: string | null;
+  /** Position in a chord header. */
+  groupIndex: number | null;
+  /** Display name. */
+  shadow: string | null;
+  /** Earliest run time. */
+  eta: Date | null;
+  /** Expiry time. */
+  expires: Date | null;
+  /** Retries so far. */
+  retries: number;
+  /** `[hard, soft]` in seconds. */
+  timeLimit: [number | null, number | null];
+  /** Sender node name. */
+  origin: string | null;
+  /** Whether to skip the result. */
+  ignoreResult: boolean;
+  /** Reply queue for `rpc://` results. */
+  replyTo: string | null;
+  /** Priority from the properties. */
+  priority: number | null;
+  /** All headers, including custom ones. */
+  headers: Record<string, unknown>;
+  /** Protocol version the message used. */
+  protocol: 1 | 2;
+}
+
+const pad = (n: number, width = 2) => String(n).padStart(width, "0");
+
+/**
+ * Formats a time as Celery does: UTC, microseconds, `+00:00`.
+ *
+ * @param date The time.
+ * @returns `2026-11-21T01:19:41.338000+00:00`.
+ * @example
+ * ```ts
+ * import { toIso } from "./message.ts";
+ * console.assert(toIso(new Date(0)) === "1970-01-01T00:00:00.000000+00:00");
+ * ```
+ */
+export function toIso(date: Date): string {
+  return `${date.getUTCFullYear()}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}T${
+    pad(date.getUTCHours())
+  }:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())}.${
+    pad(date.getUTCMilliseconds(), 3)
+  }000+00:00`;
+}
+
+/**
+ * Parses an ISO-8601 time; a time without an offset is UTC, as Celery assumes.
+ *
+ * @param value The header value.
+ * @returns The time, or `null` for `null`/absent.
+ * @throws {MessageDecodeError} When the value is not a valid time.
+ * @example
+ * ```ts
+ * import { parseIso } from "./message.ts";
+ * console.assert(parseIso("2026-11-21T01:19:41.338833")?.toISOString() === "2026-11-21T01:19:41.338Z");
+ * ```
+ */
+export function parseIso(value: unknown): Date | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value !== "string") {
+    throw new MessageDecodeError(`Expected an ISO-8601 time, got ${JSON.stringify(value)}`);
+  }
+  let text = value.trim().replace(" ", "T");
+  // JavaScript keeps milliseconds only; Python sends microseconds.
+  text = text.replace(/(\.\d{3})\d+/, "$1");
+  if (!/(Z|[+-]\d{2}:?\d{2})$/.test(text) && text.includes("T")) text += "Z";
+  const date = new Date(text);
+  if (Number.isNaN(date.getTime())) {
+    throw new MessageDecodeError(`Expected an ISO-8601 time, got ${JSON.stringify(value)}`);
+  }
+  return date;
+}
+
+/**
+ * A Python-style `repr` of arguments, for the `argsrepr`/`kwargsrepr` headers that monitors
+ * show.
+ *
+ * @param value The value.
+ * @param tuple Render an array as a Python tuple.
+ * @returns The repr text, at most 1,024 characters.
+ * @example
+ * ```ts
+ * import { pyRepr } from "./message.ts";
+ * console.assert(pyRepr([2, "a", null, true], true) === "(2, 'a', None, True)");
+ * ```
+ */
+export function pyRepr(value: unknown, tuple = false): string {
+  const text = repr(value, tuple);
+  return text.length > 1024 ? text.slice(0, 1021) + "..." : text;
+}
+
+function repr(value: unknown, tuple = false): string {
+  if (value === null || value === undefined) return "None";
+  if (value === true) return "True";
+  if (value === false) return "False";
+  if (typeof value === "string") {
+    return `'${value.replaceAll("\\", "\\\\").replaceAll("'", "\\'")}'`;
+  }
+  if (typeof value === "number" || typeof value === "bigint") return String(value);
+  if (Array.isArray(value)) {
+    const items = value.map((v) => repr(v));
+    if (tuple) return `(${items.join(", ")}${items.length === 1 ? "," : ""})`;
+    return `[${items.join(", ")}]`;
+  }
+  if (value instanceof Date) return `'${value.toISOString()}'`;
+  if (typeof value === "object") {
+    return `{${Object.entries(value).map(([k, v]) => `${repr(k)}: ${repr(v)}`).join(", ")}}`;
+  }
+  return repr(String(value));
+}
+
+/**
+ * Encodes a task call as a Celery protocol v2 JSON message, with every header Celery 5 sends.
+ *
+ * @param call What to send.
+ * @returns The message.
+ * @example
+ * ```ts
+ * import { encodeTask } from "./message.ts";
+ * const m = encodeTask({ id: "1", name: "tasks.add", args: [2, 2], kwargs: {} });
+ * console.assert(m.headers.task === "tasks.add" && m.body.startsWith("[[2,2],{}"));
+ * ```
+ */
+export function encodeTask(call: TaskCall): Message {
+  const headers: Record<string, unknown> = {
+    lang: "py",
+    task: call.name,
+    id: call.id,
+    shadow: call.shadow ?? null,
+    eta: call.eta ? toIso(call.eta) : null,
+    expires: call.expires ? toIso(call.expires) : null,
+    group: call.group ?? null,
+    group_index: call.groupIndex ?? null,
+    retries: call.retries ?? 0,
+    timelimit: [call.timeLimit ?? null, call.softTimeLimit ?? null],
+    root_id: call.rootId ?? call.id,
+    parent_id: call.parentId ?? null,
+    argsrepr: pyRepr(call.args, true),
+    kwargsrepr: pyRepr(call.kwargs),
+    origin: call.origin ?? null,
+    ignore_result: call.ignoreResult ?? false,
+    ...call.headers,
+  };
+  const properties: MessageProperties = {
+    correlation_id: call.id,
+    reply_to: call.replyTo ?? "",
+    delivery_mode: 2,
+    priority: call.priority ?? 0,
+  };
+  if (call.expires) {
+    properties.expiration = String(Math.max(0, call.expires.getTime() - Date.now()));
+  }
+  const embed: Embed = {
+    callbacks: call.callbacks ?? null,
+    errbacks: call.errbacks ?? null,
+    chain: call.chain ?? null,
+    chord: call.chord ?? null,
+  };
+  return {
+    headers,
+    properties,
+    body: stringifyJson([call.args, call.kwargs, embed]),
+    contentType: "application/json",
+    contentEncoding: "utf-8",
+  };
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === "object" && !Array.isArray(v);
+
+function optionalString(value: unknown, field: string): string | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value !== "string") {
+    throw new MessageDecodeError(`Header ${field} must be a string, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function optionalNumber(value: unknown, field: string): number | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    throw new MessageDecodeError(`Header ${field} must be a number, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function readEmbed(value: unknown): Embed {
+  const embed = isObject(value) ? value : {};
+  const list = (v: unknown) => (Array.isArray(v) ? (v as SignatureDict[]) : null);
+  return {
+    callbacks: list(embed.callbacks),
+    errbacks: list(embed.errbacks),
+    chain: list(embed.chain),
+    chord: isObject(embed.chord) ? (embed.chord as SignatureDict) : null,
+  };
+}
+
+function readTimeLimit(value: unknown): [number | null, number | null] {
+  if (!Array.isArray(value)) return [null, null];
+  return [optionalNumber(value[0], "timelimit[0]"), optionalNumber(value[1], "timelimit[1]")];
+}
+
+function checkContent(message: Message): void {
+  const type = message.contentType.toLowerCase();
+  if (type !== "application/json") {
+    throw new MessageDecodeError(
+      `Refusing to deserialize untrusted content of type ${message.contentType}`,
+    );
+  }
+  if (message.headers.compression) {
+    throw new MessageDecodeError(
+      `Compressed messages are not supported (compression ${
+        JSON.stringify(message.headers.compression)
+      })`,
+    );
+  }
+}
+
+/**
+ * Decodes a task message, protocol v2 (a `task` header) or v1 (everything in the body).
+ *
+ * @param message A message from a broker.
+ * @returns The request.
+ * @throws {MessageDecodeError} For anything that is not a valid JSON task message.
+ * @example
+ * ```ts
+ * import { decodeTask, encodeTask } from "./message.ts";
+ * const m = encodeTask({ id: "1", name: "tasks.add", args: [2, 2], kwargs: {} });
+ * console.assert(decodeTask(m).args[1] === 2);
+ * ```
+ */
+export function decodeTask(message: Message): TaskRequest {
+  checkContent(message);
+  const body = parseJson(message.body);
+  const headers = isObject(message.headers) ? message.headers : {};
+  const properties = isObject(message.properties) ? message.properties : {};
+  const priority = optionalNumber(properties.priority, "priority");
+  if (typeof headers.task === "string") return decodeV2(headers, properties, body, priority);
+  if (isObject(body) && typeof body.task === "string") return decodeV1(body, properties, priority);
+  throw new MessageDecodeError("Not a Celery task message: no task name in headers or body");
+}
+
+function decodeV2(
+  headers: Record<string, unknown>,
+  properties: Record<string, unknown>,
+  body: unknown,
+  priority: number | null,
+): TaskRequest {
+  const id = headers.id;
+  if (typeof id !== "string" || id === "") {
+    throw new MessageDecodeError("Task message has no id header");
+  }
+  if (!Array.isArray(body) || body.length < 2) {
+    throw new MessageDecodeError("Task body must be the JSON list [args, kwargs, embed]");
+  }
+  const [args, kwargs, embed] = body;
+  if (!Array.isArray(args)) throw new MessageDecodeError("Task args must be a list");
+  if (!isObject(kwargs)) throw new MessageDecodeError("Task kwargs must be a mapping");
+  return {
+    id,
+    name: headers.task as string,
+    args,
+    kwargs,
+    embed: readEmbed(embed),
+    rootId: optionalString(headers.root_id, "root_id") ?? id,
+    parentId: optionalString(headers.parent_id, "parent_id"),
+    group: optionalString(headers.group, "group"),
+    groupIndex: optionalNumber(headers.group_index, "group_index"),
+    shadow: optionalString(headers.shadow, "shadow"),
+    eta: parseIso(headers.eta),
+    expires: parseIso(headers.expires),
+    retries: optionalNumber(headers.retries, "retries") ?? 0,
+    timeLimit: readTimeLimit(headers.timelimit),
+    origin: optionalString(headers.origin, "origin"),
+    ignoreResult: headers.ignore_result === true,
+    replyTo: optionalString(properties.reply_to, "reply_to") || null,
+    priority,
+    headers,
+    protocol: 2,
+  };
+}
+
+function decodeV1(
+  body: Record<string, unknown>,
+  properties: Record<string, unknown>,
+  priority: number | null,
+): TaskRequest {
+  const id = body.id;
+  if (typeof id !== "string" || id === "") throw new MessageDecodeError("Task body has no id");
+  const args = body.args ?? [];
+  const kwargs = body.kwargs ?? {};
+  if (!Array.isArray(args)) throw new MessageDecodeError("Task args must be a list");
+  if (!isObject(kwargs)) throw new MessageDecodeError("Task kwargs must be a mapping");
+  const list = (v: unknown) => (Array.isArray(v) ? (v as SignatureDict[]) : null);
+  return {
+    id,
+    name: body.task as string,
+    args,
+    kwargs,
+    embed: {
+      callbacks: list(body.callbacks),
+      errbacks: list(body.errbacks),
+      chain: null,
+      chord: isObject(body.chord) ? (body.chord as SignatureDict) : null,
+    },
+    rootId: id,
+    parentId: null,
+    group: optionalString(body.taskset, "taskset"),
+    groupIndex: null,
+    shadow: null,
+    eta: parseIso(body.eta),
+    expires: parseIso(body.expires),
+    retries: optionalNumber(body.retries, "retries") ?? 0,
+    timeLimit: readTimeLimit(body.timelimit),
+    origin: null,
+    ignoreResult: false,
+    replyTo: optionalString(properties.reply_to, "reply_to") || null,
+    priority,
+    headers: { task: body.task, id },
+    protocol: 1,
+  };
+}
