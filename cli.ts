@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-console -- the CLI is the one place that writes to the terminal
 /**
  * The celeriac command line: `deno run -A cli.ts <command> [options]`.
  *

@@ -2,9 +2,10 @@
  * How Python keyword arguments reach a TypeScript task function.
  *
  * The rule: a keyword whose name matches a parameter name fills that parameter (as Python
- * binds it); every other keyword is gathered into one object, passed as the argument right
- * after the last one filled. Parameter names come from the task's `params` option, or are read
- * from the function's source (plain identifiers, with or without defaults).
+ * binds it); every other keyword is gathered into one object (Python's `**kwargs`), passed as
+ * the function's last declared parameter when nothing else filled it, or else appended after
+ * the last argument. Parameter names come from the task's `params` option, or are read from
+ * the function's source (plain identifiers, with or without defaults).
  *
  * @module
  */
@@ -101,6 +102,12 @@ export function bindArguments(
     while (out.length < i) out.push(undefined);
     out[i] = value;
   }
-  if (hasRest) out.push(rest);
+  if (hasRest) {
+    const last = params.length - 1;
+    if (last >= out.length || (last >= args.length && out[last] === undefined && last >= 0)) {
+      while (out.length < last) out.push(undefined);
+      out[last] = rest;
+    } else out.push(rest);
+  }
   return out;
 }
