@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import {
   App,
   Consumer,
-  MemoryBroker,
+  type MemoryBroker,
   NotRegistered,
   TaskRevokedError,
   TimeLimitExceeded,

@@ -10,7 +10,7 @@ Deno.test("parameterNames() reads plain, defaulted, destructured and rest parame
     ["a", null],
   );
   assert.deepEqual(
-    parameterNames(async (first: number, ...rest: number[]) => first + rest.length),
+    parameterNames(async (first: number, ...rest: number[]) => await first + rest.length),
     [
       "first",
     ],
