@@ -75,7 +75,13 @@ export type {
   ResultMeta,
   WaitOptions,
 } from "./lib/backends/backend.ts";
-export { createBackend, createBroker } from "./lib/connect.ts";
+export {
+  type BackendConnectOptions,
+  type BrokerConnectOptions,
+  createBackend,
+  createBroker,
+} from "./lib/connect.ts";
+export type { DeliveryInfo } from "./lib/worker/outcome.ts";
 export { MemoryBroker, type MemoryBrokerOptions } from "./lib/brokers/memory.ts";
 export { MemoryBackend } from "./lib/backends/memory.ts";
 export {

@@ -10,7 +10,7 @@ import { Retry } from "./errors.ts";
 import type { SignatureDict } from "./protocol/message.ts";
 import type { State } from "./protocol/states.ts";
 import type { AsyncResult, EagerResult } from "./result.ts";
-import type { RequestContext } from "./worker/outcome.ts";
+import type { DeliveryInfo, RequestContext } from "./worker/outcome.ts";
 
 /** Per-task options, as Celery's task attributes. */
 export interface TaskOptions {
@@ -152,7 +152,7 @@ export class TaskContext {
   /** All message headers. */
   readonly headers: Readonly<Record<string, unknown>>;
   /** The queue and delivery details. */
-  readonly deliveryInfo: RequestContext["deliveryInfo"];
+  readonly deliveryInfo: DeliveryInfo;
   /** The worker's node name. */
   readonly hostname: string;
   /** Whether the task runs eagerly. */

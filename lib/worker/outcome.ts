@@ -43,6 +43,18 @@ export interface RunRequest {
   context: RequestContext;
 }
 
+/** Where a task's message came from. */
+export interface DeliveryInfo {
+  /** The queue. */
+  queue: string;
+  /** Whether the broker delivered it before. */
+  redelivered: boolean;
+  /** How many times it was delivered, this time included. */
+  deliveryCount: number;
+  /** The message priority. */
+  priority: number | null;
+}
+
 /** The plain-data part of a task's context. */
 export interface RequestContext {
   /** Task id. */
