@@ -172,6 +172,7 @@ const pad = (n: number, width = 2) => String(n).padStart(width, "0");
  *
  * @param date The time.
  * @returns `2026-11-21T01:19:41.338000+00:00`.
+ * @throws {RangeError} For an invalid date, or a year outside 1–9999.
  * @example
  * ```ts
  * import { toIso } from "./message.ts";
@@ -179,7 +180,12 @@ const pad = (n: number, width = 2) => String(n).padStart(width, "0");
  * ```
  */
 export function toIso(date: Date): string {
-  return `${date.getUTCFullYear()}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}T${
+  const year = date.getUTCFullYear();
+  // Python's datetime (and Celery's parser) only knows four-digit years.
+  if (Number.isNaN(year) || year < 1 || year > 9999) {
+    throw new RangeError(`Cannot format time as ISO-8601: it must be a valid date in years 1-9999`);
+  }
+  return `${pad(year, 4)}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}T${
     pad(date.getUTCHours())
   }:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())}.${
     pad(date.getUTCMilliseconds(), 3)
