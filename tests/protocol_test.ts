@@ -691,6 +691,35 @@ Deno.test("errorToInfo() and infoToError() round-trip celeriac's errors", () => 
   assert.equal((infoToError(errorToInfo(new NotRegistered("t"))) as NotRegistered).taskName, "t");
 });
 
+Deno.test("infoToError() maps only Celery's own modules to celeriac's error classes", () => {
+  const own = infoToError({
+    exc_type: "Retry",
+    exc_message: ["later"],
+    exc_module: "celery.exceptions",
+  });
+  assert.ok(own instanceof Retry);
+  const theirs = infoToError({ exc_type: "Retry", exc_message: ["x"], exc_module: "myapp.errors" });
+  assert.ok(theirs instanceof TaskError && !(theirs instanceof Retry));
+  assert.equal(theirs.name, "Retry");
+  assert.equal((theirs as TaskError).excModule, "myapp.errors");
+  const limit = infoToError({
+    exc_type: "TimeLimitExceeded",
+    exc_message: ["TimeLimitExceeded(30,)"],
+    exc_module: "billiard.exceptions",
+  });
+  assert.ok(limit instanceof TimeLimitExceeded);
+});
+
+Deno.test("toIso() refuses dates Python cannot represent", () => {
+  assert.throws(() => toIso(new Date(NaN)), RangeError);
+  assert.throws(() => toIso(new Date(Date.UTC(10000, 0, 1))), RangeError);
+  assert.throws(
+    () => encodeTask({ id: "1", name: "t", args: [], kwargs: {}, eta: new Date("nope") }),
+    RangeError,
+  );
+  assert.equal(toIso(new Date(Date.UTC(999, 0, 1))), "0999-01-01T00:00:00.000000+00:00");
+});
+
 Deno.test("Celery's exception_to_python rebuilds the errors celeriac stores", async () => {
   const infos = CELERIAC_ERRORS.map((e) => errorToInfo(e));
   const rebuilt = await python(
