@@ -75,6 +75,7 @@ export function parseRedisUrl(url: string): RedisUrl {
  *
  * @param url The parsed URL.
  * @param onError Receives connection errors (they are retried).
+ * @param name The connection name (`CLIENT SETNAME`), set again after every reconnect.
  * @returns A client, not yet connected.
  * @example
  * ```ts ignore
@@ -84,7 +85,11 @@ export function parseRedisUrl(url: string): RedisUrl {
  * await client.disconnect();
  * ```
  */
-export function createRedisClient(url: RedisUrl, onError?: (e: Error) => void): RedisClient {
+export function createRedisClient(
+  url: RedisUrl,
+  onError?: (e: Error) => void,
+  name?: string,
+): RedisClient {
   const client = createClient({
     socket: {
       host: url.host,
@@ -95,6 +100,7 @@ export function createRedisClient(url: RedisUrl, onError?: (e: Error) => void): 
     database: url.db,
     ...(url.username !== undefined ? { username: url.username } : {}),
     ...(url.password !== undefined ? { password: url.password } : {}),
+    ...(name !== undefined ? { name } : {}),
   });
   client.on("error", (e: Error) => onError?.(e));
   return client;

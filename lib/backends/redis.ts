@@ -34,6 +34,8 @@ export const GROUP_KEY_PREFIX = "celery-taskset-meta-";
 export interface RedisBackendOptions extends BackendOptions {
   /** Receives connection errors; the clients reconnect by themselves. */
   onError?: (error: Error) => void;
+  /** Name of every connection (`CLIENT SETNAME`), to find them in `CLIENT LIST`. */
+  connectionName?: string;
 }
 
 type Listener = (raw: string, key: string) => void;
@@ -59,6 +61,7 @@ export class RedisBackend implements Backend {
   #url: RedisUrl;
   #expires: number;
   #onError: (e: Error) => void;
+  #name: string | undefined;
   #client: Promise<RedisClient> | undefined;
   #subscriber: Promise<RedisClient> | undefined;
   #subs = new Map<string, Subscription>();
@@ -83,6 +86,7 @@ export class RedisBackend implements Backend {
       );
     }
     this.#onError = options.onError ?? (() => {});
+    this.#name = options.connectionName;
   }
 
   #ttl(): number {
@@ -94,7 +98,7 @@ export class RedisBackend implements Backend {
       return Promise.reject(new Error(`Backend ${this.url} is closed`));
     }
     return this.#client ??= (async () => {
-      const client = createRedisClient(this.#url, this.#onError);
+      const client = createRedisClient(this.#url, this.#onError, this.#name);
       await client.connect();
       return client;
     })();
@@ -102,7 +106,7 @@ export class RedisBackend implements Backend {
 
   #connectSubscriber(): Promise<RedisClient> {
     return this.#subscriber ??= (async () => {
-      const client = createRedisClient(this.#url, this.#onError);
+      const client = createRedisClient(this.#url, this.#onError, this.#name);
       let first = true;
       // After a reconnect node-redis has re-subscribed before "ready": read what was missed.
       client.on("ready", () => {

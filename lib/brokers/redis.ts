@@ -85,6 +85,8 @@ export interface RedisBrokerOptions {
   keyPrefix?: string;
   /** Receives connection errors; the clients reconnect by themselves. */
   onError?: (error: Error) => void;
+  /** Name of every connection (`CLIENT SETNAME`), to find them in `CLIENT LIST`. */
+  connectionName?: string;
 }
 
 interface Claimed {
@@ -253,6 +255,7 @@ export class RedisBroker implements Broker {
   #restoreInterval: number;
   #blockTimeout: number;
   #onError: (e: Error) => void;
+  #name: string | undefined;
   #client: Promise<RedisClient> | undefined;
   #subscriber: Promise<RedisClient> | undefined;
   #others = new Set<RedisClient>();
@@ -296,6 +299,7 @@ export class RedisBroker implements Broker {
     this.#restoreInterval = options.restoreInterval ?? Math.min(this.#visibility / 2, 60_000);
     this.#blockTimeout = options.blockTimeout ?? 1000;
     this.#onError = options.onError ?? (() => {});
+    this.#name = options.connectionName;
   }
 
   #key(name: string): string {
@@ -317,14 +321,14 @@ export class RedisBroker implements Broker {
   #connect(): Promise<RedisClient> {
     this.#checkOpen();
     return this.#client ??= (async () => {
-      const client = createRedisClient(this.#url, this.#onError);
+      const client = createRedisClient(this.#url, this.#onError, this.#name);
       await client.connect();
       return client;
     })();
   }
 
   async #dedicated(): Promise<RedisClient> {
-    const client = createRedisClient(this.#url, this.#onError);
+    const client = createRedisClient(this.#url, this.#onError, this.#name);
     this.#others.add(client);
     await client.connect();
     return client;
@@ -801,7 +805,7 @@ export class RedisBroker implements Broker {
     ]);
     if (signal.aborted) return;
     const subscriber = await (this.#subscriber ??= (async () => {
-      const c = createRedisClient(this.#url, this.#onError);
+      const c = createRedisClient(this.#url, this.#onError, this.#name);
       await c.connect();
       return c;
     })());
