@@ -26,11 +26,11 @@ export async function python(...args: string[]): Promise<Record<string, unknown>
   return JSON.parse(stdout.split("\n").at(-1)!);
 }
 
-/** Kills every connection named `name`; returns how many. */
+/** Kills every connection named `name` (normal and pub/sub); returns how many. */
 export async function killConnections(name: string, url = REDIS): Promise<number> {
   const client = await rawClient(url);
   try {
-    const list = await client.sendCommand<string>(["CLIENT", "LIST", "TYPE", "normal"]);
+    const list = await client.sendCommand<string>(["CLIENT", "LIST"]);
     const ids = list.split("\n").filter((l) => l.includes(` name=${name} `))
       .map((l) => /(?:^|\s)id=(\d+)/.exec(l)?.[1]).filter((x): x is string => !!x);
     for (const id of ids) await client.sendCommand(["CLIENT", "KILL", "ID", id]);
