@@ -43,6 +43,10 @@ interface ReviverContext {
 type Reviver = (key: string, value: unknown, context?: ReviverContext) => unknown;
 
 const INTEGER = /^-?\d+$/;
+// A kombu tag key (or an escaped ASCII letter that might spell one), or 16+ digits in a row:
+// the only texts whose plain JSON.parse may differ from the revived one (an unsafe integer has
+// at least 16 digits).
+const NEEDS_REVIVER = /__type__|\\u00[5-7][0-9a-fA-F]|\d{16}/;
 
 // Python ints are unbounded: an integer JSON.parse would round comes back as a bigint instead.
 function revive(_key: string, value: unknown, context?: ReviverContext): unknown {
@@ -73,6 +77,9 @@ const rawJson = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;
  */
 export function parseJson(text: string): unknown {
   try {
+    // A reviver makes V8 call back into JS for every value (and keep source positions): only
+    // pay for it when the text may hold a kombu tag or an integer JSON.parse would round.
+    if (!NEEDS_REVIVER.test(text)) return JSON.parse(text);
     return (JSON.parse as (text: string, reviver: Reviver) => unknown)(text, revive);
   } catch (cause) {
     if (cause instanceof MessageDecodeError) throw cause;
@@ -93,6 +100,8 @@ export function parseJson(text: string): unknown {
  * ```
  */
 export function stringifyJson(value: unknown): string {
+  // A replacer makes V8 call back into JS for every key: skip it for plain JSON data.
+  if (isPlain(value, 0)) return JSON.stringify(value) ?? "null";
   return JSON.stringify(value, (_key, v) => {
     if (typeof v === "bigint") return rawJson(v.toString());
     if (v instanceof Map) return Object.fromEntries(v);
@@ -102,4 +111,25 @@ export function stringifyJson(value: unknown): string {
     }
     return v;
   }) ?? "null";
+}
+
+// Whether JSON.stringify needs no replacer for `value`: only primitives other than bigint,
+// arrays, plain objects without `toJSON`, and dates, nested at most 64 deep (a cycle or deeper
+// nesting takes the replacer path, which reports cycles as JSON.stringify does).
+function isPlain(value: unknown, depth: number): boolean {
+  if (value === null) return true;
+  const type = typeof value;
+  if (type === "bigint") return false;
+  if (type !== "object") return true;
+  if (depth > 64) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (!isPlain(value[i], depth + 1)) return false;
+    return true;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return value instanceof Date;
+  const object = value as Record<string, unknown>;
+  if ("toJSON" in object) return false;
+  for (const key in object) if (!isPlain(object[key], depth + 1)) return false;
+  return true;
 }
