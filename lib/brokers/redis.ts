@@ -120,20 +120,22 @@ interface AckWaiter {
 const isObject = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === "object" && !Array.isArray(v);
 
+const ASCII = /^[\x00-\x7f]*$/;
+const NOT_ASCII = /[\x80-\xff]/;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+// UTF-8 then base64; ASCII text (the usual JSON body) is its own UTF-8, so btoa takes it as is.
 function toBase64(text: string): string {
-  const bytes = new TextEncoder().encode(text);
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(binary);
+  return ASCII.test(text) ? btoa(text) : encoder.encode(text).toBase64();
 }
 
 function fromBase64(text: string): string {
   const binary = atob(text);
+  if (!NOT_ASCII.test(binary)) return binary;
   const bytes = new Uint8Array(binary.length);
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  return decoder.decode(bytes);
 }
 
 /**
