@@ -58,17 +58,23 @@ export function aborted(signal?: AbortSignal): { promise: Promise<void>; dispose
 /**
  * A wake-up flag: `wait()` resolves at the next `notify()` (or at once if one happened since
  * the last wait), or when the signal aborts, or after `timeout` ms.
+ *
+ * A Notifier adds one abort listener to each signal it is given, the first time, and keeps it
+ * (adding and removing one per wait was a hot spot of the worker loop); so give it signals that
+ * live no longer than it does, or that end (abort or are collected) with the operation.
  */
 export class Notifier {
   #pending = false;
-  #waiters: (() => void)[] = [];
+  #waiters: { resolve: () => void; signal: AbortSignal | undefined }[] = [];
+  #watched = new WeakSet<AbortSignal>();
 
   /** Wakes every current waiter (or the next one to wait). */
   notify(): void {
     this.#pending = true;
     const waiters = this.#waiters;
+    if (waiters.length === 0) return;
     this.#waiters = [];
-    for (const w of waiters) w();
+    for (const w of waiters) w.resolve();
   }
 
   /**
@@ -85,19 +91,26 @@ export class Notifier {
     }
     if (signal?.aborted) return;
     const { promise, resolve } = Promise.withResolvers<void>();
-    this.#waiters.push(resolve);
-    const abort = aborted(signal);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timed = timeout === undefined
-      ? undefined
-      : new Promise<void>((r) => timer = setTimeout(r, timeout));
+    const waiter = { resolve, signal };
+    this.#waiters.push(waiter);
+    if (signal && !this.#watched.has(signal)) {
+      this.#watched.add(signal);
+      signal.addEventListener("abort", () => this.#wake(signal), { once: true });
+    }
+    const timer = timeout === undefined ? undefined : setTimeout(resolve, timeout);
     try {
-      await Promise.race([promise, abort.promise, ...(timed ? [timed] : [])]);
+      await promise;
     } finally {
       clearTimeout(timer);
-      abort.dispose();
-      this.#waiters = this.#waiters.filter((w) => w !== resolve);
+      const i = this.#waiters.indexOf(waiter);
+      if (i >= 0) this.#waiters.splice(i, 1);
       this.#pending = false;
     }
+  }
+
+  #wake(signal: AbortSignal): void {
+    const waiters = this.#waiters;
+    this.#waiters = waiters.filter((w) => w.signal !== signal);
+    for (const w of waiters) if (w.signal === signal) w.resolve();
   }
 }
