@@ -120,14 +120,14 @@ interface AckWaiter {
 const isObject = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === "object" && !Array.isArray(v);
 
-const ASCII = /^[\x00-\x7f]*$/;
-const NOT_ASCII = /[\x80-\xff]/;
+const NOT_ASCII = /[^\t\n\r\u0020-\u007e]/;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-// UTF-8 then base64; ASCII text (the usual JSON body) is its own UTF-8, so btoa takes it as is.
+// UTF-8 then base64; printable ASCII (the usual JSON body) is its own UTF-8, so btoa takes it
+// as is. Anything else (rare) goes through TextEncoder.
 function toBase64(text: string): string {
-  return ASCII.test(text) ? btoa(text) : encoder.encode(text).toBase64();
+  return !NOT_ASCII.test(text) ? btoa(text) : encoder.encode(text).toBase64();
 }
 
 function fromBase64(text: string): string {
