@@ -325,13 +325,21 @@ export class Consumer {
     if (this.#isRevoked(req.id)) return this.#revoke(delivery, req, "revoked");
     this.#active++;
     this.#running.set(req.id, req);
-    try {
-      await this.#execute(delivery, req);
-    } finally {
+    // The slot frees when the pool returns, so the next task starts while this one's result
+    // is stored and its message settled (those are broker/backend round trips, not pool work).
+    let held = true;
+    const release = () => {
+      if (!held) return;
+      held = false;
       this.#active--;
       this.#running.delete(req.id);
-      this.#processed++;
       this.#slotFreed.notify();
+    };
+    try {
+      await this.#execute(delivery, req, release);
+    } finally {
+      release();
+      this.#processed++;
     }
   }
 
@@ -349,7 +357,7 @@ export class Consumer {
     await delivery.ack();
   }
 
-  async #execute(delivery: Delivery, req: TaskRequest): Promise<void> {
+  async #execute(delivery: Delivery, req: TaskRequest, release: () => void): Promise<void> {
     const app = this.app;
     const task = app.tasks.get(req.name)!;
     const acksLate = task.options.acksLate ?? app.conf.acksLate;
@@ -394,6 +402,7 @@ export class Consumer {
       softLimit: soft ?? task.options.softTimeLimit ?? this.#options.softTimeLimit ?? null,
       onState: (state, meta) => this.#backend.store(req.id, makeMeta(req.id, state, meta)),
     });
+    release();
     await this.#settle(delivery, req, outcome, { acksLate, ignoreResult });
     this.#event("taskPostrun", { id: req.id, name: req.name, outcome: outcome.kind });
   }
