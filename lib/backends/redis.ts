@@ -24,6 +24,7 @@ import { READY_STATES } from "../protocol/states.ts";
 import type { Backend, BackendOptions, ChordPart, ResultMeta, WaitOptions } from "./backend.ts";
 import { CHORD_PART_RETURN } from "./redis_scripts/chord_part_return.ts";
 import { STORE_RESULT } from "./redis_scripts/store_result.ts";
+import { STORE_RESULTS } from "./redis_scripts/store_results.ts";
 
 /** Celery's key prefix of task results. */
 export const TASK_KEY_PREFIX = "celery-task-meta-";
@@ -39,6 +40,15 @@ export interface RedisBackendOptions extends BackendOptions {
 }
 
 type Listener = (raw: string, key: string) => void;
+
+interface StoreBatch {
+  keys: string[];
+  values: string[];
+  done: PromiseWithResolvers<void>;
+}
+
+// Most results in one store script call.
+const STORE_BATCH = 500;
 
 interface Subscription {
   listeners: Set<Listener>;
@@ -65,6 +75,7 @@ export class RedisBackend implements Backend {
   #client: Promise<RedisClient> | undefined;
   #subscriber: Promise<RedisClient> | undefined;
   #subs = new Map<string, Subscription>();
+  #stores: StoreBatch | undefined;
   #closed = new AbortController();
   #closing: Promise<void> | undefined;
 
@@ -159,7 +170,31 @@ export class RedisBackend implements Backend {
 
   async store(taskId: string, meta: ResultMeta): Promise<void> {
     const client = await this.#connect();
-    await STORE_RESULT.run(client, [TASK_KEY_PREFIX + taskId], [stringifyJson(meta), this.#ttl()]);
+    const key = TASK_KEY_PREFIX + taskId;
+    const value = stringifyJson(meta);
+    // Stores in the same turn of the microtask queue (a worker finishing a batch of tasks) share
+    // one script call; a lone store runs the single-task script, with no added wait.
+    let batch = this.#stores;
+    if (!batch) {
+      batch = this.#stores = { keys: [], values: [], done: Promise.withResolvers<void>() };
+      queueMicrotask(() => this.#flushStores(client));
+    }
+    batch.keys.push(key);
+    batch.values.push(value);
+    const promise = batch.done.promise;
+    if (batch.keys.length >= STORE_BATCH) this.#flushStores(client);
+    await promise;
+  }
+
+  #flushStores(client: RedisClient): void {
+    const batch = this.#stores;
+    if (!batch) return;
+    this.#stores = undefined;
+    const ttl = this.#ttl();
+    const ran = batch.keys.length === 1
+      ? STORE_RESULT.run(client, batch.keys, [batch.values[0]!, ttl])
+      : STORE_RESULTS.run(client, batch.keys, [ttl, ...batch.values]);
+    ran.then(() => batch.done.resolve(), batch.done.reject);
   }
 
   async get(taskId: string): Promise<ResultMeta | null> {
