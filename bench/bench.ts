@@ -31,6 +31,7 @@
 
 import { App, type AsyncResult, GroupResult } from "../mod.ts";
 import denoJson from "../deno.json" with { type: "json" };
+import process from "node:process";
 
 const env = (name: string, fallback: string) => Deno.env.get(name) || fallback;
 const N = Number(env("N", "10000"));
@@ -108,6 +109,62 @@ function rssMiB(pid: number): number | null {
     return Number.isFinite(kb) ? r1(kb / 1024) : null;
   } catch {
     return null;
+  }
+}
+
+/** CPU time (user + system) a process has used, in ms, from /proc (Linux), or null. */
+function cpuMs(pid: number): number | null {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10; // clock ticks of 10 ms
+  } catch {
+    return null;
+  }
+}
+
+/** This process's CPU time in ms. */
+function ownCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+let redisPid: number | null | undefined;
+async function redisServerPid(): Promise<number | null> {
+  if (redisPid !== undefined) return redisPid;
+  try {
+    const { createClient } = await import("redis");
+    const c = createClient({ url: REDIS });
+    await c.connect();
+    const info = await c.info("server");
+    await c.quit();
+    const pid = Number(/process_id:(\d+)/.exec(info)?.[1]);
+    redisPid = Number.isFinite(pid) && cpuMs(pid) !== null ? pid : null;
+  } catch {
+    redisPid = null;
+  }
+  return redisPid;
+}
+
+/** CPU ms per task of the worker, this producer and redis-server over a timed section. */
+class CpuMeter {
+  #pids: (number | null)[];
+  #start: (number | null)[];
+  #own = ownCpuMs();
+  constructor(worker: number | null, redis: number | null) {
+    this.#pids = [worker, redis];
+    this.#start = this.#pids.map((p) => p === null ? null : cpuMs(p));
+  }
+  perTask(n: number): Record<string, number | null> {
+    const [w, r] = this.#pids.map((p, i) => {
+      const a = this.#start[i], b = p === null ? null : cpuMs(p);
+      return a === null || a === undefined || b === null ? null : r3((b - a) / n);
+    });
+    return {
+      worker_cpu_ms_per_task: w ?? null,
+      producer_cpu_ms_per_task: r3((ownCpuMs() - this.#own) / n),
+      redis_cpu_ms_per_task: r ?? null,
+    };
   }
 }
 
@@ -269,6 +326,7 @@ async function scEnqueue(t: Target, how: Producer): Promise<void> {
   const s = session(t, `enq-${how}`);
   try {
     await s.add(0, 0); // connection and queue declaration outside the timing
+    const cpu = new CpuMeter(null, t.broker === "redis" ? await redisServerPid() : null);
     const t0 = performance.now();
     await produce(s, N, how);
     const dt = (performance.now() - t0) / 1000;
@@ -279,6 +337,9 @@ async function scEnqueue(t: Target, how: Producer): Promise<void> {
       n: N,
       elapsed_s: r3(dt),
       tasks_per_sec: r1(N / dt),
+      producer_cpu_ms_per_task: cpu.perTask(N).producer_cpu_ms_per_task,
+      redis_cpu_ms_per_task: cpu.perTask(N).redis_cpu_ms_per_task,
+      load: r1(Deno.loadavg()[0]!),
       ok: queued === N + 1,
     });
   } finally {
@@ -298,6 +359,7 @@ async function scE2E(t: Target, pool: Pool, how: Producer): Promise<void> {
     }, 50);
     let values: number[];
     let t0: number, tSent: number, t1: number;
+    const cpu = new CpuMeter(worker.pid, t.broker === "redis" ? await redisServerPid() : null);
     try {
       t0 = performance.now();
       const results = await produce(s, N, how, 0);
@@ -318,6 +380,8 @@ async function scE2E(t: Target, pool: Pool, how: Producer): Promise<void> {
       tasks_per_sec: r1(N / dt),
       rss_idle_mib: rssIdle,
       rss_peak_mib: rssPeak || null,
+      ...cpu.perTask(N),
+      load: r1(Deno.loadavg()[0]!),
       ok: values.length === N && sum === N * (N - 1),
     });
   } finally {
@@ -332,6 +396,7 @@ async function scLatency(t: Target, pool: Pool): Promise<void> {
   try {
     await warmup(s);
     const lat: number[] = [];
+    const cpu = new CpuMeter(worker.pid, t.broker === "redis" ? await redisServerPid() : null);
     for (let i = 0; i < LAT_N; i++) {
       const t0 = performance.now();
       const v = await (await s.add(i, i)).get({ timeout: 30_000 });
@@ -349,6 +414,8 @@ async function scLatency(t: Target, pool: Pool): Promise<void> {
       mean_ms: r3(total / sorted.length),
       max_ms: r3(sorted[sorted.length - 1]!),
       tasks_per_sec: r1(LAT_N / (total / 1000)),
+      ...cpu.perTask(LAT_N),
+      load: r1(Deno.loadavg()[0]!),
     });
   } finally {
     await worker.stop();
