@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { Delivery } from "../lib/brokers/broker.ts";
-import { PRIORITY_SEP, RedisBroker, toEnvelope } from "../lib/brokers/redis.ts";
+import { PRIORITY_SEP, RedisBroker } from "../lib/brokers/redis.ts";
+import { toKombuEnvelope } from "../lib/protocol/kombu.ts";
 import { decodeTask, encodeTask } from "../lib/protocol/message.ts";
 import { brokerSuite } from "./_broker_suite.ts";
 import {
@@ -146,7 +147,7 @@ Deno.test("redis broker: an unacked message left by a crashed consumer is restor
   const redis = await rawClient();
   try {
     // What a kombu worker that died after its claim leaves behind.
-    const env = JSON.parse(toEnvelope(task("crash-1"), f.queue, 0));
+    const env = toKombuEnvelope(task("crash-1"), { queue: f.queue });
     const tag = env.properties.delivery_tag;
     await redis.multi()
       .zAdd(`${f.prefix}unacked_index`, { score: Date.now() / 1000 - 10, value: tag })
