@@ -141,7 +141,12 @@ export class RedisBackend implements Backend {
         for (const l of listeners) l(raw, key);
       };
       const ready = this.#connectSubscriber().then((c) => c.subscribe(key, handler));
-      sub = { listeners, handler, ready };
+      const entry: Subscription = { listeners, handler, ready };
+      // A failed SUBSCRIBE is forgotten, so the next waiter tries again.
+      ready.catch(() => {
+        if (this.#subs.get(key) === entry) this.#subs.delete(key);
+      });
+      sub = entry;
       this.#subs.set(key, sub);
     }
     sub.listeners.add(listener);
