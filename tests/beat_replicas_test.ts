@@ -105,6 +105,7 @@ Deno.test({
             s.tick < lastOfDead || s.tick >= firstOfNew
           ),
         );
+        // deno-lint-ignore no-console
         console.log(
           `${group}: ${sent.length} sends, unique ticks, failover gap ${
             (firstOfNew - lastOfDead) / 1000
@@ -117,6 +118,7 @@ Deno.test({
         const counts = [...new Set(sent.map((s) => s.label))].map((l) =>
           `${l}=${sent.filter((s) => s.label === l).length}`
         );
+        // deno-lint-ignore no-console
         console.log(`${group}: ${sent.length} sends, no gaps, unique ticks (${counts.join(" ")})`);
       }
     } finally {

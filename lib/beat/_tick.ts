@@ -51,6 +51,7 @@ function latestDue(schedule: Schedule, from: number, first: number, now: number)
  * @param name The entry name.
  * @param schedule The entry's schedule.
  * @param now The current time, ms.
+ * @param since For an entry seen for the first time: ticks after this are owed.
  * @returns The claim (or `null` when nothing is due or another caller won) and the time of
  * the next tick after it (or `null` when the schedule has no more ticks).
  */
@@ -59,11 +60,12 @@ export async function claimDue(
   name: string,
   schedule: Schedule,
   now: number,
+  since: number = now,
 ): Promise<{ claim: Claim | null; nextAt: number | null }> {
   for (let attempt = 0;; attempt++) {
     let state = await store.getState(name);
     if (!state) {
-      const init: EntryState = { lastRunAt: null, totalRunCount: 0, since: now };
+      const init: EntryState = { lastRunAt: null, totalRunCount: 0, since };
       if (!(await store.compareAndSet(name, null, init))) continue;
       state = init;
     }

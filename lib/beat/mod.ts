@@ -26,3 +26,6 @@ export { type BeatEntries, type BeatEntry, type BeatSend, type BeatTick } from "
 export { type BeatStore, type EntryState } from "./store.ts";
 export { MemoryBeatStore, type MemoryBeatStoreOptions } from "./store_memory.ts";
 export { Scheduler, type SchedulerOptions } from "./scheduler.ts";
+export { KvBeatStore, type KvBeatStoreOptions } from "./store_kv.ts";
+export { RedisBeatStore, type RedisBeatStoreOptions } from "./store_redis.ts";
+export { registerCron, type RegisterCronOptions, type RegisteredCron } from "./deploy.ts";

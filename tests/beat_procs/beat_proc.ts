@@ -50,6 +50,7 @@ const beat = new Scheduler({
   leaseTtl: 2_000,
   renewInterval: 500,
   owner: label,
+  // deno-lint-ignore no-console
   onError: (e) => console.error(`[${label}]`, e),
 });
 await beat.run();
