@@ -52,6 +52,7 @@ async function retrying<T>(fn: () => Promise<T>): Promise<T> {
  * ```
  */
 export class KvBeatStore implements BeatStore {
+  /** The first parts of every key. */
   readonly prefix: Deno.KvKeyPart[];
   #kv: Promise<Deno.Kv>;
   #owned: boolean;
@@ -139,6 +140,7 @@ export class KvBeatStore implements BeatStore {
     return this.#closing;
   }
 
+  /** Same as `close()`, for `await using`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }

@@ -78,6 +78,7 @@ export class MemoryBeatStore implements BeatStore {
     return Promise.resolve();
   }
 
+  /** Same as `close()`, for `await using`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }

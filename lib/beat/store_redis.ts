@@ -38,6 +38,7 @@ async function sha1(text: string): Promise<string> {
  * ```
  */
 export class RedisBeatStore implements BeatStore {
+  /** The prefix of every key. */
   readonly prefix: string;
   #client: RedisClient;
   #owned: boolean;
@@ -127,6 +128,7 @@ export class RedisBeatStore implements BeatStore {
     return this.#closing;
   }
 
+  /** Same as `close()`, for `await using`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
