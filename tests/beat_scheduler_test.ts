@@ -246,3 +246,33 @@ Deno.test("Scheduler rejects malformed entries and options", () => {
     RangeError,
   );
 });
+
+Deno.test("Scheduler wired to app.sendTask publishes a Celery task message", async () => {
+  const { App } = await import("../lib/app.ts");
+  const { decodeTask } = await import("../lib/protocol/message.ts");
+  const broker = `memory://beat-${crypto.randomUUID()}`;
+  await using app = new App({ broker, backend: "memory://" });
+  const clock = new Clock("2024-01-01T00:00:00Z");
+  await using beat = new Scheduler({
+    entries: {
+      "add-every-10s": { task: "tasks.add", schedule: every(10), args: [2], kwargs: { y: 3 } },
+    },
+    store: new MemoryBeatStore({ now: () => clock.t }),
+    now: clock.now,
+    send: (_name, entry) => app.sendTask(entry.task, entry.args, entry.kwargs, entry.options),
+  });
+  await beat.tick();
+  clock.set("2024-01-01T00:00:10Z");
+  await beat.tick();
+  const controller = new AbortController();
+  const b = await app.getBroker();
+  for await (const delivery of b.consume(["celery"], { signal: controller.signal })) {
+    const request = decodeTask(delivery.message);
+    assert.equal(request.name, "tasks.add");
+    assert.deepEqual(request.args, [2]);
+    assert.deepEqual(request.kwargs, { y: 3 });
+    await delivery.ack();
+    controller.abort();
+    break;
+  }
+});
