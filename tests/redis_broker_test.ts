@@ -13,10 +13,15 @@ import {
   sleep,
 } from "./_redis_helpers.ts";
 
+// Prefixes the conformance suite used; the last test of this file deletes their keys.
+const suitePrefixes: string[] = [];
+
 brokerSuite("redis broker", () => {
   const id = crypto.randomUUID();
+  const keyPrefix = `celeriac-test-${id}:`;
+  suitePrefixes.push(keyPrefix);
   return Promise.resolve({
-    broker: new RedisBroker(REDIS, { keyPrefix: `celeriac-test-${id}:` }),
+    broker: new RedisBroker(REDIS, { keyPrefix }),
     queue: `q-${id}`,
   });
 });
@@ -323,5 +328,17 @@ Deno.test("redis broker: concurrent publishes share round trips (throughput figu
     assert.ok(publishRate > 2000, `publish rate ${publishRate}`);
   } finally {
     await deleteByPrefix(f.prefix);
+  }
+});
+
+Deno.test("redis broker: the conformance suite's keys are removed", async () => {
+  for (const prefix of suitePrefixes) await deleteByPrefix(prefix);
+  const redis = await rawClient();
+  try {
+    for (const prefix of suitePrefixes) {
+      assert.deepEqual(await redis.keys(`${prefix}*`), []);
+    }
+  } finally {
+    await redis.disconnect();
   }
 });
