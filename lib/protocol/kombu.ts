@@ -74,6 +74,18 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === "object" && !Array.isArray(v);
 
 const utf8 = new TextEncoder();
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const NOT_PRINTABLE_ASCII = /[^\t\n\r\u0020-\u007e]/;
+// Canonical, padded base64 (what atob and Uint8Array.fromBase64 both accept alike).
+const PLAIN_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+// The fast path of the usual body: canonical base64 of printable ASCII, which is its own
+// UTF-8. Anything else (undefined) takes the checked path.
+function asciiFromBase64(body: string): string | undefined {
+  if (!PLAIN_BASE64.test(body)) return undefined;
+  const text = atob(body);
+  return NOT_PRINTABLE_ASCII.test(text) ? undefined : text;
+}
 
 // Bytes to a string one char per byte, so binary (pickle, msgpack) bodies survive unchanged.
 function latin1(bytes: Uint8Array): string {
@@ -151,7 +163,12 @@ export function fromKombuEnvelope(envelope: unknown): Message {
   }
   const { body_encoding: bodyEncoding, ...rest } = properties ?? {};
   let text = body;
-  if (bodyEncoding === "base64") {
+  const ascii = bodyEncoding === "base64" && !isBinary(contentEncoding)
+    ? asciiFromBase64(body)
+    : undefined;
+  if (ascii !== undefined) {
+    text = ascii;
+  } else if (bodyEncoding === "base64") {
     let bytes: Uint8Array;
     try {
       bytes = Uint8Array.fromBase64(body);
@@ -162,7 +179,7 @@ export function fromKombuEnvelope(envelope: unknown): Message {
       text = latin1(bytes);
     } else {
       try {
-        text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
+        text = utf8Decoder.decode(bytes);
       } catch (cause) {
         throw new MessageDecodeError(
           `A kombu envelope's body is not valid UTF-8 (content-encoding ${contentEncoding})`,
@@ -209,9 +226,13 @@ export function toKombuEnvelope(message: Message, options: ToKombuEnvelopeOption
   if (typeof queue !== "string" || queue === "") {
     throw new TypeError(`Cannot build a kombu envelope: queue must be a non-empty string`);
   }
-  const bytes = isBinary(message.contentEncoding)
-    ? Uint8Array.from(message.body, (c) => c.charCodeAt(0) & 0xff)
-    : utf8.encode(message.body);
+  const binary = isBinary(message.contentEncoding);
+  // Printable ASCII (the usual JSON body) is its own UTF-8: btoa takes it as is.
+  const body = !binary && !NOT_PRINTABLE_ASCII.test(message.body)
+    ? btoa(message.body)
+    : (binary
+      ? Uint8Array.from(message.body, (c) => c.charCodeAt(0) & 0xff)
+      : utf8.encode(message.body)).toBase64();
   const {
     delivery_info: _info,
     delivery_tag: _tag,
@@ -220,7 +241,7 @@ export function toKombuEnvelope(message: Message, options: ToKombuEnvelopeOption
     ...properties
   } = message.properties;
   return {
-    body: bytes.toBase64(),
+    body,
     "content-encoding": message.contentEncoding,
     "content-type": message.contentType,
     headers: message.headers,
