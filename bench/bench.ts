@@ -297,6 +297,20 @@ async function cleanup(s: Session): Promise<void> {
       await c.del(`_kombu.binding.${s.queue}`);
       await c.quit();
     }
+    if (s.t.broker === "amqp") {
+      // The queue, its direct exchange (Celery's layout) and a dead-letter queue, if made.
+      const amqp = await import("amqplib");
+      const conn = await amqp.connect(s.t.brokerUrl);
+      try {
+        const ch = await conn.createChannel();
+        await ch.deleteQueue(s.queue);
+        await ch.deleteExchange(s.queue);
+        await ch.deleteQueue(`${s.queue}.dlq`);
+        await ch.close();
+      } finally {
+        await conn.close();
+      }
+    }
   } catch (error) {
     log(`cleanup of ${s.queue} failed: ${error}`);
   } finally {
