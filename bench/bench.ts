@@ -23,6 +23,7 @@
  * Env: N [10000], LAT_N [500], BENCH_REP [1], REDIS_HOST [127.0.0.1], REDIS_PORT [6379],
  * AMQP_URL [amqp://guest:guest@127.0.0.1:5672], BENCH_BROKERS [redis] (also `amqp`, `kv`),
  * BENCH_ONLY [all], BENCH_CHUNK [1000], BENCH_BACKLOG [100000; 0 skips],
+ * BENCH_BACKLOG_BROKERS [redis] (brokers the backlog scenario runs on),
  * BENCH_WORKER_DENO_FLAGS (extra `deno run` flags for the worker, e.g. `--cpu-prof
  * --cpu-prof-dir=/tmp/prof`).
  *
@@ -42,6 +43,7 @@ const BACKLOG = Number(env("BENCH_BACKLOG", "100000"));
 const REDIS = `redis://${env("REDIS_HOST", "127.0.0.1")}:${env("REDIS_PORT", "6379")}`;
 const AMQP = env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672");
 const BROKERS = env("BENCH_BROKERS", "redis").split(/[ ,]+/).filter(Boolean);
+const BACKLOG_BROKERS = env("BENCH_BACKLOG_BROKERS", "redis").split(/[ ,]+/).filter(Boolean);
 const ONLY = Deno.env.get("BENCH_ONLY")?.split(",").map((s) => s.trim()).filter(Boolean);
 const WORKER_FLAGS = env("BENCH_WORKER_DENO_FLAGS", "").split(/\s+/).filter(Boolean);
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
@@ -494,6 +496,11 @@ async function scBacklog(t: Target, pool: Pool): Promise<void> {
   }
 }
 
+class Skipped extends Error {
+  override name = "Skipped";
+}
+const skip = (): Promise<void> => Promise.reject(new Skipped());
+
 interface Scenario {
   id: string;
   run: (t: Target) => Promise<void>;
@@ -526,7 +533,7 @@ const SCENARIOS: Scenario[] = [
   {
     id: "backlog-inline",
     scenario: "e2e",
-    run: (t) => BACKLOG > 0 ? scBacklog(t, "inline") : Promise.resolve(),
+    run: (t) => BACKLOG > 0 && BACKLOG_BROKERS.includes(t.broker) ? scBacklog(t, "inline") : skip(),
     variant: (t) => `${t.broker} broker, ${POOL_DESC.inline}, results, ${BACKLOG} queued first`,
   },
 ];
@@ -546,6 +553,7 @@ async function main(): Promise<number> {
       try {
         await sc.run(t);
       } catch (error) {
+        if (error instanceof Skipped) continue;
         failures++;
         log(`${broker} ${sc.id} FAILED: ${(error as Error)?.stack ?? error}`);
         emit(t, { scenario: sc.scenario, variant: sc.variant(t), error: String(error) });
