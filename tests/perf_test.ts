@@ -13,6 +13,7 @@ import { makeMeta } from "../lib/app.ts";
 import { encodeTask } from "../lib/protocol/message.ts";
 import { percentile } from "../bench/bench.ts";
 import { summarize } from "../bench/profile_summary.ts";
+import { median } from "../bench/extras.ts";
 import { deleteByPrefix, rawClient, REDIS, REDIS_BACKEND } from "./_redis_helpers.ts";
 
 Deno.test("percentile is nearest-rank, as the peer suites", () => {
@@ -157,4 +158,10 @@ Deno.test("Redis backend: 1200 concurrent stores (batched) are all stored and pu
     await backend.close();
     await deleteByPrefix(`celery-task-meta-${prefix}`, REDIS_BACKEND);
   }
+});
+
+Deno.test("bench extras: median skips missing values", () => {
+  assertEquals(median([3, null, 1, undefined, 2]), 2);
+  assertEquals(median([4, 1, 3, 2]), 2.5);
+  assertEquals(median([null]), null);
 });
