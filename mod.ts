@@ -73,6 +73,7 @@ export type {
   BackendOptions,
   ChordPart,
   ResultMeta,
+  StoreOptions,
   WaitOptions,
 } from "./lib/backends/backend.ts";
 export {

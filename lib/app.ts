@@ -389,6 +389,13 @@ export class App extends EventTarget {
     const list = (v: SignatureDict | SignatureDict[] | undefined) =>
       v === undefined ? null : Array.isArray(v) ? v : [v];
     const queue = this.route(name, options.queue);
+    let replyTo = this.oid;
+    if (this.conf.backendUrl.startsWith("rpc:")) {
+      // rpc:// results come back to this process's reply queue: declare it before sending.
+      const backend = await this.getBackend();
+      await backend.ready?.();
+      replyTo = backend.replyTo ?? replyTo;
+    }
     const message = encodeTask({
       id,
       name,
@@ -406,7 +413,7 @@ export class App extends EventTarget {
       softTimeLimit: options.softTimeLimit ?? null,
       origin: `${Deno.pid}@${machineName()}`,
       ignoreResult: options.ignoreResult ?? false,
-      replyTo: this.oid,
+      replyTo,
       priority: options.priority ?? null,
       headers: options.headers ?? {},
       callbacks: list(options.link),
@@ -462,6 +469,7 @@ export class App extends EventTarget {
           deliveryInfo: { queue: "", redelivered: false, deliveryCount: 1, priority: null },
           hostname: machineName(),
           isEager: true,
+          replyTo: null,
         };
         const outcome = await execute(
           this,

@@ -254,7 +254,7 @@ export class Consumer {
 
   async #store(req: TaskRequest, meta: ReturnType<typeof makeMeta>): Promise<void> {
     try {
-      await this.#backend.store(req.id, meta);
+      await this.#backend.store(req.id, meta, { replyTo: req.replyTo });
     } catch (error) {
       this.app.logger.error(`Cannot store the result of ${req.name}[${req.id}]: ${error}`);
     }
@@ -385,6 +385,7 @@ export class Consumer {
         },
         hostname: this.hostname,
         isEager: false,
+        replyTo: req.replyTo,
       },
     };
     this.#event("taskPrerun", { id: req.id, name: req.name, args: req.args, kwargs: req.kwargs });
@@ -392,7 +393,8 @@ export class Consumer {
     const outcome = await this.#pool!.run(run, {
       hardLimit: hard ?? task.options.timeLimit ?? this.#options.timeLimit ?? null,
       softLimit: soft ?? task.options.softTimeLimit ?? this.#options.softTimeLimit ?? null,
-      onState: (state, meta) => this.#backend.store(req.id, makeMeta(req.id, state, meta)),
+      onState: (state, meta) =>
+        this.#backend.store(req.id, makeMeta(req.id, state, meta), { replyTo: req.replyTo }),
     });
     await this.#settle(delivery, req, outcome, { acksLate, ignoreResult });
     this.#event("taskPostrun", { id: req.id, name: req.name, outcome: outcome.kind });
