@@ -7,6 +7,8 @@
 import type { Backend, ResultMeta } from "./backends/backend.ts";
 import type { Broker } from "./brokers/broker.ts";
 import { createBackend, createBroker } from "./connect.ts";
+import { Control } from "./control.ts";
+import { type CeleryEvent, receiveEvents, type ReceiveEventsOptions } from "./events.ts";
 import { TaskRevokedError } from "./errors.ts";
 import { errorToInfo } from "./protocol/exceptions.ts";
 import { encodeTask, type SignatureDict, toIso } from "./protocol/message.ts";
@@ -188,6 +190,7 @@ export class App extends EventTarget {
   #broker: Promise<Broker> | undefined;
   #backend: Promise<Backend> | undefined;
   #closing: Promise<void> | undefined;
+  #control: Control | undefined;
 
   /**
    * Creates the app.
@@ -494,6 +497,26 @@ export class App extends EventTarget {
         }),
       },
     });
+  }
+
+  /**
+   * Remote control of workers: `inspect()`, `revoke()`, `rateLimit()`, `broadcast()`...
+   *
+   * @returns The control client.
+   */
+  get control(): Control {
+    return this.#control ??= new Control(this);
+  }
+
+  /**
+   * Every event on the `celeryev` exchange (from celeriac and Python workers), until
+   * `signal` aborts. Batched `task.multi` messages come out one event at a time.
+   *
+   * @param options Signal and a type filter.
+   * @returns The events.
+   */
+  async *events(options: ReceiveEventsOptions = {}): AsyncGenerator<CeleryEvent> {
+    yield* receiveEvents(await this.getBroker(), options);
   }
 
   /**
