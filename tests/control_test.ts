@@ -163,7 +163,7 @@ Deno.test("--statedb keeps revoked ids across a restart, and a revoked task does
     const r = await app.sendTask("c.add", [1, 1], {}, { taskId: id });
     await eventually(async () => (await r.state()) === "REVOKED");
     await Deno.writeTextFile(statedb, "{not json");
-    await using w3 = startWorker(app, { ...quiet, hostname: "s3@test", statedb });
+    await using _w3 = startWorker(app, { ...quiet, hostname: "s3@test", statedb });
     await eventually(async () => (await app.control.ping({ destination: ["s3@test"] })).length > 0);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -200,4 +200,28 @@ Deno.test("CLI: inspect, control, status and purge against a worker over Redis",
   const purge = await cli("purge", "-b", REDIS, "-Q", emptyQueue, "--force");
   assert.equal(purge.code, 0, purge.stderr);
   assert.match(purge.stdout, /Purged 2 messages/);
+});
+
+Deno.test("add_consumer and cancel_consumer change the queues a worker takes tasks from", async () => {
+  await using app = memoryApp();
+  await using w = startWorker(app, { ...quiet, hostname: "q@test" });
+  const to = { destination: ["q@test"], reply: true, timeout: 2000 };
+  await eventually(async () => (await app.control.ping({ destination: ["q@test"] })).length > 0);
+  const extra = `extra-${crypto.randomUUID()}`;
+  const early = await app.sendTask("c.add", [2, 3], {}, { queue: extra });
+  assert.deepEqual(await app.control.addConsumer(extra, to), [
+    { "q@test": { ok: `add consumer ${extra}` } },
+  ]);
+  assert.equal(await early.get({ timeout: 5000 }), 5);
+  const queues = (await app.control.inspect({ destination: ["q@test"] }).activeQueues().collect())[
+    "q@test"
+  ] as { name: string }[];
+  assert.deepEqual(queues.map((q) => q.name), ["celery", extra]);
+  await app.control.cancelConsumer("celery", to);
+  assert.deepEqual(w.consumer.queues, [extra]);
+  const parked = await app.sendTask("c.add", [1, 1], {}, { queue: "celery" });
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(await parked.state(), "PENDING");
+  await app.control.addConsumer("celery", to);
+  assert.equal(await parked.get({ timeout: 5000 }), 2);
 });

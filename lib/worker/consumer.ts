@@ -19,7 +19,7 @@ import {
 } from "../errors.ts";
 import { errorToInfo } from "../protocol/exceptions.ts";
 import { decodeTask, type Message, type TaskRequest, toIso } from "../protocol/message.ts";
-import { Notifier } from "../_signal.ts";
+import { aborted, Notifier } from "../_signal.ts";
 import { InlinePool } from "./inline_pool.ts";
 import type { Outcome, RunRequest } from "./outcome.ts";
 import type { Pool } from "./pool.ts";
@@ -121,6 +121,7 @@ export class Consumer {
   readonly revokedSet: RevokedSet = new RevokedSet();
   #held = new Map<Delivery, HeldRequest>();
   #control: ControlNode | undefined;
+  #round: AbortController | undefined;
   #terminated = new Set<string>();
   #running = new Map<string, TaskRequest>();
   #processed = 0;
@@ -136,7 +137,7 @@ export class Consumer {
     this.app = app;
     this.#options = options;
     this.hostname = options.hostname ?? `celeriac@${machineName()}`;
-    this.queues = options.queues?.length ? options.queues : [app.conf.defaultQueue];
+    this.queues = options.queues?.length ? [...options.queues] : [app.conf.defaultQueue];
     if ((options.pool ?? "workers") === "workers" && !options.appModule) {
       throw new TypeError("Cannot start the workers pool: appModule is required");
     }
@@ -181,6 +182,35 @@ export class Consumer {
   /** The remote control node, while running. */
   get control(): ControlNode | undefined {
     return this.#control;
+  }
+
+  /**
+   * Starts consuming a queue too (remote control `add_consumer`).
+   *
+   * @param queue The queue.
+   */
+  addQueue(queue: string): void {
+    if (typeof queue !== "string" || queue === "") {
+      throw new TypeError(
+        `Cannot add queue ${JSON.stringify(queue)}: it must be a non-empty string`,
+      );
+    }
+    if (this.queues.includes(queue)) return;
+    this.queues.push(queue);
+    this.#round?.abort();
+  }
+
+  /**
+   * Stops consuming a queue (remote control `cancel_consumer`); messages already taken still
+   * run.
+   *
+   * @param queue The queue.
+   */
+  cancelQueue(queue: string): void {
+    const i = this.queues.indexOf(queue);
+    if (i < 0) return;
+    this.queues.splice(i, 1);
+    this.#round?.abort();
   }
 
   /**
@@ -278,24 +308,35 @@ export class Consumer {
     app.dispatchEvent(new CustomEvent("workerReady", { detail: { hostname: this.hostname } }));
     try {
       const prefetch = () => multiplier === 0 ? 0 : this.#pool!.capacity * multiplier;
-      for await (
-        const delivery of this.#broker.consume(this.queues, {
-          prefetch: prefetch(),
-          signal: this.#stop.signal,
-        })
-      ) {
-        this.#reserved++;
-        const p = this.#handle(delivery).catch((error) => {
-          app.logger.error(`Internal error handling a message: ${error}`, { error });
-        }).finally(() => {
-          this.#reserved--;
-          this.#held.delete(delivery);
-          this.#inflight.delete(p);
-          this.#slotFreed.notify();
-        });
-        this.#inflight.add(p);
-        while (prefetch() > 0 && this.#reserved >= prefetch() && !this.#stop.signal.aborted) {
-          await this.#slotFreed.wait(this.#stop.signal);
+      // add_consumer/cancel_consumer end a round; the next one consumes the new queue list.
+      while (!this.#stop.signal.aborted) {
+        const round = this.#round = new AbortController();
+        if (this.queues.length === 0) {
+          const idle = aborted(AbortSignal.any([this.#stop.signal, round.signal]));
+          await idle.promise;
+          idle.dispose();
+          continue;
+        }
+        const signal = AbortSignal.any([this.#stop.signal, round.signal]);
+        for await (
+          const delivery of this.#broker.consume([...this.queues], {
+            prefetch: prefetch(),
+            signal,
+          })
+        ) {
+          this.#reserved++;
+          const p = this.#handle(delivery).catch((error) => {
+            app.logger.error(`Internal error handling a message: ${error}`, { error });
+          }).finally(() => {
+            this.#reserved--;
+            this.#held.delete(delivery);
+            this.#inflight.delete(p);
+            this.#slotFreed.notify();
+          });
+          this.#inflight.add(p);
+          while (prefetch() > 0 && this.#reserved >= prefetch() && !this.#stop.signal.aborted) {
+            await this.#slotFreed.wait(this.#stop.signal);
+          }
         }
       }
     } finally {
