@@ -128,57 +128,101 @@ export class Inspect {
     return this.#control.replies(command, args, this.#options);
   }
 
-  /** @returns `{ok: "pong"}` from every worker. */
+  /**
+   * Asks for: `{ok: "pong"}` from every worker.
+   *
+   * @returns The replies.
+   */
   ping(): ReplyStream {
     return this.call("ping");
   }
-  /** @returns Worker statistics. */
+  /**
+   * Asks for: Worker statistics.
+   *
+   * @returns The replies.
+   */
   stats(): ReplyStream {
     return this.call("stats");
   }
-  /** @returns Running tasks. */
+  /**
+   * Asks for: Running tasks.
+   *
+   * @returns The replies.
+   */
   active(): ReplyStream {
     return this.call("active");
   }
-  /** @returns Tasks received and waiting to run. */
+  /**
+   * Asks for: Tasks received and waiting to run.
+   *
+   * @returns The replies.
+   */
   reserved(): ReplyStream {
     return this.call("reserved");
   }
-  /** @returns Tasks waiting for their ETA. */
+  /**
+   * Asks for: Tasks waiting for their ETA.
+   *
+   * @returns The replies.
+   */
   scheduled(): ReplyStream {
     return this.call("scheduled");
   }
-  /** @returns Revoked task ids. */
+  /**
+   * Asks for: Revoked task ids.
+   *
+   * @returns The replies.
+   */
   revoked(): ReplyStream {
     return this.call("revoked");
   }
   /**
+   * Asks for the registered task names.
+   *
    * @param taskinfoitems Task attributes to show (`rate_limit`, ...).
-   * @returns Registered task names.
+   * @returns The replies.
    */
   registered(...taskinfoitems: string[]): ReplyStream {
     return this.call("registered", { taskinfoitems });
   }
-  /** @returns The queues each worker consumes. */
+  /**
+   * Asks for: The queues each worker consumes.
+   *
+   * @returns The replies.
+   */
   activeQueues(): ReplyStream {
     return this.call("active_queues");
   }
   /**
+   * Asks about tasks by id: `{id: [state, info]}` for the ones a worker holds.
+   *
    * @param ids Task ids.
-   * @returns `{id: [state, info]}` for the tasks a worker holds.
+   * @returns The replies.
    */
   queryTask(...ids: string[]): ReplyStream {
     return this.call("query_task", { ids });
   }
-  /** @returns Each worker's configuration. */
+  /**
+   * Asks for: Each worker's configuration.
+   *
+   * @returns The replies.
+   */
   conf(): ReplyStream {
     return this.call("conf", { with_defaults: false });
   }
-  /** @returns A bug-report text. */
+  /**
+   * Asks for: A bug-report text.
+   *
+   * @returns The replies.
+   */
   report(): ReplyStream {
     return this.call("report");
   }
-  /** @returns Each worker's Lamport clock. */
+  /**
+   * Asks for: Each worker's Lamport clock.
+   *
+   * @returns The replies.
+   */
   clock(): ReplyStream {
     return this.call("clock");
   }
