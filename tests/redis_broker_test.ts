@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { Delivery } from "../lib/brokers/broker.ts";
-import { PRIORITY_SEP, RedisBroker, toEnvelope } from "../lib/brokers/redis.ts";
+import { PRIORITY_SEP, RedisBroker } from "../lib/brokers/redis.ts";
+import { toKombuEnvelope } from "../lib/protocol/kombu.ts";
 import { decodeTask, encodeTask } from "../lib/protocol/message.ts";
 import { brokerSuite } from "./_broker_suite.ts";
 import {
@@ -12,10 +13,15 @@ import {
   sleep,
 } from "./_redis_helpers.ts";
 
+// Prefixes the conformance suite used; the last test of this file deletes their keys.
+const suitePrefixes: string[] = [];
+
 brokerSuite("redis broker", () => {
   const id = crypto.randomUUID();
+  const keyPrefix = `celeriac-test-${id}:`;
+  suitePrefixes.push(keyPrefix);
   return Promise.resolve({
-    broker: new RedisBroker(REDIS, { keyPrefix: `celeriac-test-${id}:` }),
+    broker: new RedisBroker(REDIS, { keyPrefix }),
     queue: `q-${id}`,
   });
 });
@@ -146,7 +152,7 @@ Deno.test("redis broker: an unacked message left by a crashed consumer is restor
   const redis = await rawClient();
   try {
     // What a kombu worker that died after its claim leaves behind.
-    const env = JSON.parse(toEnvelope(task("crash-1"), f.queue, 0));
+    const env = toKombuEnvelope(task("crash-1"), { queue: f.queue });
     const tag = env.properties.delivery_tag;
     await redis.multi()
       .zAdd(`${f.prefix}unacked_index`, { score: Date.now() / 1000 - 10, value: tag })
@@ -298,29 +304,38 @@ Deno.test("redis broker: broadcast() publishes on kombu's /<db>.<exchange>/<rout
   }
 });
 
-Deno.test("redis broker: concurrent publishes share round trips (throughput figure)", async () => {
+Deno.test("redis broker: 5,000 concurrent publishes all arrive, once each", async () => {
+  // Speed is measured in bench/, not asserted here: this checks that pipelined publishes and
+  // batched acks lose and duplicate nothing.
   const f = fixture();
   await using broker = f.make();
   try {
     const n = 5000;
-    await broker.publish(f.queue, task("warm"));
-    let t = performance.now();
     await Promise.all(Array.from({ length: n }, (_, i) => broker.publish(f.queue, task(`m-${i}`))));
-    const publishRate = n / ((performance.now() - t) / 1000);
     const controller = new AbortController();
-    let got = 0;
-    t = performance.now();
+    const timer = setTimeout(() => controller.abort(), 30_000);
+    const seen = new Set<unknown>();
     for await (const d of broker.consume([f.queue], { prefetch: 100, signal: controller.signal })) {
+      seen.add(d.message.headers.id);
       void d.ack();
-      if (++got === n + 1) break;
+      if (seen.size === n) break;
     }
-    const consumeRate = n / ((performance.now() - t) / 1000);
-    // deno-lint-ignore no-console -- the figure is this test's output
-    console.log(
-      `publish ${publishRate.toFixed(0)} msg/s, consume+ack ${consumeRate.toFixed(0)} msg/s`,
-    );
-    assert.ok(publishRate > 2000, `publish rate ${publishRate}`);
+    clearTimeout(timer);
+    assert.equal(seen.size, n);
+    assert.equal(await broker.purge(f.queue), 0);
   } finally {
     await deleteByPrefix(f.prefix);
+  }
+});
+
+Deno.test("redis broker: the conformance suite's keys are removed", async () => {
+  for (const prefix of suitePrefixes) await deleteByPrefix(prefix);
+  const redis = await rawClient();
+  try {
+    for (const prefix of suitePrefixes) {
+      assert.deepEqual(await redis.keys(`${prefix}*`), []);
+    }
+  } finally {
+    await redis.disconnect();
   }
 });

@@ -20,6 +20,7 @@ import {
 } from "../_redis.ts";
 import { redact } from "../connect.ts";
 import { parseJson, stringifyJson } from "../protocol/json.ts";
+import { parseResultMeta } from "../protocol/result_meta.ts";
 import { READY_STATES } from "../protocol/states.ts";
 import type { Backend, BackendOptions, ChordPart, ResultMeta, WaitOptions } from "./backend.ts";
 import { CHORD_PART_RETURN } from "./redis_scripts/chord_part_return.ts";
@@ -140,7 +141,12 @@ export class RedisBackend implements Backend {
         for (const l of listeners) l(raw, key);
       };
       const ready = this.#connectSubscriber().then((c) => c.subscribe(key, handler));
-      sub = { listeners, handler, ready };
+      const entry: Subscription = { listeners, handler, ready };
+      // A failed SUBSCRIBE is forgotten, so the next waiter tries again.
+      ready.catch(() => {
+        if (this.#subs.get(key) === entry) this.#subs.delete(key);
+      });
+      sub = entry;
       this.#subs.set(key, sub);
     }
     sub.listeners.add(listener);
@@ -322,14 +328,15 @@ export class RedisBackend implements Backend {
   }
 }
 
+// Celery's meta shape (children null becomes []); a meta without task_id gets the key's id.
 function decodeMeta(raw: string, taskId: string): ResultMeta {
   const meta = parseJson(raw);
   if (meta === null || typeof meta !== "object" || Array.isArray(meta)) {
     throw new TypeError(`Result of task ${taskId} is not a meta object`);
   }
-  const m = meta as ResultMeta;
-  m.task_id ??= taskId;
-  return m;
+  const m = meta as Record<string, unknown>;
+  if (typeof m.task_id !== "string" || m.task_id === "") m.task_id = taskId;
+  return parseResultMeta(JSON.stringify(m));
 }
 
 /**

@@ -28,7 +28,8 @@ import {
   type RedisUrl,
 } from "../_redis.ts";
 import { redact } from "../connect.ts";
-import { parseJson, stringifyJson } from "../protocol/json.ts";
+import { stringifyJson } from "../protocol/json.ts";
+import { fromKombuEnvelope, toKombuEnvelope } from "../protocol/kombu.ts";
 import type { Message } from "../protocol/message.ts";
 import type {
   BroadcastMessage,
@@ -122,22 +123,6 @@ interface AckWaiter {
 const isObject = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === "object" && !Array.isArray(v);
 
-function toBase64(text: string): string {
-  const bytes = new TextEncoder().encode(text);
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(binary);
-}
-
-function fromBase64(text: string): string {
-  const binary = atob(text);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-}
-
 /**
  * kombu's priority step for a priority: the highest step at or below it, after clamping to
  * 0–9 (`Channel.priority`).
@@ -157,70 +142,18 @@ export function priorityStep(priority: number): number {
   return step;
 }
 
-/**
- * Wraps a message in kombu's Redis envelope (`virtual/base.py:Channel.prepare_message` plus
- * `_inplace_augment_message`): base64 body, dashed content keys, a fresh uuid delivery tag,
- * `delivery_info` routed to `queue`.
- *
- * @param message The message.
- * @param queue The queue (routing key).
- * @param priority The priority written to the properties.
- * @returns The envelope as JSON text.
- * @example
- * ```ts
- * import { toEnvelope } from "./redis.ts";
- * import { encodeTask } from "../protocol/message.ts";
- * const env = JSON.parse(toEnvelope(encodeTask({ id: "1", name: "t", args: [], kwargs: {} }), "q", 0));
- * console.assert(env.properties.delivery_info.routing_key === "q");
- * ```
- */
-export function toEnvelope(message: Message, queue: string, priority: number): string {
-  const { delivery_info: _info, ...properties } = message.properties;
-  return stringifyJson({
-    body: toBase64(message.body),
-    "content-encoding": message.contentEncoding,
-    "content-type": message.contentType,
-    headers: message.headers,
-    properties: {
-      ...properties,
-      priority,
-      body_encoding: "base64",
-      delivery_tag: crypto.randomUUID(),
-      delivery_info: { exchange: "", routing_key: queue },
-    },
-  });
-}
-
-/**
- * Reads a kombu Redis envelope back into a message.
- *
- * @param raw The envelope JSON.
- * @returns The message.
- * @throws {MessageDecodeError} When it is not a kombu envelope.
- * @example
- * ```ts
- * import { fromEnvelope, toEnvelope } from "./redis.ts";
- * import { encodeTask } from "../protocol/message.ts";
- * const m = encodeTask({ id: "1", name: "t", args: ["é"], kwargs: {} });
- * console.assert(fromEnvelope(toEnvelope(m, "q", 0)).body === m.body);
- * ```
- */
-export function fromEnvelope(raw: string): Message {
-  const env = parseJson(raw);
-  if (!isObject(env) || typeof env.body !== "string") {
-    throw new TypeError("Not a kombu envelope: no string body");
-  }
-  const properties = isObject(env.properties) ? env.properties : {};
-  const body = properties.body_encoding === "base64" ? fromBase64(env.body) : env.body;
-  return {
-    headers: isObject(env.headers) ? env.headers : {},
-    properties,
-    body,
-    contentType: typeof env["content-type"] === "string" ? env["content-type"] : "application/json",
-    contentEncoding: typeof env["content-encoding"] === "string"
-      ? env["content-encoding"]
-      : "utf-8",
-  };
+// The envelope text for a queue list or a fanout channel, with the priority given.
+function envelopeText(
+  message: Message,
+  queue: string,
+  priority: number,
+  exchange = "",
+  routingKey = queue,
+): string {
+  return stringifyJson(toKombuEnvelope(
+    { ...message, properties: { ...message.properties, priority } },
+    { queue, exchange, routingKey },
+  ));
 }
 
 // kombu's `_do_restore_message`: mark the message redelivered in headers and delivery_info.
@@ -342,7 +275,7 @@ export class RedisBroker implements Broker {
     const raws = await client.lRange(this.#deadKey(queue), 0, -1);
     return raws.reverse().map((raw) => {
       try {
-        return fromEnvelope(raw);
+        return fromKombuEnvelope(raw);
       } catch {
         return { headers: {}, properties: {}, body: raw, contentType: "", contentEncoding: "" };
       }
@@ -353,7 +286,7 @@ export class RedisBroker implements Broker {
     checkQueue(queue);
     const client = await this.#connect();
     const priority = options.priority ?? message.properties.priority ?? 0;
-    const envelope = toEnvelope(message, queue, priority);
+    const envelope = envelopeText(message, queue, priority);
     // Both commands leave in the same tick: node-redis pipelines them on one write.
     await Promise.all([
       this.#declare(client, queue),
@@ -386,7 +319,7 @@ export class RedisBroker implements Broker {
     const priority = options.priority ?? message.properties.priority ?? 0;
     const member = JSON.stringify([
       this.#listKey(queue, priorityStep(priority)),
-      toEnvelope(message, queue, priority),
+      envelopeText(message, queue, priority),
     ]);
     await Promise.all([
       this.#declare(client, queue),
@@ -549,7 +482,7 @@ export class RedisBroker implements Broker {
     let message: Message;
     let redelivered = claimed.count > 1;
     try {
-      message = fromEnvelope(claimed.raw);
+      message = fromKombuEnvelope(claimed.raw);
       const info = message.properties.delivery_info;
       if (message.headers.redelivered === true || (isObject(info) && info.redelivered === true)) {
         redelivered = true;
@@ -786,14 +719,15 @@ export class RedisBroker implements Broker {
   async broadcast(message: BroadcastMessage): Promise<void> {
     const client = await this.#connect();
     const priority = message.message.properties.priority ?? 0;
-    const envelope = JSON.parse(toEnvelope(message.message, message.routingKey, priority));
-    envelope.properties.delivery_info = {
-      exchange: message.exchange,
-      routing_key: message.routingKey,
-    };
     await client.publish(
       this.#channel(message.exchange, message.routingKey),
-      JSON.stringify(envelope),
+      envelopeText(
+        message.message,
+        message.routingKey || message.exchange,
+        priority,
+        message.exchange,
+        message.routingKey,
+      ),
     );
   }
 
@@ -818,7 +752,7 @@ export class RedisBroker implements Broker {
       try {
         const rest = channel.slice(base.length);
         if (rest !== "" && !rest.startsWith("/")) return;
-        buffer.push({ exchange, routingKey: rest.slice(1), message: fromEnvelope(raw) });
+        buffer.push({ exchange, routingKey: rest.slice(1), message: fromKombuEnvelope(raw) });
         notifier.notify();
       } catch (error) {
         this.#onError(error as Error);
@@ -849,9 +783,10 @@ export class RedisBroker implements Broker {
     if (queues.size === 0) return;
     const priority = message.properties.priority ?? 0;
     for (const queue of queues) {
-      const envelope = JSON.parse(toEnvelope(message, queue, priority));
-      envelope.properties.delivery_info = { exchange, routing_key: routingKey };
-      await client.lPush(this.#listKey(queue, priorityStep(priority)), JSON.stringify(envelope));
+      await client.lPush(
+        this.#listKey(queue, priorityStep(priority)),
+        envelopeText(message, queue, priority, exchange, routingKey),
+      );
     }
   }
 
@@ -891,7 +826,7 @@ export class RedisBroker implements Broker {
         if (!popped) continue;
         let message: Message;
         try {
-          message = fromEnvelope(popped.element);
+          message = fromKombuEnvelope(popped.element);
         } catch (error) {
           this.#onError(error as Error);
           continue;

@@ -5,6 +5,8 @@ Usage (prints one JSON line on stdout):
   kombu_io.py receive  BROKER_URL KEYPREFIX QUEUE           read one message with kombu, ack it
   kombu_io.py get      BACKEND_URL TASK_ID                  AsyncResult(id).get(timeout=10)
   kombu_io.py store    BACKEND_URL TASK_ID                  store a SUCCESS result
+  kombu_io.py call     BROKER_URL KEYPREFIX BACKEND_URL QUEUE NAME ARGS KWARGS
+                                                            apply_async and get() the result
 """
 import json
 import sys
@@ -53,6 +55,13 @@ def main(argv):
         app = app_for(backend=url)
         app.backend.store_result(task_id, {"from": "python", "n": [1, 2]}, "SUCCESS")
         print(json.dumps({"stored": task_id}))
+    elif cmd == "call":
+        url, prefix, backend, queue, name, args, kwargs = argv[2:9]
+        app = app_for(url, backend=backend, prefix=prefix)
+        result = app.signature(name).apply_async(
+            args=json.loads(args), kwargs=json.loads(kwargs), queue=queue)
+        value = result.get(timeout=20)
+        print(json.dumps({"result": value, "state": result.state, "id": result.id}))
     else:
         raise SystemExit(f"unknown command {cmd}")
 
