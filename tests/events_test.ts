@@ -178,7 +178,7 @@ Deno.test("Python `celery events --dump` prints a celeriac worker's task-succeed
       dump.output(),
       new RegExp(`task received: ev\\.add\\(${r.id}\\) args=\\(20, 22\\)`),
     );
-    assert.match(dump.output(), new RegExp(`${host} \\[[^\\]]+\\] started`));
+    assert.match(dump.output(), /sw_ident=celeriac, sw_sys=Linux/);
   } finally {
     await w.stop();
     await dump.stop();
