@@ -19,11 +19,13 @@ import {
 } from "../errors.ts";
 import { errorToInfo } from "../protocol/exceptions.ts";
 import { decodeTask, type Message, type TaskRequest, toIso } from "../protocol/message.ts";
-import { Notifier } from "../_signal.ts";
+import { aborted, Notifier } from "../_signal.ts";
 import { InlinePool } from "./inline_pool.ts";
 import type { Outcome, RunRequest } from "./outcome.ts";
 import type { Pool } from "./pool.ts";
 import { WorkersPool } from "./worker_pool.ts";
+import { ControlNode, type HeldRequest } from "./control.ts";
+import { RevokedSet } from "./revoked.ts";
 
 /** Options of {@linkcode Consumer}. */
 export interface ConsumerOptions {
@@ -61,10 +63,25 @@ export interface ConsumerOptions {
   etaHoldMs?: number;
   /** Warm shutdown: stop taking messages, finish running tasks, requeue the rest. */
   signal?: AbortSignal;
+  /**
+   * Send task events (`-E`); worker events (online, heartbeat, offline) are always sent.
+   * @default {false}
+   */
+  taskEvents?: boolean;
+  /**
+   * Seconds between `worker-heartbeat` events; `0` turns them off (`--without-heartbeat`).
+   * @default {2}
+   */
+  heartbeatInterval?: number;
+  /**
+   * At start-up, wait this many ms for other workers' revoked ids (mingle); `0` skips it.
+   * The CLI uses 1000 (as Celery) unless `--without-mingle`.
+   * @default {0}
+   */
+  mingleTimeout?: number;
+  /** A JSON file that keeps revoked ids across restarts (`--statedb`). */
+  statedb?: string;
 }
-
-const REVOKE_KEEP_MS = 3 * 3600 * 1000;
-const REVOKE_MAX = 50_000;
 
 /**
  * Runs a worker over an app's broker.
@@ -100,7 +117,11 @@ export class Consumer {
   #active = 0;
   #slotFreed = new Notifier();
   #inflight = new Set<Promise<void>>();
-  #revoked = new Map<string, number>();
+  /** Revoked task ids (kept 3 hours, at most 50,000). */
+  readonly revokedSet: RevokedSet = new RevokedSet();
+  #held = new Map<Delivery, HeldRequest>();
+  #control: ControlNode | undefined;
+  #round: AbortController | undefined;
   #terminated = new Set<string>();
   #running = new Map<string, TaskRequest>();
   #processed = 0;
@@ -116,7 +137,7 @@ export class Consumer {
     this.app = app;
     this.#options = options;
     this.hostname = options.hostname ?? `celeriac@${machineName()}`;
-    this.queues = options.queues?.length ? options.queues : [app.conf.defaultQueue];
+    this.queues = options.queues?.length ? [...options.queues] : [app.conf.defaultQueue];
     if ((options.pool ?? "workers") === "workers" && !options.appModule) {
       throw new TypeError("Cannot start the workers pool: appModule is required");
     }
@@ -139,7 +160,88 @@ export class Consumer {
 
   /** Ids revoked on this worker. */
   get revoked(): string[] {
-    return [...this.#revoked.keys()];
+    return this.revokedSet.ids();
+  }
+
+  /** The pool, once started. */
+  get pool(): Pool | undefined {
+    return this.#pool;
+  }
+
+  /** `workers` or `inline`. */
+  get poolKind(): string {
+    return this.#options.pool ?? "workers";
+  }
+
+  /** Messages reserved at most (`0`: unlimited). */
+  get prefetchCount(): number {
+    const multiplier = this.#options.prefetchMultiplier ?? 4;
+    return multiplier === 0 ? 0 : (this.#pool?.capacity ?? 0) * multiplier;
+  }
+
+  /** The remote control node, while running. */
+  get control(): ControlNode | undefined {
+    return this.#control;
+  }
+
+  /**
+   * Starts consuming a queue too (remote control `add_consumer`).
+   *
+   * @param queue The queue.
+   */
+  addQueue(queue: string): void {
+    if (typeof queue !== "string" || queue === "") {
+      throw new TypeError(
+        `Cannot add queue ${JSON.stringify(queue)}: it must be a non-empty string`,
+      );
+    }
+    if (this.queues.includes(queue)) return;
+    this.queues.push(queue);
+    this.#round?.abort();
+  }
+
+  /**
+   * Stops consuming a queue (remote control `cancel_consumer`); messages already taken still
+   * run.
+   *
+   * @param queue The queue.
+   */
+  cancelQueue(queue: string): void {
+    const i = this.queues.indexOf(queue);
+    if (i < 0) return;
+    this.queues.splice(i, 1);
+    this.#round?.abort();
+  }
+
+  /**
+   * The tasks this worker holds: running, waiting for a slot, or waiting for their ETA.
+   *
+   * @returns A snapshot.
+   */
+  requests(): HeldRequest[] {
+    return [...this.#held.values()].map((r) => ({ ...r }));
+  }
+
+  /**
+   * Revokes tasks here: they will not start; with `terminate`, running ones are stopped
+   * (their state becomes REVOKED).
+   *
+   * @param ids Task ids.
+   * @param options Terminate or not.
+   * @returns The ids that were running and are being terminated.
+   */
+  revoke(ids: string[], options: { terminate?: boolean; signal?: string } = {}): string[] {
+    const terminated: string[] = [];
+    for (const id of ids) {
+      this.revokedSet.add(id);
+      if (options.terminate && this.#running.has(id)) {
+        this.#terminated.add(id);
+        this.#pool?.terminate(id);
+        terminated.push(id);
+      }
+    }
+    if (ids.length) this.app.logger.info(`Tasks flagged as revoked: ${ids.join(", ")}`);
+    return terminated;
   }
 
   /**
@@ -180,7 +282,20 @@ export class Consumer {
       await this.#pool.close();
       throw error;
     }
-    const control = this.#listenControl();
+    const controlOptions: ConstructorParameters<typeof ControlNode>[2] = {
+      taskEvents: o.taskEvents ?? false,
+      heartbeatInterval: o.heartbeatInterval ?? 2,
+      mingleTimeout: o.mingleTimeout ?? 0,
+    };
+    if (o.statedb) controlOptions.statedb = o.statedb;
+    const control = this.#control = new ControlNode(this, this.#broker, controlOptions);
+    try {
+      await control.start();
+    } catch (error) {
+      await control.close().catch(() => {});
+      await this.#pool.close();
+      throw error;
+    }
     const multiplier = o.prefetchMultiplier ?? 4;
     if (multiplier === 0) {
       app.logger.warn("prefetchMultiplier 0 means unlimited prefetch: this worker may hoard tasks");
@@ -193,23 +308,35 @@ export class Consumer {
     app.dispatchEvent(new CustomEvent("workerReady", { detail: { hostname: this.hostname } }));
     try {
       const prefetch = () => multiplier === 0 ? 0 : this.#pool!.capacity * multiplier;
-      for await (
-        const delivery of this.#broker.consume(this.queues, {
-          prefetch: prefetch(),
-          signal: this.#stop.signal,
-        })
-      ) {
-        this.#reserved++;
-        const p = this.#handle(delivery).catch((error) => {
-          app.logger.error(`Internal error handling a message: ${error}`, { error });
-        }).finally(() => {
-          this.#reserved--;
-          this.#inflight.delete(p);
-          this.#slotFreed.notify();
-        });
-        this.#inflight.add(p);
-        while (prefetch() > 0 && this.#reserved >= prefetch() && !this.#stop.signal.aborted) {
-          await this.#slotFreed.wait(this.#stop.signal);
+      // add_consumer/cancel_consumer end a round; the next one consumes the new queue list.
+      while (!this.#stop.signal.aborted) {
+        const round = this.#round = new AbortController();
+        if (this.queues.length === 0) {
+          const idle = aborted(AbortSignal.any([this.#stop.signal, round.signal]));
+          await idle.promise;
+          idle.dispose();
+          continue;
+        }
+        const signal = AbortSignal.any([this.#stop.signal, round.signal]);
+        for await (
+          const delivery of this.#broker.consume([...this.queues], {
+            prefetch: prefetch(),
+            signal,
+          })
+        ) {
+          this.#reserved++;
+          const p = this.#handle(delivery).catch((error) => {
+            app.logger.error(`Internal error handling a message: ${error}`, { error });
+          }).finally(() => {
+            this.#reserved--;
+            this.#held.delete(delivery);
+            this.#inflight.delete(p);
+            this.#slotFreed.notify();
+          });
+          this.#inflight.add(p);
+          while (prefetch() > 0 && this.#reserved >= prefetch() && !this.#stop.signal.aborted) {
+            await this.#slotFreed.wait(this.#stop.signal);
+          }
         }
       }
     } finally {
@@ -219,7 +346,7 @@ export class Consumer {
       this.#stop.abort();
       while (this.#inflight.size) await Promise.allSettled([...this.#inflight]);
       await this.#pool.close();
-      await control;
+      await control.close();
       app.logger.info(`${this.hostname} stopped`, { processed: this.#processed });
     }
   }
@@ -267,13 +394,7 @@ export class Consumer {
   }
 
   #isRevoked(id: string): boolean {
-    const until = this.#revoked.get(id);
-    if (until === undefined) return false;
-    if (until < Date.now()) {
-      this.#revoked.delete(id);
-      return false;
-    }
-    return true;
+    return this.revokedSet.has(id);
   }
 
   async #handle(delivery: Delivery): Promise<void> {
@@ -297,6 +418,31 @@ export class Consumer {
       await delivery.reject({ requeue: false });
       return;
     }
+    this.#event("taskReceived", {
+      id: req.id,
+      name: req.name,
+      args: req.args,
+      kwargs: req.kwargs,
+      rootId: req.rootId,
+      parentId: req.parentId,
+      retries: req.retries,
+      eta: req.eta,
+      expires: req.expires,
+    });
+    const held: HeldRequest = {
+      id: req.id,
+      name: req.name,
+      args: req.args,
+      kwargs: req.kwargs,
+      state: "reserved",
+      queue: delivery.queue,
+      timeStart: null,
+      acknowledged: false,
+      eta: req.eta,
+      priority: req.priority,
+      redelivered: delivery.redelivered,
+    };
+    this.#held.set(delivery, held);
     if (this.#isRevoked(req.id)) return this.#revoke(delivery, req, "revoked");
     if (req.expires && req.expires.getTime() <= Date.now()) {
       return this.#revoke(delivery, req, "expired");
@@ -311,7 +457,9 @@ export class Consumer {
         await delivery.ack();
         return;
       }
+      held.state = "scheduled";
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      held.state = "reserved";
     }
     // Wait for a free task slot; a warm shutdown meanwhile gives the message back.
     const capacity = this.#pool!.capacity;
@@ -325,6 +473,8 @@ export class Consumer {
     if (this.#isRevoked(req.id)) return this.#revoke(delivery, req, "revoked");
     this.#active++;
     this.#running.set(req.id, req);
+    held.state = "active";
+    held.timeStart = Date.now();
     try {
       await this.#execute(delivery, req);
     } finally {
@@ -354,7 +504,11 @@ export class Consumer {
     const task = app.tasks.get(req.name)!;
     const acksLate = task.options.acksLate ?? app.conf.acksLate;
     const ignoreResult = req.ignoreResult || (task.options.ignoreResult ?? false);
-    if (!acksLate) await delivery.ack();
+    if (!acksLate) {
+      await delivery.ack();
+      const held = this.#held.get(delivery);
+      if (held) held.acknowledged = true;
+    }
     if (task.options.trackStarted && !ignoreResult) {
       await this.#store(
         req,
@@ -567,45 +721,6 @@ export class Consumer {
       await fn();
     } catch (error) {
       this.app.logger.error(`Cannot send a follow-up of ${req.name}[${req.id}]: ${error}`);
-    }
-  }
-
-  // Remote control, the part the core needs: revoke (and terminate).
-  async #listenControl(): Promise<void> {
-    const broker = this.#broker;
-    if (!broker.subscribe) return;
-    try {
-      for await (const m of broker.subscribe("celery.pidbox", { signal: this.#stop.signal })) {
-        let body: {
-          method?: string;
-          arguments?: Record<string, unknown>;
-          destination?: string[] | null;
-        };
-        try {
-          body = JSON.parse(m.message.body);
-        } catch {
-          continue;
-        }
-        if (body.destination && !body.destination.includes(this.hostname)) continue;
-        if (body.method === "revoke") {
-          const args = body.arguments ?? {};
-          const ids = Array.isArray(args.task_id)
-            ? args.task_id as string[]
-            : [String(args.task_id)];
-          for (const id of ids) {
-            this.#revoked.set(id, Date.now() + REVOKE_KEEP_MS);
-            if (this.#revoked.size > REVOKE_MAX) {
-              this.#revoked.delete(this.#revoked.keys().next().value!);
-            }
-            if (args.terminate && this.#running.has(id)) {
-              this.#terminated.add(id);
-              this.#pool?.terminate(id);
-            }
-          }
-        }
-      }
-    } catch (error) {
-      if (!this.#stop.signal.aborted) this.app.logger.error(`Remote control stopped: ${error}`);
     }
   }
 }
