@@ -436,7 +436,7 @@ export class ControlNode {
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #startedAt = Date.now();
   #totals = new Map<string, number>();
-  #onAppEvent: (e: Event) => void;
+  #onAppEvent: EventListener;
   #closing: Promise<void> | undefined;
   #inflight = new Set<Promise<void>>();
 
@@ -458,7 +458,7 @@ export class ControlNode {
       taskEvents: options.taskEvents ?? false,
       onError: (e) => worker.app.logger.debug(`Cannot send an event: ${e}`),
     });
-    this.#onAppEvent = (e) => this.#taskEvent(e as CustomEvent);
+    this.#onAppEvent = (e) => this.#taskEvent(e as unknown as CustomEvent);
   }
 
   /**
