@@ -6,6 +6,7 @@
 
 import type { Backend, ResultMeta } from "./backends/backend.ts";
 import type { Broker } from "./brokers/broker.ts";
+import { registerBuiltins } from "./canvas/builtins.ts";
 import { createBackend, createBroker } from "./connect.ts";
 import { TaskRevokedError } from "./errors.ts";
 import { errorToInfo } from "./protocol/exceptions.ts";
@@ -216,6 +217,7 @@ export class App extends EventTarget {
       maxDeliveries: options.maxDeliveries ?? 10,
       transportOptions: options.transportOptions ?? {},
     };
+    registerBuiltins(this);
   }
 
   /**
