@@ -573,3 +573,23 @@ async function waitFor(predicate: () => boolean, ms = 10_000) {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+Deno.test("workers pool: a chord, a chain and celery.chunks run with tasks in Web Workers", async () => {
+  const { default: app, add } = await import("./apps/core_app.ts");
+  const { startWorker } = await import("./_helpers.ts");
+  await using _worker = startWorker(app, { concurrency: 2 });
+  const r = await chord([add.s(1, 1), add.s(2, 2), add.s(3, 3)], add.si(40, 2)).delay();
+  assert.equal(await r.get(T), 42);
+  assert.deepEqual(await (r.parent as GroupResult).get(T), [2, 4, 6]);
+  const c = await chain(add.s(1, 2), add.s(10), add.s(100)).delay();
+  assert.equal(await c.get(T), 113);
+  // The builtin runs in a Web Worker and sends the starmap group through the parent.
+  const viaTask = await app.sendTask("celery.chunks", [], {
+    task: add.s().toJSON(),
+    it: [[1, 1], [2, 2], [3, 3]],
+    n: 2,
+  });
+  const tuple = await viaTask.get(T) as [[string], [[string]][]];
+  const members = tuple[1].map(([[id]]) => app.asyncResult(id));
+  assert.deepEqual(await new GroupResult(tuple[0][0], members, app).get(T), [[2, 4], [6]]);
+});
