@@ -10,6 +10,7 @@ import {
   chunks,
   Consumer,
   createBackend,
+  createBroker,
   decodeTask,
   fromDict,
   group,
@@ -40,6 +41,8 @@ async function supported(url: string): Promise<boolean> {
   try {
     const backend = await createBackend(url.startsWith("memory:") ? "memory://probe" : url);
     await backend.close();
+    const broker = await createBroker(brokerFor(url, "probe"));
+    await broker.close();
     return true;
   } catch (error) {
     if (error instanceof TypeError && /supported schemes/.test(error.message)) return false;
@@ -259,10 +262,22 @@ Deno.test("link and link_error are sent in message form, as Celery's captured li
 // ---------------------------------------------------------------------------------------
 // Workflows on a worker, per backend.
 
+// The broker goes with the backend: memory with memory, Redis db 0 with Redis, the same KV
+// file with KV; every test run uses its own queue.
+function brokerFor(backendUrl: string, ns: string): string {
+  if (backendUrl.startsWith("redis")) return backendUrl.replace(/\/\d+$/, "/0");
+  if (backendUrl.startsWith("kv:")) return backendUrl;
+  return `memory://${ns}`;
+}
+
 function canvasApp(backendUrl: string) {
   const ns = crypto.randomUUID();
   const backend = backendUrl.startsWith("memory:") ? `memory://${ns}` : backendUrl;
-  const app = new App({ broker: `memory://${ns}`, backend });
+  const app = new App({
+    broker: brokerFor(backendUrl, ns),
+    backend,
+    defaultQueue: `canvas-${ns}`,
+  });
   const calls = new Map<string, number>();
   const count = (key: string) => calls.set(key, (calls.get(key) ?? 0) + 1);
   const tasks = {
@@ -579,7 +594,8 @@ Deno.test("workers pool: a chord, a chain and celery.chunks run with tasks in We
   const { startWorker } = await import("./_helpers.ts");
   await using _worker = startWorker(app, { concurrency: 2 });
   const r = await chord([add.s(1, 1), add.s(2, 2), add.s(3, 3)], add.si(40, 2)).delay();
-  assert.equal(await r.get(T), 42);
+  // The first result waits for the Web Workers to start (type checking on a cold cache).
+  assert.equal(await r.get({ timeout: 90_000 }), 42);
   assert.deepEqual(await (r.parent as GroupResult).get(T), [2, 4, 6]);
   const c = await chain(add.s(1, 2), add.s(10), add.s(100)).delay();
   assert.equal(await c.get(T), 113);

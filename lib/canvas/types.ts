@@ -118,6 +118,16 @@ export function pipe(
 function pipeAny(a: SignatureLike, b: SignatureLike): Signature<unknown, unknown> {
   const left = asSig(a);
   const right = asSig(b);
+  const out = pipeSigs(left, right);
+  // Nested members are kept as dicts: keep the first app found on either side.
+  const app = out.getApp() ?? left.getApp() ?? right.getApp();
+  return app ? out.bind(app) : out;
+}
+
+function pipeSigs(
+  left: Signature<unknown, unknown>,
+  right: Signature<unknown, unknown>,
+): Signature<unknown, unknown> {
   if (left instanceof Chain) {
     const tasks = left.tasks;
     if (right instanceof Group) {
