@@ -40,9 +40,37 @@ export {
   EagerResult,
   type GetOptions,
   GroupResult,
+  resultFromTuple,
   type RevokeOptions,
 } from "./lib/result.ts";
-export { applySignature, type ApplySignatureOptions, signature } from "./lib/canvas.ts";
+export {
+  applySignature,
+  type ApplySignatureOptions,
+  type CanvasSendOptions,
+  Chain,
+  chain,
+  Chord,
+  chord,
+  Chunks,
+  chunks,
+  fromDict,
+  Group,
+  group,
+  isSignatureLike,
+  leafTasks,
+  pipe,
+  registerBuiltins,
+  type ResultNode,
+  Signature,
+  signature,
+  type SignatureLike,
+  type TaskLike,
+  toDict,
+  XMap,
+  xmap,
+  XStarmap,
+  xstarmap,
+} from "./lib/canvas.ts";
 export { Consumer, type ConsumerOptions } from "./lib/worker/consumer.ts";
 export {
   CeleriacError,

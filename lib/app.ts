@@ -7,6 +7,7 @@
 import type { Backend, ResultMeta } from "./backends/backend.ts";
 import type { BeatEntries, BeatEntry } from "./beat/entry.ts";
 import type { Broker } from "./brokers/broker.ts";
+import { registerBuiltins } from "./canvas/builtins.ts";
 import { createBackend, createBroker } from "./connect.ts";
 import { Control } from "./control.ts";
 import { type CeleryEvent, receiveEvents, type ReceiveEventsOptions } from "./events.ts";
@@ -234,6 +235,7 @@ export class App extends EventTarget {
       maxDeliveries: options.maxDeliveries ?? 10,
       transportOptions: options.transportOptions ?? {},
     };
+    registerBuiltins(this);
   }
 
   /**

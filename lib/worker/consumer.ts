@@ -7,9 +7,9 @@
  */
 
 import { type App, machineName, makeMeta, shapeToInfo } from "../app.ts";
-import type { Backend } from "../backends/backend.ts";
+import type { Backend, ChordPart } from "../backends/backend.ts";
 import type { Broker, Delivery } from "../brokers/broker.ts";
-import { applySignature } from "../canvas.ts";
+import { applySignature, isSignatureLike, leafTasks } from "../canvas.ts";
 import {
   ChordError,
   NotRegistered,
@@ -18,7 +18,14 @@ import {
   WorkerLostError,
 } from "../errors.ts";
 import { errorToInfo } from "../protocol/exceptions.ts";
-import { decodeTask, type Message, type TaskRequest, toIso } from "../protocol/message.ts";
+import {
+  decodeTask,
+  type Message,
+  type SignatureDict,
+  type TaskRequest,
+  toIso,
+} from "../protocol/message.ts";
+import type { State } from "../protocol/states.ts";
 import { aborted, Notifier } from "../_signal.ts";
 import { InlinePool } from "./inline_pool.ts";
 import type { Outcome, RunRequest } from "./outcome.ts";
@@ -493,9 +500,9 @@ export class Consumer {
       expired: why === "expired",
       terminated: why === "terminated",
     });
-    if (!req.ignoreResult) {
-      await this.#store(req, makeMeta(req.id, "REVOKED", errorToInfo(new TaskRevokedError(why))));
-    }
+    const exc = errorToInfo(new TaskRevokedError(why));
+    if (!req.ignoreResult) await this.#store(req, makeMeta(req.id, "REVOKED", exc));
+    await this.#chordPart(req, "REVOKED", exc);
     await delivery.ack();
   }
 
@@ -574,9 +581,14 @@ export class Consumer {
     }
     switch (outcome.kind) {
       case "success": {
-        // Follow-ups go out before the result is stored, as Celery's tracer does.
-        await this.#followUps(req, outcome.value);
-        if (!ignoreResult) await this.#store(req, makeMeta(req.id, "SUCCESS", outcome.value, ids));
+        // Follow-ups go out before the result is stored, as Celery's tracer does, so that
+        // the stored `children` lists them.
+        const children = await this.#followUps(req, outcome.value);
+        if (!ignoreResult) {
+          const meta = makeMeta(req.id, "SUCCESS", outcome.value, ids);
+          meta.children = children;
+          await this.#store(req, meta);
+        }
         await this.#chordPart(req, "SUCCESS", outcome.value);
         if (acksLate) await delivery.ack();
         this.#event("taskSuccess", {
@@ -659,54 +671,120 @@ export class Consumer {
       makeMeta(req.id, "FAILURE", exc, { traceback, parentId: req.parentId, groupId: req.group }),
     );
     this.#event("taskFailure", { id: req.id, name: req.name, exception: exc, traceback });
-    for (const sig of req.embed.errbacks ?? []) {
-      await this.#send(req, () => applySignature(this.app, sig, { prepend: [req.id] }));
-    }
     await this.#chordPart(req, "FAILURE", exc);
+    // The rest of the chain will never run: fail it too, so nobody waits forever on its
+    // results or on a chord it belongs to (Celery's `mark_as_failure`).
+    for (const sig of req.embed.chain ?? []) await this.#failSignature(req, sig, exc, traceback);
+    await this.#errbacks(req, req.embed.errbacks ?? [], req.id);
   }
 
-  async #followUps(req: TaskRequest, value: unknown): Promise<void> {
+  // Errbacks in message form: each gets the failed task's id prepended; each runs once.
+  async #errbacks(req: TaskRequest, errbacks: readonly SignatureDict[], failedId: string) {
+    const seen = new Set<string>();
+    for (const sig of errbacks) {
+      const key = JSON.stringify(sig);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      await this.#send(req, () =>
+        applySignature(this.app, sig, {
+          prepend: [failedId],
+          send: { parentId: failedId, rootId: req.rootId },
+        }));
+    }
+  }
+
+  // Marks every task a signature would have run as failed, completing any chord they were
+  // header members of.
+  async #failSignature(
+    req: TaskRequest,
+    sig: SignatureDict,
+    exc: ReturnType<typeof errorToInfo>,
+    traceback: string | null,
+  ) {
+    let leaves: SignatureDict[];
+    try {
+      leaves = leafTasks(sig);
+    } catch {
+      return;
+    }
+    for (const leaf of leaves) {
+      const id = leaf.options.task_id as string;
+      const o = leaf.options;
+      const groupId = typeof o.group_id === "string" ? o.group_id : null;
+      try {
+        await this.#backend.store(id, makeMeta(id, "FAILURE", exc, { traceback, groupId }));
+      } catch (error) {
+        this.app.logger.error(`Cannot store the failure of ${id}: ${error}`);
+      }
+      if (isSignatureLike(o.chord) && groupId) {
+        await this.#chordPart(
+          {
+            ...req,
+            id,
+            group: groupId,
+            groupIndex: typeof o.group_index === "number" ? o.group_index : null,
+            embed: { ...req.embed, chord: o.chord as SignatureDict },
+          },
+          "FAILURE",
+          exc,
+        );
+      }
+    }
+  }
+
+  async #followUps(req: TaskRequest, value: unknown): Promise<unknown[]> {
     const lineage = { parentId: req.id, rootId: req.rootId };
+    const send = req.priority === null ? lineage : { ...lineage, priority: req.priority };
+    const children: unknown[] = [];
     for (const sig of req.embed.callbacks ?? []) {
-      await this.#send(
-        req,
-        () => applySignature(this.app, sig, { prepend: [value], send: lineage }),
-      );
+      await this.#send(req, async () => {
+        const r = await applySignature(this.app, sig, { prepend: [value], send });
+        children.push(r.asTuple());
+      });
     }
     const chain = req.embed.chain;
     if (chain?.length) {
       const rest = chain.slice(0, -1);
       const next = chain[chain.length - 1]!;
-      const send = rest.length ? { ...lineage, chain: rest } : lineage;
-      await this.#send(req, () => applySignature(this.app, next, { prepend: [value], send }));
+      await this.#send(req, async () => {
+        const r = await applySignature(this.app, next, {
+          prepend: [value],
+          send: { ...send, chain: rest },
+        });
+        children.push(r.asTuple());
+      });
     }
+    return children;
   }
 
-  async #chordPart(req: TaskRequest, status: "SUCCESS" | "FAILURE", result: unknown) {
+  async #chordPart(req: TaskRequest, status: State, result: unknown) {
     const body = req.embed.chord;
     if (!body || !req.group) return;
-    const parts = await this.#backend.chordPartReturn(req.group, req.groupIndex ?? 0, {
-      taskId: req.id,
-      status,
-      result,
-    });
+    let parts: ChordPart[] | null;
+    try {
+      parts = await this.#backend.chordPartReturn(req.group, req.groupIndex ?? 0, {
+        taskId: req.id,
+        status,
+        result,
+      });
+    } catch (error) {
+      this.app.logger.error(`Cannot record chord part ${req.id} of ${req.group}: ${error}`);
+      return;
+    }
     if (!parts) return;
     const failed = parts.find((p) => p.status !== "SUCCESS");
-    const bodyId = typeof body.options?.task_id === "string" ? body.options.task_id : null;
     if (failed) {
-      const error = new ChordError(
-        `Dependency ${failed.taskId} raised ${JSON.stringify(failed.result)}`,
-      );
-      if (bodyId) {
-        await this.#backend.store(bodyId, makeMeta(bodyId, "FAILURE", errorToInfo(error)));
-      }
-      const errbacks = body.options?.link_error;
-      for (const sig of Array.isArray(errbacks) ? errbacks : errbacks ? [errbacks] : []) {
-        await this.#send(
-          req,
-          () => applySignature(this.app, sig, { prepend: [bodyId ?? req.group] }),
-        );
-      }
+      const error = new ChordError(`Dependency ${failed.taskId} raised ${describe(failed.result)}`);
+      const exc = errorToInfo(error);
+      await this.#failSignature(req, body, exc, null);
+      const bodyId = leafTasks(body).at(-1)?.options.task_id;
+      const errbacks = leafTasks(body).flatMap((leaf) => {
+        const e = leaf.options.link_error;
+        return (Array.isArray(e) ? e : e ? [e] : []) as SignatureDict[];
+      });
+      const own = body.options?.link_error;
+      const all = [...(Array.isArray(own) ? own : own ? [own] : []), ...errbacks];
+      await this.#errbacks(req, all as SignatureDict[], String(bodyId ?? req.group));
       return;
     }
     await this.#send(req, () =>
@@ -723,6 +801,18 @@ export class Consumer {
       this.app.logger.error(`Cannot send a follow-up of ${req.name}[${req.id}]: ${error}`);
     }
   }
+}
+
+// Celery's `repr` of a header task's error in a ChordError: `ValueError('boom')`.
+function describe(result: unknown): string {
+  if (result && typeof result === "object" && "exc_type" in result) {
+    const r = result as { exc_type: unknown; exc_message?: unknown };
+    const args = Array.isArray(r.exc_message) ? r.exc_message : [r.exc_message];
+    return `${r.exc_type}(${
+      args.map((a) => typeof a === "string" ? `'${a}'` : JSON.stringify(a)).join(", ")
+    })`;
+  }
+  return JSON.stringify(result);
 }
 
 /**
