@@ -37,6 +37,13 @@ const BROKERS: Record<string, () => Promise<BrokerFactory>> = {
     const { MemoryBroker } = await import("./brokers/memory.ts");
     return (url, options) => new MemoryBroker(url, options);
   },
+  "kv:": async () => {
+    const { KvBroker } = await import("./brokers/kv.ts");
+    return (url, options) =>
+      new KvBroker(url, { ...options.transportOptions, ...definedOf(options) });
+  },
+  "kv+https:": async () => (await BROKERS["kv:"]!()),
+  "kv+http:": async () => (await BROKERS["kv:"]!()),
 };
 
 const BACKENDS: Record<string, () => Promise<BackendFactory>> = {
@@ -44,7 +51,22 @@ const BACKENDS: Record<string, () => Promise<BackendFactory>> = {
     const { MemoryBackend } = await import("./backends/memory.ts");
     return (url, options) => new MemoryBackend(url, options);
   },
+  "kv:": async () => {
+    const { KvBackend } = await import("./backends/kv.ts");
+    return (url, options) =>
+      new KvBackend(url, {
+        ...options.transportOptions,
+        ...(options.resultExpires === undefined ? {} : { resultExpires: options.resultExpires }),
+      });
+  },
+  "kv+https:": async () => (await BACKENDS["kv:"]!()),
+  "kv+http:": async () => (await BACKENDS["kv:"]!()),
 };
+
+// The broker options that are set, so they do not hide transport options with `undefined`.
+function definedOf(options: BrokerConnectOptions): { maxDeliveries?: number } {
+  return options.maxDeliveries === undefined ? {} : { maxDeliveries: options.maxDeliveries };
+}
 
 function schemeOf(url: string): string {
   const match = /^([a-z][a-z0-9+.-]*:)/i.exec(url);
