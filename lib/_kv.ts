@@ -206,3 +206,67 @@ export async function commit(
   const result = await retry(() => build().commit(), signal);
   return result.ok;
 }
+
+/**
+ * Group commit: unconditional writes (sets, deletes, sums) handed to `write` while a commit is
+ * in flight are committed together in the next one. SQLite syncs the file once per commit, so
+ * this multiplies the write rate of a busy process without delaying an idle one.
+ */
+export class GroupCommit {
+  readonly #kv: Deno.Kv;
+  #queue: {
+    build: (op: Deno.AtomicOperation) => void;
+    size: number;
+    done: PromiseWithResolvers<void>;
+  }[] = [];
+  #flushing = false;
+
+  /**
+   * @param kv The store.
+   */
+  constructor(kv: Deno.Kv) {
+    this.#kv = kv;
+  }
+
+  /**
+   * Adds writes to the next commit.
+   *
+   * @param build Adds the mutations to the operation (no checks: a batch must not fail).
+   * @param size About how many bytes the mutations write.
+   * @returns Once committed.
+   */
+  write(build: (op: Deno.AtomicOperation) => void, size = 100): Promise<void> {
+    const done = Promise.withResolvers<void>();
+    this.#queue.push({ build, size, done });
+    if (!this.#flushing) this.#flush();
+    return done.promise;
+  }
+
+  async #flush(): Promise<void> {
+    this.#flushing = true;
+    try {
+      while (this.#queue.length > 0) {
+        // Stay well under Deno KV's limits (1000 mutations, 800 KiB per operation).
+        let bytes = 0;
+        let n = 0;
+        while (n < this.#queue.length && n < 100 && bytes < 400_000) {
+          bytes += this.#queue[n]!.size;
+          n++;
+        }
+        const batch = this.#queue.splice(0, n);
+        try {
+          await commit(() => {
+            const op = this.#kv.atomic();
+            for (const w of batch) w.build(op);
+            return op;
+          });
+          for (const w of batch) w.done.resolve();
+        } catch (error) {
+          for (const w of batch) w.done.reject(error);
+        }
+      }
+    } finally {
+      this.#flushing = false;
+    }
+  }
+}

@@ -29,7 +29,7 @@
  */
 
 import { Notifier } from "../_signal.ts";
-import { commit, KvHandle, retry } from "../_kv.ts";
+import { commit, GroupCommit, KvHandle, retry } from "../_kv.ts";
 import type { Message } from "../protocol/message.ts";
 import type { Broker, ConsumeOptions, Delivery, PublishOptions } from "./broker.ts";
 
@@ -124,6 +124,7 @@ export class KvBroker implements Broker {
   #renewing: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
   #consumers = new Set<Promise<void>>();
+  #writer: GroupCommit | undefined;
 
   /**
    * Creates the broker; the store is opened on first use.
@@ -194,6 +195,13 @@ export class KvBroker implements Broker {
     return this.#handle.acquire();
   }
 
+  /** @internal Adds unconditional writes to the next group commit. */
+  async write(build: (op: Deno.AtomicOperation) => void, size?: number): Promise<void> {
+    const kv = await this.#open();
+    this.#writer ??= new GroupCommit(kv);
+    await this.#writer.write(build, size);
+  }
+
   #entry(message: Message, options: PublishOptions): Entry {
     const priority = options.priority ?? message.properties.priority ?? 0;
     if (!Number.isInteger(priority) || priority < 0 || priority > 9) {
@@ -220,9 +228,9 @@ export class KvBroker implements Broker {
   async publish(queue: string, message: Message, options: PublishOptions = {}): Promise<void> {
     checkQueue(queue);
     const entry = this.#entry(message, options);
-    const kv = await this.#open();
-    await commit(() =>
-      kv.atomic().set(this.readyKey(queue, entry), entry).sum(this.notifyKey(queue), 1n)
+    await this.write(
+      (op) => op.set(this.readyKey(queue, entry), entry).sum(this.notifyKey(queue), 1n),
+      entry.message.body.length + 500,
     );
   }
 
@@ -248,12 +256,11 @@ export class KvBroker implements Broker {
     if (!Number.isFinite(at)) throw new TypeError(`Cannot schedule: invalid ETA ${eta}`);
     if (at <= Date.now()) return this.publish(queue, message, options);
     const entry = this.#entry(message, options);
-    const kv = await this.#open();
     // The bump wakes consumers, so they shorten their sleep to this ETA.
-    await commit(() =>
-      kv.atomic()
-        .set(this.#key(queue, "delayed", at, entry.id), entry)
-        .sum(this.notifyKey(queue), 1n)
+    await this.write(
+      (op) =>
+        op.set(this.#key(queue, "delayed", at, entry.id), entry).sum(this.notifyKey(queue), 1n),
+      entry.message.body.length + 500,
     );
   }
 
@@ -283,6 +290,8 @@ export class KvBroker implements Broker {
     const wake = new Notifier();
     const settled = new Notifier();
     const mine = new Set<KvDelivery>();
+    // Claimed (leased) and counted in `mine`, not yet yielded.
+    const claimed: KvDelivery[] = [];
     const watchers = watchKeys(kv, queues.map((q) => this.notifyKey(q)), wake);
     // While this generator runs (not while it waits at a `yield`), `close()` waits for it.
     let busy: PromiseWithResolvers<void> | undefined;
@@ -297,58 +306,54 @@ export class KvBroker implements Broker {
       this.#consumers.add(busy.promise);
     };
     run();
-    // Unclaimed candidates per queue, from the last list: hints, re-checked on claim.
-    const candidates = new Map<string, Deno.KvEntry<Entry>[]>();
-    let contended = false;
+    // After a lost race, claim from random windows for a while: contenders rarely collide.
+    let contention = 0;
     let nextQueue = 0;
     let nextMaintenance = 0;
     let nextDue = Infinity;
     try {
       while (!signal.aborted) {
-        if (prefetch > 0 && mine.size >= prefetch) {
-          await settled.wait(signal, this.#pollInterval * 10);
-          continue;
-        }
-        const now = Date.now();
-        if (now >= nextMaintenance || now >= nextDue) {
-          nextDue = await this.#maintain(kv, queues, signal);
-          nextMaintenance = Date.now() + this.#maintenanceInterval;
-          candidates.clear();
-        }
-        const room = prefetch > 0 ? prefetch - mine.size : 16;
-        let delivery: KvDelivery | undefined;
-        for (let i = 0; i < queues.length && !delivery && !signal.aborted; i++) {
-          const queue = queues[(nextQueue + i) % queues.length]!;
-          let list = candidates.get(queue);
-          if (!list || list.length === 0) {
-            list = await retry(() =>
-              Array.fromAsync(
-                kv.list<Entry>({ prefix: this.#key(queue, "ready") }, {
-                  limit: Math.min(Math.max(room, 1), 16),
-                }),
-              ), signal);
-            candidates.set(queue, list);
+        if (claimed.length === 0) {
+          if (prefetch > 0 && mine.size >= prefetch) {
+            await settled.wait(signal, this.#pollInterval * 10);
+            continue;
           }
-          while (list.length > 0 && !delivery) {
-            // After a lost race, pick at random: contenders then rarely collide again.
-            const index = contended ? Math.floor(Math.random() * list.length) : 0;
-            const [candidate] = list.splice(index, 1);
-            delivery = await this.#claim(kv, queue, candidate!, signal);
-            contended = !delivery;
+          const now = Date.now();
+          if (now >= nextMaintenance || now >= nextDue) {
+            nextDue = await this.#maintain(kv, queues, signal);
+            nextMaintenance = Date.now() + this.#maintenanceInterval;
+          }
+          const want = Math.min(prefetch > 0 ? prefetch - mine.size : 10, 10);
+          for (let i = 0; i < queues.length && claimed.length === 0 && !signal.aborted; i++) {
+            const queue = queues[(nextQueue + i) % queues.length]!;
+            for (let attempt = 0; attempt < 8 && !signal.aborted; attempt++) {
+              const got = await this.#claim(kv, queue, want, contention > 0, signal);
+              if (got === "empty") break;
+              if (got === "raced") {
+                contention = 50;
+                continue;
+              }
+              if (contention > 0) contention--;
+              for (const d of got) {
+                mine.add(d);
+                d.onSettle = (x) => {
+                  mine.delete(x);
+                  settled.notify();
+                };
+              }
+              claimed.push(...got);
+              break;
+            }
+          }
+          nextQueue = (nextQueue + 1) % queues.length;
+          if (claimed.length === 0) {
+            if (signal.aborted) break;
+            const sleep = Math.min(this.#pollInterval, Math.max(0, nextDue - Date.now()));
+            await wake.wait(signal, sleep);
+            continue;
           }
         }
-        nextQueue = (nextQueue + 1) % queues.length;
-        if (!delivery) {
-          if (signal.aborted) break;
-          const sleep = Math.min(this.#pollInterval, Math.max(0, nextDue - Date.now()));
-          await wake.wait(signal, sleep);
-          continue;
-        }
-        mine.add(delivery);
-        delivery.onSettle = (d) => {
-          mine.delete(d);
-          settled.notify();
-        };
+        const delivery = claimed.shift()!;
         idle();
         yield delivery;
         run();
@@ -357,31 +362,51 @@ export class KvBroker implements Broker {
       // Closing the store under a running operation ends the stream quietly.
       if (!signal.aborted) throw error;
     } finally {
+      // Give back what was claimed but never handed out, without counting a delivery.
+      await Promise.all(claimed.splice(0).map((d) => d.release().catch(() => {})));
       await watchers.stop();
       idle();
     }
   }
 
+  // Claims up to `want` waiting messages of `queue` in one atomic operation.
   async #claim(
     kv: Deno.Kv,
     queue: string,
-    candidate: Deno.KvEntry<Entry>,
+    want: number,
+    contended: boolean,
     signal: AbortSignal,
-  ): Promise<KvDelivery | undefined> {
-    const entry: Entry = { ...candidate.value, deliveries: candidate.value.deliveries + 1 };
+  ): Promise<KvDelivery[] | "empty" | "raced"> {
+    const limit = contended ? Math.min(want * 4, 64) : want;
+    const list = await retry(
+      () => Array.fromAsync(kv.list<Entry>({ prefix: this.#key(queue, "ready") }, { limit })),
+      signal,
+    );
+    if (list.length === 0) return "empty";
+    let pick = list.slice(0, want);
+    if (contended) {
+      // A random window: FIFO is kept within it, not across racing consumers.
+      const size = Math.max(1, Math.min(want, Math.ceil(list.length / 2)));
+      const start = Math.floor(Math.random() * (list.length - size + 1));
+      pick = list.slice(start, start + size);
+    }
     const expiresAt = Date.now() + this.#leaseTime;
-    const leaseKey = this.leaseKey(queue, expiresAt, entry.id);
-    const result = await retry(() =>
-      kv.atomic()
-        .check(candidate)
-        .delete(candidate.key)
-        .set(leaseKey, entry)
-        .commit(), signal);
-    if (!result.ok) return undefined;
-    const delivery = new KvDelivery(this, kv, queue, entry, leaseKey, result.versionstamp);
-    delivery.expiresAt = expiresAt;
-    this.#track(delivery);
-    return delivery;
+    const entries = pick.map((c) => ({ ...c.value, deliveries: c.value.deliveries + 1 }));
+    const result = await retry(() => {
+      const op = kv.atomic();
+      pick.forEach((c, i) => {
+        op.check(c).delete(c.key).set(this.leaseKey(queue, expiresAt, entries[i]!.id), entries[i]);
+      });
+      return op.commit();
+    }, signal);
+    if (!result.ok) return "raced";
+    return entries.map((entry) => {
+      const key = this.leaseKey(queue, expiresAt, entry.id);
+      const d = new KvDelivery(this, kv, queue, entry, key, result.versionstamp);
+      d.expiresAt = expiresAt;
+      this.#track(d);
+      return d;
+    });
   }
 
   // Moves due ETAs and expired leases to `ready`; returns the next ETA (or Infinity).
@@ -623,10 +648,26 @@ class KvDelivery implements Delivery {
       if (!this.#settle()) return;
       // Deleting the `ready` key too removes the message if its lease had expired and it
       // went back to the queue meanwhile.
+      const lease = this.#leaseKey;
+      await this.#broker.write((op) =>
+        op.delete(lease).delete(this.#broker.readyKey(this.queue, this.#entry))
+      );
+    });
+  }
+
+  /** Gives back a claimed delivery that was never handed out, not counting it. */
+  release(): Promise<void> {
+    if (this.#settled) return Promise.resolve();
+    return this.#run(async () => {
+      if (!this.#settle()) return;
+      const b = this.#broker;
+      const entry = { ...this.#entry, deliveries: this.#entry.deliveries - 1 };
       await commit(() =>
         this.#kv.atomic()
+          .check({ key: this.#leaseKey, versionstamp: this.#versionstamp })
           .delete(this.#leaseKey)
-          .delete(this.#broker.readyKey(this.queue, this.#entry))
+          .set(b.readyKey(this.queue, entry), entry)
+          .sum(b.notifyKey(this.queue), 1n)
       );
     });
   }
