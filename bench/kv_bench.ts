@@ -6,7 +6,7 @@
 //   deno run -A bench/kv_bench.ts [N=5000] [producers=2] [consumers=2] [prefetch=8]
 import { join } from "node:path";
 import { KvHandle } from "../lib/_kv.ts";
-import { executions, spawn, waitReady, waitTotal } from "../tests/kv_procs/harness.ts";
+import { executions, kill, spawn, waitReady, waitTotal } from "../tests/kv_procs/harness.ts";
 
 const [n = 5000, producers = 2, consumers = 2, prefetch = 8] = Deno.args.map(Number);
 const dir = Deno.makeTempDirSync({ prefix: "celeriac-kv-bench-" });
@@ -35,7 +35,7 @@ try {
   const published = performance.now() - started;
   const total = await waitTotal(kv, run, n, 600_000);
   const elapsed = performance.now() - started;
-  for (const w of workers) w.child.kill("SIGTERM");
+  for (const w of workers) kill(w, "SIGTERM");
   await Promise.all(workers.map((w) => w.done));
   const counts = await executions(kv, run);
   const duplicates = [...counts.values()].reduce((s, c) => s + c - 1, 0);

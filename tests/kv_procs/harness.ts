@@ -68,3 +68,12 @@ export async function executions(kv: Deno.Kv, run: string): Promise<Map<string, 
   for (const e of entries) counts.set(String(e.key[2]), Number(e.value.value));
   return counts;
 }
+
+/** Sends a signal unless the process has already exited. */
+export function kill(proc: Proc, signal: Deno.Signal): void {
+  try {
+    proc.child.kill(signal);
+  } catch {
+    // Already exited.
+  }
+}
