@@ -44,6 +44,8 @@ const BROKERS: Record<string, () => Promise<BrokerFactory>> = {
   },
   "kv+https:": async () => (await BROKERS["kv:"]!()),
   "kv+http:": async () => (await BROKERS["kv:"]!()),
+  "redis:": loadRedisBroker,
+  "rediss:": loadRedisBroker,
 };
 
 const BACKENDS: Record<string, () => Promise<BackendFactory>> = {
@@ -61,11 +63,23 @@ const BACKENDS: Record<string, () => Promise<BackendFactory>> = {
   },
   "kv+https:": async () => (await BACKENDS["kv:"]!()),
   "kv+http:": async () => (await BACKENDS["kv:"]!()),
+  "redis:": loadRedisBackend,
+  "rediss:": loadRedisBackend,
 };
 
 // The broker options that are set, so they do not hide transport options with `undefined`.
 function definedOf(options: BrokerConnectOptions): { maxDeliveries?: number } {
   return options.maxDeliveries === undefined ? {} : { maxDeliveries: options.maxDeliveries };
+}
+
+async function loadRedisBroker(): Promise<BrokerFactory> {
+  const { redisBrokerFromUrl } = await import("./brokers/redis.ts");
+  return redisBrokerFromUrl;
+}
+
+async function loadRedisBackend(): Promise<BackendFactory> {
+  const { redisBackendFromUrl } = await import("./backends/redis.ts");
+  return redisBackendFromUrl;
 }
 
 function schemeOf(url: string): string {

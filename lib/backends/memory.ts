@@ -175,6 +175,7 @@ export class MemoryBackend implements Backend {
     return Promise.resolve();
   }
 
+  /** Same as `close()`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }

@@ -226,6 +226,7 @@ export class MemoryBroker implements Broker {
     return Promise.resolve();
   }
 
+  /** Same as `close()`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }

@@ -106,8 +106,10 @@ export function isExceptionInfo(value: unknown): value is ExceptionInfo {
 }
 
 /**
- * Rebuilds an error from Celery's exception shape. celeriac's own error classes come back as
- * themselves; any other type comes back as a {@linkcode TaskError} named after it.
+ * Rebuilds an error from Celery's exception shape. Celery's own error types (`Retry`, `Reject`,
+ * `TaskRevokedError`, ... from `celery.exceptions` or `billiard.exceptions`) come back as
+ * celeriac's classes; any other type, including a same-named one from another module, comes
+ * back as a {@linkcode TaskError} named after it.
  *
  * @param info The stored shape.
  * @param traceback The stored traceback.
@@ -126,7 +128,11 @@ export function infoToError(info: ExceptionInfo, traceback: string | null = null
     ? []
     : [info.exc_message];
   const message = String(args[0] ?? "");
-  const cause = new TaskError(info.exc_type, info.exc_module ?? "builtins", args, traceback);
+  const module = info.exc_module ?? "builtins";
+  const cause = new TaskError(info.exc_type, module, args, traceback);
+  // Only Celery's (and billiard's) own classes map to celeriac's: a user's `myapp.Retry` must not
+  // turn into control flow.
+  if (CELERY_ERRORS[info.exc_type] !== module) return cause;
   switch (info.exc_type) {
     case "Retry":
       return new Retry(message, { cause });

@@ -172,6 +172,7 @@ const pad = (n: number, width = 2) => String(n).padStart(width, "0");
  *
  * @param date The time.
  * @returns `2026-11-21T01:19:41.338000+00:00`.
+ * @throws {RangeError} For an invalid date, or a year outside 1–9999.
  * @example
  * ```ts
  * import { toIso } from "./message.ts";
@@ -179,15 +180,26 @@ const pad = (n: number, width = 2) => String(n).padStart(width, "0");
  * ```
  */
 export function toIso(date: Date): string {
-  return `${date.getUTCFullYear()}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}T${
+  const year = date.getUTCFullYear();
+  // Python's datetime (and Celery's parser) only knows four-digit years.
+  if (Number.isNaN(year) || year < 1 || year > 9999) {
+    throw new RangeError(`Cannot format time as ISO-8601: it must be a valid date in years 1-9999`);
+  }
+  return `${pad(year, 4)}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}T${
     pad(date.getUTCHours())
   }:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())}.${
     pad(date.getUTCMilliseconds(), 3)
   }000+00:00`;
 }
 
+// Celery's own grammar (`celery/utils/iso8601.py`), anchored; a space may separate date and time.
+const ISO_8601 =
+  /^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(Z|[+-]\d{2}:?\d{2})?)?$/i;
+
 /**
- * Parses an ISO-8601 time; a time without an offset is UTC, as Celery assumes.
+ * Parses an ISO-8601 time; a time without an offset is UTC, as Celery assumes. The grammar is
+ * Celery's (`celery/utils/iso8601.py`), anchored, so text that `Date` would guess at (`"1"`,
+ * `"tomorrow"`) and impossible dates (`2026-02-31`) are rejected.
  *
  * @param value The header value.
  * @returns The time, or `null` for `null`/absent.
@@ -200,18 +212,38 @@ export function toIso(date: Date): string {
  */
 export function parseIso(value: unknown): Date | null {
   if (value === null || value === undefined) return null;
-  if (typeof value !== "string") {
-    throw new MessageDecodeError(`Expected an ISO-8601 time, got ${JSON.stringify(value)}`);
+  const invalid = () =>
+    new MessageDecodeError(`Expected an ISO-8601 time, got ${JSON.stringify(value)}`);
+  if (typeof value !== "string") throw invalid();
+  const m = ISO_8601.exec(value.trim());
+  if (!m) throw invalid();
+  const [, y, mo, d, h = "0", mi = "0", sec = "0", fraction = "", zone = "Z"] = m;
+  const [year, month, day, hour, minute, second] = [y, mo, d, h, mi, sec].map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  // The fraction is a decimal fraction of a second; JavaScript keeps milliseconds.
+  const ms = Number(fraction.padEnd(3, "0").slice(0, 3));
+  let offset = 0;
+  if (zone.toUpperCase() !== "Z") {
+    const sign = zone.startsWith("-") ? -1 : 1;
+    const digits = zone.slice(1).replace(":", "");
+    offset = sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2)));
   }
-  let text = value.trim().replace(" ", "T");
-  // JavaScript keeps milliseconds only; Python sends microseconds.
-  text = text.replace(/(\.\d{3})\d+/, "$1");
-  if (!/(Z|[+-]\d{2}:?\d{2})$/.test(text) && text.includes("T")) text += "Z";
-  const date = new Date(text);
-  if (Number.isNaN(date.getTime())) {
-    throw new MessageDecodeError(`Expected an ISO-8601 time, got ${JSON.stringify(value)}`);
+  const time = Date.UTC(year, month - 1, day, hour, minute, second, ms);
+  const check = new Date(time);
+  // Date.UTC rolls 2026-02-31 over into March: reject instead.
+  if (
+    check.getUTCFullYear() !== year || check.getUTCMonth() !== month - 1 ||
+    check.getUTCDate() !== day || hour > 23 || minute > 59 || second > 59
+  ) {
+    throw invalid();
   }
-  return date;
+  return new Date(time - offset * 60_000);
 }
 
 /**
@@ -327,30 +359,74 @@ function optionalNumber(value: unknown, field: string): number | null {
   return value;
 }
 
-function readEmbed(value: unknown): Embed {
-  const embed = isObject(value) ? value : {};
-  const list = (v: unknown) => (Array.isArray(v) ? (v as SignatureDict[]) : null);
+function signature(value: unknown, field: string): SignatureDict {
+  if (!isObject(value) || typeof value.task !== "string") {
+    throw new MessageDecodeError(
+      `${field} must be a signature {task, args, kwargs, options}, got ${JSON.stringify(value)}`,
+    );
+  }
+  return value as SignatureDict;
+}
+
+function signatures(value: unknown, field: string): SignatureDict[] | null {
+  if (value === null || value === undefined) return null;
+  if (!Array.isArray(value)) {
+    throw new MessageDecodeError(`${field} must be a list of signatures or null`);
+  }
+  return value.map((v, i) => signature(v, `${field}[${i}]`));
+}
+
+function readEmbed(value: unknown, where: string): Embed {
+  if (value !== null && value !== undefined && !isObject(value)) {
+    throw new MessageDecodeError(`${where} must be a mapping or null`);
+  }
+  const embed = value ?? {};
   return {
-    callbacks: list(embed.callbacks),
-    errbacks: list(embed.errbacks),
-    chain: list(embed.chain),
-    chord: isObject(embed.chord) ? (embed.chord as SignatureDict) : null,
+    callbacks: signatures(embed.callbacks, "callbacks"),
+    errbacks: signatures(embed.errbacks, "errbacks"),
+    chain: signatures(embed.chain, "chain"),
+    chord: embed.chord === null || embed.chord === undefined
+      ? null
+      : signature(embed.chord, "chord"),
   };
 }
 
 function readTimeLimit(value: unknown): [number | null, number | null] {
-  if (!Array.isArray(value)) return [null, null];
+  if (value === null || value === undefined) return [null, null];
+  if (!Array.isArray(value)) {
+    throw new MessageDecodeError(
+      `Header timelimit must be [hard, soft], got ${JSON.stringify(value)}`,
+    );
+  }
   return [optionalNumber(value[0], "timelimit[0]"), optionalNumber(value[1], "timelimit[1]")];
 }
 
 function checkContent(message: Message): void {
-  const type = message.contentType.toLowerCase();
+  if (!isObject(message)) {
+    throw new MessageDecodeError(`A message must be an object, got ${String(message)}`);
+  }
+  if (typeof message.contentType !== "string") {
+    throw new MessageDecodeError("A message needs a string contentType");
+  }
+  if (typeof message.body !== "string") {
+    throw new MessageDecodeError("A message body must be text");
+  }
+  if (message.headers !== null && message.headers !== undefined && !isObject(message.headers)) {
+    throw new MessageDecodeError("Message headers must be a mapping");
+  }
+  if (
+    message.properties !== null && message.properties !== undefined &&
+    !isObject(message.properties)
+  ) {
+    throw new MessageDecodeError("Message properties must be a mapping");
+  }
+  const type = message.contentType.trim().toLowerCase();
   if (type !== "application/json") {
     throw new MessageDecodeError(
       `Refusing to deserialize untrusted content of type ${message.contentType}`,
     );
   }
-  if (message.headers.compression) {
+  if (message.headers?.compression) {
     throw new MessageDecodeError(
       `Compressed messages are not supported (compression ${
         JSON.stringify(message.headers.compression)
@@ -404,7 +480,7 @@ function decodeV2(
     name: headers.task as string,
     args,
     kwargs,
-    embed: readEmbed(embed),
+    embed: readEmbed(embed, "Task body embed (third element)"),
     rootId: optionalString(headers.root_id, "root_id") ?? id,
     parentId: optionalString(headers.parent_id, "parent_id"),
     group: optionalString(headers.group, "group"),
@@ -434,22 +510,21 @@ function decodeV1(
   const kwargs = body.kwargs ?? {};
   if (!Array.isArray(args)) throw new MessageDecodeError("Task args must be a list");
   if (!isObject(kwargs)) throw new MessageDecodeError("Task kwargs must be a mapping");
-  const list = (v: unknown) => (Array.isArray(v) ? (v as SignatureDict[]) : null);
+  const { callbacks, errbacks, chord } = readEmbed(
+    { callbacks: body.callbacks, errbacks: body.errbacks, chord: body.chord },
+    "Task body",
+  );
   return {
     id,
     name: body.task as string,
     args,
     kwargs,
-    embed: {
-      callbacks: list(body.callbacks),
-      errbacks: list(body.errbacks),
-      chain: null,
-      chord: isObject(body.chord) ? (body.chord as SignatureDict) : null,
-    },
+    embed: { callbacks, errbacks, chain: null, chord },
     rootId: id,
     parentId: null,
-    group: optionalString(body.taskset, "taskset"),
-    groupIndex: null,
+    // Celery's proto1_to_proto2 reads the group from `taskset`; 3.x senders set only `group`.
+    group: optionalString(body.taskset ?? body.group, "taskset"),
+    groupIndex: optionalNumber(body.group_index, "group_index"),
     shadow: null,
     eta: parseIso(body.eta),
     expires: parseIso(body.expires),

@@ -1,0 +1,423 @@
+// deno-lint-ignore-file no-console -- the CLI is the one place that writes to the terminal
+/**
+ * The celeriac command line: `deno run -A cli.ts <command> [options]`.
+ *
+ * ```sh
+ * deno run -A cli.ts worker --app ./tasks.ts -Q celery -c 2 --pool workers
+ * deno run -A cli.ts call tasks.add --args '[2, 2]' --app ./tasks.ts --wait
+ * deno run -A cli.ts result <task-id> --app ./tasks.ts
+ * ```
+ *
+ * This is the only module that listens to OS signals: the first SIGINT/SIGTERM starts a warm
+ * shutdown (finish running tasks, requeue the rest, exit 0); a second one is cold (terminate
+ * Web Workers, requeue late-ack messages, exit 1).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { App, type Logger } from "./lib/app.ts";
+import { startBeat } from "./lib/beat/beat.ts";
+import { Consumer } from "./lib/worker/consumer.ts";
+import { redact } from "./lib/connect.ts";
+
+const USAGE: Record<string, string> = {
+  main: `celeriac: Celery-compatible task queue for Deno
+
+Usage: deno run -A cli.ts <command> [options]
+
+Commands:
+  worker   Run a worker over an app's tasks
+  beat     Send the app's periodic tasks on schedule (safe to run several)
+  call     Send a task by name
+  result   Print a task's result
+
+Run 'deno run -A cli.ts <command> --help' for a command's options.`,
+  worker: `Usage: deno run -A cli.ts worker --app ./tasks.ts [options]
+
+Options:
+  -A, --app MODULE             Module exporting the App (default export or 'app'); required
+  -Q, --queues Q1,Q2           Queues to consume (default: the app's default queue)
+  -c, --concurrency N          Web Workers (workers pool) or tasks at once (inline pool)
+  -P, --pool workers|inline    Where tasks run (default: workers)
+      --child-concurrency N    Tasks one Web Worker runs at once (default: 1)
+      --prefetch-multiplier N  Messages reserved per task slot; 0 = unlimited (default: 4)
+  -n, --hostname NAME          Node name (default: celeriac@<host>)
+      --time-limit S           Hard time limit per task, seconds
+      --soft-time-limit S      Soft time limit per task, seconds
+      --max-tasks-per-child N  Recycle a Web Worker after N tasks
+  -B, --beat                   Also run beat (the app's periodic tasks) in this process
+  -l, --loglevel LEVEL         debug, info, warn or error (default: info)
+  -h, --help                   Show this help
+
+Signals: SIGINT/SIGTERM once = warm shutdown (exit 0); twice = cold shutdown (exit 1).`,
+  beat: `Usage: deno run -A cli.ts beat --app ./tasks.ts [options]
+
+Sends the app's periodic tasks (its beatSchedule and addPeriodicTask entries). Any number of
+beat processes may run: they share a leader lease and claim each tick in the result backend's
+store (Redis or Deno KV), so each tick is sent once.
+
+Options:
+  -A, --app MODULE       Module exporting the App; required
+  -l, --loglevel LEVEL   debug, info, warn or error (default: info)
+  -h, --help             Show this help`,
+  call: `Usage: deno run -A cli.ts call <task-name> [options]
+
+Options:
+      --args JSON        Positional arguments, a JSON list (default: [])
+      --kwargs JSON      Keyword arguments, a JSON object (default: {})
+      --countdown S      Run no sooner than S seconds from now
+      --eta ISO          Run no sooner than this time
+      --expires S        Revoke if not started within S seconds
+  -Q, --queue NAME       Target queue
+  -A, --app MODULE       Module exporting the App (for its broker and routes)
+      --broker URL       Broker URL (default: the app's, CELERIAC_BROKER_URL, memory://)
+      --backend URL      Result backend URL (for --wait)
+      --wait             Wait for the result and print it
+      --timeout MS       With --wait: give up after MS milliseconds (default: 60000)
+  -h, --help             Show this help`,
+  result: `Usage: deno run -A cli.ts result <task-id> [options]
+
+Options:
+  -A, --app MODULE       Module exporting the App (for its backend)
+      --backend URL      Result backend URL
+      --wait             Wait until the task is ready
+      --timeout MS       With --wait: give up after MS milliseconds (default: 60000)
+      --traceback        Print the traceback of a failure
+  -h, --help             Show this help`,
+};
+
+class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+const LEVELS = ["debug", "info", "warn", "error"] as const;
+
+function consoleLogger(level: string): Logger {
+  const min = LEVELS.indexOf(level as typeof LEVELS[number]);
+  if (min < 0) throw new UsageError(`unknown log level '${level}' (use ${LEVELS.join(", ")})`);
+  const log = (at: number, name: string) => (message: string, fields?: Record<string, unknown>) => {
+    if (at < min) return;
+    const extra = fields && Object.keys(fields).length
+      ? " " + JSON.stringify(fields, (_k, v) => v instanceof Error ? v.message : v)
+      : "";
+    console.error(`[${new Date().toISOString()}] ${name} ${message}${extra}`);
+  };
+  return {
+    debug: log(0, "DEBUG"),
+    info: log(1, "INFO"),
+    warn: log(2, "WARN"),
+    error: log(3, "ERROR"),
+  };
+}
+
+function toModuleUrl(path: string): URL {
+  if (/^[a-z][a-z0-9+.-]*:/i.test(path)) return new URL(path);
+  return new URL(path, `file://${Deno.cwd()}/`);
+}
+
+async function loadApp(path: string): Promise<{ app: App; url: URL }> {
+  const url = toModuleUrl(path);
+  const mod = await import(url.href);
+  for (const candidate of [mod.default, mod.app]) {
+    if (candidate instanceof App) return { app: candidate, url };
+  }
+  throw new UsageError(`${path} exports no App (as its default export or as 'app')`);
+}
+
+function int(value: string | undefined, name: string, min = 0): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) {
+    throw new UsageError(`--${name} must be an integer >= ${min}, got '${value}'`);
+  }
+  return n;
+}
+
+function num(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) {
+    throw new UsageError(`--${name} must be a number >= 0, got '${value}'`);
+  }
+  return n;
+}
+
+function json<T>(
+  value: string | undefined,
+  name: string,
+  check: (v: unknown) => boolean,
+  fallback: T,
+): T {
+  if (value === undefined) return fallback;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new UsageError(`--${name} is not valid JSON: ${value}`);
+  }
+  if (!check(parsed)) throw new UsageError(`--${name} has the wrong shape: ${value}`);
+  return parsed as T;
+}
+
+async function worker(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      app: { type: "string", short: "A" },
+      queues: { type: "string", short: "Q" },
+      concurrency: { type: "string", short: "c" },
+      pool: { type: "string", short: "P" },
+      "child-concurrency": { type: "string" },
+      "prefetch-multiplier": { type: "string" },
+      hostname: { type: "string", short: "n" },
+      "time-limit": { type: "string" },
+      "soft-time-limit": { type: "string" },
+      "max-tasks-per-child": { type: "string" },
+      beat: { type: "boolean", short: "B" },
+      loglevel: { type: "string", short: "l" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE.worker);
+    return 0;
+  }
+  if (!values.app) throw new UsageError("worker needs --app ./tasks.ts");
+  const pool = values.pool ?? "workers";
+  if (pool !== "workers" && pool !== "inline") {
+    throw new UsageError(`--pool must be 'workers' or 'inline', got '${pool}'`);
+  }
+  const logger = consoleLogger(values.loglevel ?? "info");
+  const { app, url } = await loadApp(values.app);
+  app.logger = logger;
+  const controller = new AbortController();
+  const options: ConstructorParameters<typeof Consumer>[1] = {
+    pool,
+    appModule: url,
+    signal: controller.signal,
+  };
+  if (values.queues) options.queues = values.queues.split(",").map((q) => q.trim()).filter(Boolean);
+  const set = <K extends keyof typeof options>(key: K, value: (typeof options)[K] | undefined) => {
+    if (value !== undefined) options[key] = value;
+  };
+  set("concurrency", int(values.concurrency, "concurrency", 1));
+  set("childConcurrency", int(values["child-concurrency"], "child-concurrency", 1));
+  set("prefetchMultiplier", int(values["prefetch-multiplier"], "prefetch-multiplier", 0));
+  set("hostname", values.hostname);
+  set("timeLimit", num(values["time-limit"], "time-limit"));
+  set("softTimeLimit", num(values["soft-time-limit"], "soft-time-limit"));
+  set("maxTasksPerChild", int(values["max-tasks-per-child"], "max-tasks-per-child", 1));
+  const consumer = new Consumer(app, options);
+  logger.info(`broker ${redact(app.conf.brokerUrl)}, backend ${redact(app.conf.backendUrl)}`);
+
+  let exitCode = 0;
+  let signals = 0;
+  const onSignal = (name: Deno.Signal) => () => {
+    signals++;
+    if (signals === 1) {
+      logger.info(`${name}: warm shutdown (finishing running tasks; ${name} again to stop now)`);
+      controller.abort();
+    } else if (signals === 2) {
+      logger.warn(`${name}: cold shutdown`);
+      exitCode = 1;
+      consumer.terminate();
+    }
+  };
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, onSignal(s)] as const);
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  const beat = values.beat ? await startBeat(app, { signal: controller.signal }) : undefined;
+  try {
+    await consumer.run();
+  } finally {
+    await beat?.close();
+    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+    await app.close().catch((e) => logger.error(`closing: ${e}`));
+  }
+  return exitCode;
+}
+
+async function beat(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      app: { type: "string", short: "A" },
+      loglevel: { type: "string", short: "l" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE.beat);
+    return 0;
+  }
+  if (!values.app) throw new UsageError("beat needs --app ./tasks.ts");
+  const logger = consoleLogger(values.loglevel ?? "info");
+  const { app } = await loadApp(values.app);
+  app.logger = logger;
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  for (const s of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(s, stop);
+  try {
+    const running = await startBeat(app, { signal: controller.signal });
+    logger.info(`beat: ${app.periodicTasks.size} periodic tasks, owner ${running.scheduler.owner}`);
+    await running.done;
+    await running.close();
+  } finally {
+    for (const s of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(s, stop);
+    await app.close();
+  }
+  return 0;
+}
+
+async function appFor(
+  values: { app?: string | undefined; broker?: string | undefined; backend?: string | undefined },
+) {
+  if (values.app) {
+    const { app } = await loadApp(values.app);
+    return app;
+  }
+  const options: ConstructorParameters<typeof App>[0] = {};
+  if (values.broker) options.broker = values.broker;
+  if (values.backend) options.backend = values.backend;
+  return new App(options);
+}
+
+async function call(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      args: { type: "string" },
+      kwargs: { type: "string" },
+      countdown: { type: "string" },
+      eta: { type: "string" },
+      expires: { type: "string" },
+      queue: { type: "string", short: "Q" },
+      app: { type: "string", short: "A" },
+      broker: { type: "string" },
+      backend: { type: "string" },
+      wait: { type: "boolean" },
+      timeout: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE.call);
+    return 0;
+  }
+  const name = positionals[0];
+  if (!name || positionals.length > 1) throw new UsageError("call needs exactly one task name");
+  const args = json<unknown[]>(values.args, "args", Array.isArray, []);
+  const kwargs = json<Record<string, unknown>>(
+    values.kwargs,
+    "kwargs",
+    (v) => v !== null && typeof v === "object" && !Array.isArray(v),
+    {},
+  );
+  const app = await appFor(values);
+  try {
+    const options: Parameters<App["sendTask"]>[3] = {};
+    const countdown = num(values.countdown, "countdown");
+    if (countdown !== undefined) options.countdown = countdown;
+    if (values.eta) {
+      if (Number.isNaN(new Date(values.eta).getTime())) {
+        throw new UsageError(`--eta is not a time: ${values.eta}`);
+      }
+      options.eta = values.eta;
+    }
+    const expires = num(values.expires, "expires");
+    if (expires !== undefined) options.expires = expires;
+    if (values.queue) options.queue = values.queue;
+    const result = await app.sendTask(name, args, kwargs, options);
+    console.log(result.id);
+    if (values.wait) {
+      const value = await result.get({ timeout: num(values.timeout, "timeout") ?? 60_000 });
+      console.log(JSON.stringify(value));
+    }
+  } finally {
+    await app.close();
+  }
+  return 0;
+}
+
+async function result(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      app: { type: "string", short: "A" },
+      backend: { type: "string" },
+      wait: { type: "boolean" },
+      timeout: { type: "string" },
+      traceback: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE.result);
+    return 0;
+  }
+  const id = positionals[0];
+  if (!id || positionals.length > 1) throw new UsageError("result needs exactly one task id");
+  const app = await appFor(values);
+  try {
+    const r = app.asyncResult(id);
+    if (values.wait) {
+      await r.get({ timeout: num(values.timeout, "timeout") ?? 60_000, propagate: false });
+    }
+    const meta = await r.meta();
+    if (!meta) {
+      console.log("PENDING");
+      return 0;
+    }
+    console.log(`${meta.status} ${JSON.stringify(meta.result)}`);
+    if (values.traceback && meta.traceback) console.log(meta.traceback);
+    return meta.status === "FAILURE" ? 1 : 0;
+  } finally {
+    await app.close();
+  }
+}
+
+const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  worker,
+  beat,
+  call,
+  result,
+};
+
+/**
+ * Runs the command line.
+ *
+ * @param argv The arguments after the script name.
+ * @returns The exit code.
+ */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === "-h" || command === "--help" || command === "help") {
+    console.log(USAGE.main);
+    return command ? 0 : 2;
+  }
+  const run = COMMANDS[command];
+  try {
+    if (!run) throw new UsageError(`unknown command '${command}'`);
+    return await run(rest);
+  } catch (error) {
+    const usage = error instanceof UsageError ||
+      (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+    if (usage) {
+      console.error(`celeriac: ${(error as Error).message}. See --help.`);
+      return 2;
+    }
+    console.error(`celeriac: ${error instanceof Error ? error.message : error}`);
+    return 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

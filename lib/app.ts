@@ -1,0 +1,554 @@
+/**
+ * The App: configuration, the task registry, the producer, and connection lifetimes.
+ *
+ * @module
+ */
+
+import type { Backend, ResultMeta } from "./backends/backend.ts";
+import type { BeatEntries, BeatEntry } from "./beat/entry.ts";
+import type { Broker } from "./brokers/broker.ts";
+import { createBackend, createBroker } from "./connect.ts";
+import { TaskRevokedError } from "./errors.ts";
+import { errorToInfo } from "./protocol/exceptions.ts";
+import { encodeTask, type SignatureDict, toIso } from "./protocol/message.ts";
+import type { State } from "./protocol/states.ts";
+import { AsyncResult, EagerResult, type RevokeOptions } from "./result.ts";
+import { type SendOptions, Task, type TaskFunction, type TaskOptions } from "./task.ts";
+import { currentTask, execute } from "./worker/execute.ts";
+import type { ErrorShape, RequestContext } from "./worker/outcome.ts";
+
+/** A structured logger. The library never writes to the console itself. */
+export interface Logger {
+  /** Detail for debugging. */
+  debug(message: string, fields?: Record<string, unknown>): void;
+  /** Normal operation. */
+  info(message: string, fields?: Record<string, unknown>): void;
+  /** Something went wrong and was handled. */
+  warn(message: string, fields?: Record<string, unknown>): void;
+  /** Something went wrong. */
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** Where a task goes: a queue name, or a function of the task name. */
+export type Routes =
+  | Record<string, string | { queue: string }>
+  | ((taskName: string) => string | undefined);
+
+/** Options of {@linkcode App}. */
+export interface AppOptions {
+  /**
+   * Broker URL (`memory://`, `kv://`, `redis://`, `amqp://`) or a broker instance.
+   * @default {Deno.env CELERIAC_BROKER_URL, else "memory://"}
+   */
+  broker?: string | Broker;
+  /**
+   * Result backend URL (`memory://`, `kv://`, `redis://`, `rpc://`) or an instance.
+   * @default {Deno.env CELERIAC_RESULT_BACKEND, else "memory://"}
+   */
+  backend?: string | Backend;
+  /**
+   * The queue tasks go to when nothing else says.
+   * @default {"celery"}
+   */
+  defaultQueue?: string;
+  /** Queue by task name; keys may end in `*` to match a prefix (`"reports.*"`). */
+  routes?: Routes;
+  /**
+   * How long results are kept, in milliseconds; `0` keeps them forever.
+   * @default {86_400_000}
+   */
+  resultExpires?: number;
+  /**
+   * Run every task in-process when sent (for tests), storing results in the backend.
+   * @default {false}
+   */
+  taskAlwaysEager?: boolean;
+  /**
+   * Ack after tasks finish instead of before they start, for every task.
+   * @default {false}
+   */
+  acksLate?: boolean;
+  /**
+   * Deliveries after which a message is dead-lettered instead of requeued.
+   * @default {10}
+   */
+  maxDeliveries?: number;
+  /** Transport options passed to the broker and backend. */
+  transportOptions?: Record<string, unknown>;
+  /** Where the library logs. @default {no logging} */
+  logger?: Logger;
+  /** Periodic tasks by name, as Celery's `beat_schedule`; run by `cli.ts beat`. */
+  beatSchedule?: BeatEntries;
+}
+
+function env(name: string): string | undefined {
+  try {
+    return Deno.env.get(name) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+let hostName: string | undefined;
+/**
+ * This machine's host name (or `localhost` when it cannot be read).
+ *
+ * @returns The name.
+ */
+export function machineName(): string {
+  if (hostName === undefined) {
+    try {
+      hostName = Deno.hostname();
+    } catch {
+      hostName = "localhost";
+    }
+  }
+  return hostName;
+}
+
+const nowIsoNaive = () => toIso(new Date()).replace(/\+00:00$/, "");
+
+/**
+ * Builds a result meta in Celery's shape.
+ *
+ * @param taskId The task.
+ * @param status Its state.
+ * @param result Its value or exception shape.
+ * @param extra Traceback, parent and group ids.
+ * @returns The meta.
+ */
+export function makeMeta(
+  taskId: string,
+  status: State,
+  result: unknown,
+  extra: { traceback?: string | null; parentId?: string | null; groupId?: string | null } = {},
+): ResultMeta {
+  const ready = status === "SUCCESS" || status === "FAILURE" || status === "REVOKED";
+  const meta: ResultMeta = {
+    status,
+    result,
+    traceback: extra.traceback ?? null,
+    children: [],
+    date_done: ready ? nowIsoNaive() : null,
+    task_id: taskId,
+  };
+  if (extra.groupId) meta.group_id = extra.groupId;
+  if (extra.parentId) meta.parent_id = extra.parentId;
+  return meta;
+}
+
+/**
+ * Converts a flattened error to the exception shape stored in a result.
+ *
+ * @param error The flattened error.
+ * @returns `{exc_type, exc_message, exc_module}`.
+ */
+export function shapeToInfo(error: ErrorShape): ReturnType<typeof errorToInfo> {
+  if (error.module !== undefined) {
+    return {
+      exc_type: error.name,
+      exc_message: error.args ?? [error.message],
+      exc_module: error.module,
+    };
+  }
+  const e = new Error(error.message);
+  e.name = error.name;
+  return errorToInfo(e);
+}
+
+/**
+ * A celeriac application: tasks are registered on it and sent through it.
+ *
+ * Constructing an App opens nothing; the broker and backend connect on first use.
+ *
+ * @example
+ * ```ts
+ * import { App } from "@celeriac/celeriac";
+ * await using app = new App({ broker: "memory://", backend: "memory://" });
+ * const add = app.task("tasks.add", (x: number, y: number) => x + y);
+ * const r = await add.delay(2, 2); // a worker would run it; nothing runs it here
+ * console.assert((await r.state()) === "PENDING");
+ * ```
+ */
+export class App extends EventTarget {
+  /** Registered tasks by name. */
+  readonly tasks: Map<string, Task<never[], unknown>> = new Map();
+  /** The resolved options. */
+  readonly conf: Readonly<
+    Required<
+      Omit<
+        AppOptions,
+        "broker" | "backend" | "routes" | "transportOptions" | "logger" | "beatSchedule"
+      >
+    > & {
+      brokerUrl: string;
+      backendUrl: string;
+      routes: Routes | undefined;
+      transportOptions: Record<string, unknown>;
+    }
+  >;
+  /** The logger; the CLI replaces it with one that writes to stderr. */
+  logger: Logger;
+  /** This process's reply queue id, sent as `reply_to` (used by `rpc://`). */
+  readonly oid: string = crypto.randomUUID();
+  #broker: Promise<Broker> | undefined;
+  #backend: Promise<Backend> | undefined;
+  #periodic = new Map<string, BeatEntry>();
+  #closing: Promise<void> | undefined;
+
+  /**
+   * Creates the app.
+   *
+   * @param options Broker, backend and defaults.
+   */
+  constructor(options: AppOptions = {}) {
+    super();
+    const brokerUrl = typeof options.broker === "string"
+      ? options.broker
+      : options.broker?.url ?? env("CELERIAC_BROKER_URL") ?? "memory://";
+    const backendUrl = typeof options.backend === "string"
+      ? options.backend
+      : options.backend?.url ?? env("CELERIAC_RESULT_BACKEND") ?? "memory://";
+    if (typeof options.broker === "object") this.#broker = Promise.resolve(options.broker);
+    if (typeof options.backend === "object") this.#backend = Promise.resolve(options.backend);
+    this.logger = options.logger ?? silent;
+    const schedule = options.beatSchedule ?? {};
+    for (
+      const [name, entry] of schedule instanceof Map
+        ? schedule as ReadonlyMap<string, BeatEntry>
+        : Object.entries(schedule as Record<string, BeatEntry>)
+    ) this.#periodic.set(name, entry);
+    this.conf = {
+      brokerUrl,
+      backendUrl,
+      defaultQueue: options.defaultQueue ?? "celery",
+      routes: options.routes,
+      resultExpires: options.resultExpires ?? 86_400_000,
+      taskAlwaysEager: options.taskAlwaysEager ?? false,
+      acksLate: options.acksLate ?? false,
+      maxDeliveries: options.maxDeliveries ?? 10,
+      transportOptions: options.transportOptions ?? {},
+    };
+  }
+
+  /**
+   * Registers a task.
+   *
+   * @param name The name on the wire (what Python calls it by).
+   * @param fn The function; sync or async; `this` is its context.
+   * @param options Task options.
+   * @returns The task.
+   * @throws {TypeError} When the name is empty.
+   */
+  task<A extends unknown[], R>(
+    name: string,
+    fn: TaskFunction<A, R>,
+    options: TaskOptions = {},
+  ): Task<A, Awaited<R>> {
+    if (typeof name !== "string" || name === "") {
+      throw new TypeError(`Cannot register a task: its name must be a non-empty string`);
+    }
+    const task = new Task<A, Awaited<R>>(
+      this,
+      name,
+      fn as TaskFunction<A, Awaited<R> | Promise<Awaited<R>>>,
+      options,
+    );
+    this.tasks.set(name, task as unknown as Task<never[], unknown>);
+    return task;
+  }
+
+  /**
+   * Adds (or replaces) a periodic task, as Celery's `add_periodic_task`.
+   *
+   * @param name The entry's name.
+   * @param entry Task, schedule, arguments and send options.
+   */
+  addPeriodicTask(name: string, entry: BeatEntry): void {
+    this.#periodic.set(name, entry);
+  }
+
+  /** The periodic tasks by name. */
+  get periodicTasks(): ReadonlyMap<string, BeatEntry> {
+    return this.#periodic;
+  }
+
+  /**
+   * The broker, connected on first use.
+   *
+   * @returns The broker.
+   */
+  getBroker(): Promise<Broker> {
+    return this.#broker ??= createBroker(this.conf.brokerUrl, {
+      maxDeliveries: this.conf.maxDeliveries,
+      transportOptions: this.conf.transportOptions,
+    });
+  }
+
+  /**
+   * The result backend, connected on first use.
+   *
+   * @returns The backend.
+   */
+  getBackend(): Promise<Backend> {
+    return this.#backend ??= (async () => {
+      const options: Parameters<typeof createBackend>[1] = {
+        resultExpires: this.conf.resultExpires,
+        transportOptions: this.conf.transportOptions,
+      };
+      if (this.conf.backendUrl.startsWith("rpc:")) options.broker = await this.getBroker();
+      return await createBackend(this.conf.backendUrl, options);
+    })();
+  }
+
+  /**
+   * Replaces the broker and backend before first use. The Web Worker entry uses this to send
+   * a task's own calls through the parent's connections.
+   *
+   * @param connections The broker and backend to use.
+   */
+  useConnections(connections: { broker: Broker; backend: Backend }): void {
+    this.#broker = Promise.resolve(connections.broker);
+    this.#backend = Promise.resolve(connections.backend);
+  }
+
+  /**
+   * The queue a task goes to: the call's, a route's, the task's, or the default.
+   *
+   * @param name The task name.
+   * @param queue The call's queue.
+   * @returns The queue.
+   */
+  route(name: string, queue?: string): string {
+    if (queue) return queue;
+    const routes = this.conf.routes;
+    if (typeof routes === "function") {
+      const q = routes(name);
+      if (q) return q;
+    } else if (routes) {
+      const hit = routes[name] ??
+        Object.entries(routes).find(([k]) => k.endsWith("*") && name.startsWith(k.slice(0, -1)))
+          ?.[1];
+      if (hit) return typeof hit === "string" ? hit : hit.queue;
+    }
+    return this.tasks.get(name)?.options.queue ?? this.conf.defaultQueue;
+  }
+
+  /**
+   * A handle on a task's result.
+   *
+   * @param id The task id.
+   * @returns The handle.
+   */
+  asyncResult<R = unknown>(id: string): AsyncResult<R> {
+    return new AsyncResult<R>(id, this);
+  }
+
+  /**
+   * Sends a task by name: it need not be registered here (a Python worker may run it).
+   *
+   * @param name Task name.
+   * @param args Positional arguments.
+   * @param kwargs Keyword arguments.
+   * @param options Call options.
+   * @returns The result handle.
+   * @throws {TypeError} When args is not an array or kwargs not an object.
+   */
+  async sendTask<R = unknown>(
+    name: string,
+    args: readonly unknown[] = [],
+    kwargs: Record<string, unknown> = {},
+    options: SendOptions = {},
+  ): Promise<AsyncResult<R>> {
+    if (!Array.isArray(args)) {
+      throw new TypeError(`Cannot send ${name}: args must be an array, got ${typeof args}`);
+    }
+    if (kwargs === null || typeof kwargs !== "object" || Array.isArray(kwargs)) {
+      throw new TypeError(`Cannot send ${name}: kwargs must be an object`);
+    }
+    const id = options.taskId ?? crypto.randomUUID();
+    if (this.conf.taskAlwaysEager) {
+      const meta = await this.applyEager(name, [...args], kwargs, { taskId: id }).meta();
+      await (await this.getBackend()).store(id, meta);
+      return new AsyncResult<R>(id, this);
+    }
+    const parent = currentTask.getStore();
+    const now = Date.now();
+    const eta = options.eta !== undefined
+      ? new Date(options.eta)
+      : options.countdown !== undefined
+      ? new Date(now + options.countdown * 1000)
+      : null;
+    const expires = options.expires === undefined
+      ? null
+      : typeof options.expires === "number"
+      ? new Date(now + options.expires * 1000)
+      : new Date(options.expires);
+    const list = (v: SignatureDict | SignatureDict[] | undefined) =>
+      v === undefined ? null : Array.isArray(v) ? v : [v];
+    const queue = this.route(name, options.queue);
+    const message = encodeTask({
+      id,
+      name,
+      args: [...args],
+      kwargs,
+      rootId: options.rootId ?? parent?.rootId ?? id,
+      parentId: options.parentId ?? parent?.id ?? null,
+      group: options.group ?? null,
+      groupIndex: options.groupIndex ?? null,
+      shadow: options.shadow ?? null,
+      eta,
+      expires,
+      retries: options.retries ?? 0,
+      timeLimit: options.timeLimit ?? null,
+      softTimeLimit: options.softTimeLimit ?? null,
+      origin: `${Deno.pid}@${machineName()}`,
+      ignoreResult: options.ignoreResult ?? false,
+      replyTo: this.oid,
+      priority: options.priority ?? null,
+      headers: options.headers ?? {},
+      callbacks: list(options.link),
+      errbacks: list(options.linkError),
+      chain: options.chain ?? null,
+      chord: options.chord ?? null,
+    });
+    const detail = { name, id, queue, message };
+    this.dispatchEvent(new CustomEvent("beforeTaskPublish", { detail }));
+    const broker = await this.getBroker();
+    const publishOptions = options.priority === undefined ? {} : { priority: options.priority };
+    if (eta && eta.getTime() > Date.now()) {
+      await broker.schedule(queue, message, eta, publishOptions);
+    } else {
+      await broker.publish(queue, message, publishOptions);
+    }
+    this.dispatchEvent(new CustomEvent("afterTaskPublish", { detail }));
+    return new AsyncResult<R>(id, this);
+  }
+
+  /**
+   * Runs a registered task in this process, retrying as a worker would (without waiting for
+   * countdowns), and returns its result. Nothing is stored.
+   *
+   * @param name Task name.
+   * @param args Positional arguments.
+   * @param kwargs Keyword arguments.
+   * @param options `taskId`.
+   * @returns The eager result.
+   */
+  applyEager<R = unknown>(
+    name: string,
+    args: unknown[],
+    kwargs: Record<string, unknown>,
+    options: { taskId?: string } = {},
+  ): EagerResult<R> {
+    const id = options.taskId ?? crypto.randomUUID();
+    const parent = currentTask.getStore();
+    const run = async (): Promise<ResultMeta> => {
+      const controller = new AbortController();
+      for (let retries = 0;; retries++) {
+        const context: RequestContext = {
+          id,
+          name,
+          retries,
+          rootId: parent?.rootId ?? id,
+          parentId: parent?.id ?? null,
+          group: null,
+          groupIndex: null,
+          eta: null,
+          expires: null,
+          headers: {},
+          deliveryInfo: { queue: "", redelivered: false, deliveryCount: 1, priority: null },
+          hostname: machineName(),
+          isEager: true,
+        };
+        const outcome = await execute(
+          this,
+          { id, name, args, kwargs, context },
+          controller.signal,
+          () => Promise.resolve(),
+        );
+        switch (outcome.kind) {
+          case "success":
+            return makeMeta(id, "SUCCESS", outcome.value);
+          case "retry":
+            continue;
+          case "failure":
+          case "lost":
+          case "reject":
+            return makeMeta(id, "FAILURE", shapeToInfo(outcome.error), {
+              traceback: outcome.error.stack,
+            });
+          case "ignore":
+            return makeMeta(id, "IGNORED", null);
+          case "timeout":
+            return makeMeta(id, "FAILURE", errorToInfo(new TaskRevokedError("timeout")));
+        }
+      }
+    };
+    return new EagerResult<R>(id, run());
+  }
+
+  /**
+   * Asks every worker not to run a task (remote control `revoke`), and to stop it when
+   * `terminate` is set.
+   *
+   * @param taskId The task.
+   * @param options Terminate or not.
+   * @returns When the command is sent.
+   */
+  async revoke(taskId: string | string[], options: RevokeOptions = {}): Promise<void> {
+    const broker = await this.getBroker();
+    if (!broker.broadcast) {
+      throw new TypeError(`Cannot revoke: broker ${broker.url} has no broadcast support`);
+    }
+    await broker.broadcast({
+      exchange: "celery.pidbox",
+      routingKey: "",
+      message: {
+        headers: { clock: 0, expires: 0 },
+        properties: {},
+        contentType: "application/json",
+        contentEncoding: "utf-8",
+        body: JSON.stringify({
+          method: "revoke",
+          arguments: {
+            task_id: taskId,
+            terminate: options.terminate ?? false,
+            signal: options.signal ?? "SIGTERM",
+          },
+          destination: null,
+          pattern: null,
+          matcher: null,
+        }),
+      },
+    });
+  }
+
+  /**
+   * Closes the broker and backend; idempotent.
+   *
+   * @returns When closed.
+   * @throws {AggregateError} When closing failed.
+   */
+  close(): Promise<void> {
+    return this.#closing ??= (async () => {
+      const errors: unknown[] = [];
+      for (const resource of [this.#backend, this.#broker]) {
+        if (!resource) continue;
+        try {
+          await (await resource).close();
+        } catch (error) {
+          errors.push(error);
+        }
+      }
+      if (errors.length) throw new AggregateError(errors, "Closing the app failed");
+    })();
+  }
+
+  /** Same as {@linkcode App.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,369 @@
+/**
+ * Result handles: {@linkcode AsyncResult} for a sent task, {@linkcode EagerResult} for one run
+ * with `apply()`, {@linkcode GroupResult} for several.
+ *
+ * @module
+ */
+
+import type { App } from "./app.ts";
+import type { ResultMeta } from "./backends/backend.ts";
+import { ResultTimeoutError } from "./errors.ts";
+import { infoToError, isExceptionInfo } from "./protocol/exceptions.ts";
+import { PROPAGATE_STATES, READY_STATES, type State } from "./protocol/states.ts";
+
+/** Options of `get()`. */
+export interface GetOptions {
+  /** Most milliseconds to wait; `ResultTimeoutError` after. @default {Infinity} */
+  timeout?: number;
+  /** Stops waiting, throwing the signal's reason. */
+  signal?: AbortSignal;
+  /**
+   * Throw the task's error when it failed or was revoked (instead of returning it).
+   * @default {true}
+   */
+  propagate?: boolean;
+}
+
+/** Options of `revoke()`. */
+export interface RevokeOptions {
+  /** Also stop the task if it is running. @default {false} */
+  terminate?: boolean;
+  /** The signal name Celery sends with terminate. @default {"SIGTERM"} */
+  signal?: string;
+}
+
+/**
+ * Runs `fn` with a signal that aborts on `options.signal` or after `options.timeout` ms.
+ *
+ * @param taskId For the timeout error.
+ * @param options Timeout and signal.
+ * @param fn The wait.
+ * @returns What `fn` returns.
+ */
+export async function withTimeout<T>(
+  taskId: string,
+  options: GetOptions,
+  fn: (signal: AbortSignal | undefined) => Promise<T>,
+): Promise<T> {
+  if (options.timeout === undefined || options.timeout === Infinity) return fn(options.signal);
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new ResultTimeoutError(taskId, options.timeout!)),
+    options.timeout,
+  );
+  const signal = options.signal
+    ? AbortSignal.any([options.signal, controller.signal])
+    : controller.signal;
+  try {
+    return await fn(signal);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function valueOf<R>(meta: ResultMeta, propagate: boolean): R {
+  if (PROPAGATE_STATES.has(meta.status) && isExceptionInfo(meta.result)) {
+    const error = infoToError(meta.result, meta.traceback);
+    if (propagate) throw error;
+    return error as R;
+  }
+  return meta.result as R;
+}
+
+/**
+ * The handle of a sent task. PENDING means no result has been stored yet.
+ *
+ * @example
+ * ```ts
+ * import { App } from "@celeriac/celeriac";
+ * const app = new App({ broker: "memory://", backend: "memory://" });
+ * const r = app.asyncResult("some-id");
+ * console.assert((await r.state()) === "PENDING");
+ * await app.close();
+ * ```
+ */
+export class AsyncResult<R = unknown> {
+  /** The task id. */
+  readonly id: string;
+  /** The app whose backend holds the result. */
+  readonly app: App;
+
+  /**
+   * Use `app.asyncResult(id)` or the value of `delay()`.
+   *
+   * @param id The task id.
+   * @param app The app.
+   */
+  constructor(id: string, app: App) {
+    this.id = id;
+    this.app = app;
+  }
+
+  /**
+   * The stored meta, or `null` while PENDING.
+   *
+   * @returns The meta.
+   */
+  async meta(): Promise<ResultMeta | null> {
+    return await (await this.app.getBackend()).get(this.id);
+  }
+
+  /**
+   * The current state.
+   *
+   * @returns `PENDING`, `STARTED`, `SUCCESS`, `FAILURE`, ...
+   */
+  async state(): Promise<State> {
+    return (await this.meta())?.status ?? "PENDING";
+  }
+
+  /**
+   * Whether the task finished (SUCCESS, FAILURE or REVOKED).
+   *
+   * @returns The answer.
+   */
+  async ready(): Promise<boolean> {
+    return READY_STATES.has(await this.state());
+  }
+
+  /**
+   * Whether the task succeeded.
+   *
+   * @returns The answer.
+   */
+  async successful(): Promise<boolean> {
+    return (await this.state()) === "SUCCESS";
+  }
+
+  /**
+   * Whether the task failed.
+   *
+   * @returns The answer.
+   */
+  async failed(): Promise<boolean> {
+    return (await this.state()) === "FAILURE";
+  }
+
+  /**
+   * Waits for the task to finish and returns its value.
+   *
+   * @param options Timeout (ms), signal, propagate.
+   * @returns The task's return value.
+   * @throws {ResultTimeoutError} When the timeout passes first.
+   * @throws {Error} The task's error, when it failed and `propagate` is on.
+   */
+  async get(options: GetOptions = {}): Promise<R> {
+    const backend = await this.app.getBackend();
+    const meta = await withTimeout(this.id, options, async (signal) => {
+      for await (const meta of backend.waitFor([this.id], signal ? { signal } : {})) return meta;
+      throw new Error(`Result backend ended without a result for ${this.id}`);
+    });
+    return valueOf<R>(meta, options.propagate ?? true);
+  }
+
+  /**
+   * Streams every state stored for the task (STARTED, custom progress states, RETRY ...)
+   * until it is ready.
+   *
+   * @param options A signal to stop early.
+   * @returns The metas, as they are stored.
+   */
+  async *updates(options: { signal?: AbortSignal } = {}): AsyncGenerator<ResultMeta> {
+    const backend = await this.app.getBackend();
+    yield* backend.watch(this.id, options);
+  }
+
+  /**
+   * Same as {@linkcode AsyncResult.updates}.
+   *
+   * @returns The metas.
+   */
+  [Symbol.asyncIterator](): AsyncGenerator<ResultMeta> {
+    return this.updates();
+  }
+
+  /**
+   * Deletes the stored result.
+   *
+   * @returns When deleted.
+   */
+  async forget(): Promise<void> {
+    await (await this.app.getBackend()).forget(this.id);
+  }
+
+  /**
+   * Asks every worker not to run the task (and to stop it with `terminate`).
+   *
+   * @param options Terminate or not.
+   * @returns When the request is sent.
+   */
+  revoke(options: RevokeOptions = {}): Promise<void> {
+    return this.app.revoke(this.id, options);
+  }
+}
+
+/**
+ * The result of a task run in-process with `apply()`.
+ *
+ * @example
+ * ```ts
+ * import { App } from "@celeriac/celeriac";
+ * const app = new App({ broker: "memory://", backend: "memory://" });
+ * const double = app.task("t.double", (x: number) => x * 2);
+ * const r = double.apply([21]);
+ * console.assert((await r.get()) === 42 && (await r.state()) === "SUCCESS");
+ * await app.close();
+ * ```
+ */
+export class EagerResult<R = unknown> {
+  /** The task id. */
+  readonly id: string;
+  readonly #meta: Promise<ResultMeta>;
+
+  /**
+   * Made by `apply()`.
+   *
+   * @param id The task id.
+   * @param meta The run's final meta.
+   */
+  constructor(id: string, meta: Promise<ResultMeta>) {
+    this.id = id;
+    this.#meta = meta;
+  }
+
+  /**
+   * The final meta.
+   *
+   * @returns The meta.
+   */
+  meta(): Promise<ResultMeta> {
+    return this.#meta;
+  }
+
+  /**
+   * The final state.
+   *
+   * @returns The state.
+   */
+  async state(): Promise<State> {
+    return (await this.#meta).status;
+  }
+
+  /**
+   * The value, or the error thrown.
+   *
+   * @param options `propagate`.
+   * @returns The value.
+   */
+  async get(options: Pick<GetOptions, "propagate"> = {}): Promise<R> {
+    return valueOf<R>(await this.#meta, options.propagate ?? true);
+  }
+}
+
+/**
+ * The handle of several sent tasks.
+ *
+ * @example
+ * ```ts
+ * import { App, GroupResult } from "@celeriac/celeriac";
+ * const app = new App({ broker: "memory://", backend: "memory://" });
+ * const g = new GroupResult("gid", [app.asyncResult("a"), app.asyncResult("b")], app);
+ * console.assert((await g.completedCount()) === 0);
+ * await app.close();
+ * ```
+ */
+export class GroupResult<R = unknown> {
+  /** The group id. */
+  readonly id: string;
+  /** The members, in call order. */
+  readonly results: readonly AsyncResult<R>[];
+  /** The app. */
+  readonly app: App;
+
+  /**
+   * Creates the handle.
+   *
+   * @param id The group id.
+   * @param results The members.
+   * @param app The app.
+   */
+  constructor(id: string, results: readonly AsyncResult<R>[], app: App) {
+    this.id = id;
+    this.results = results;
+    this.app = app;
+  }
+
+  /**
+   * Yields each member's final meta in the order they finish.
+   *
+   * @param options Timeout (ms) and signal.
+   * @returns The metas.
+   */
+  async *completed(options: GetOptions = {}): AsyncGenerator<ResultMeta> {
+    const backend = await this.app.getBackend();
+    const ids = this.results.map((r) => r.id);
+    const controller = new AbortController();
+    const timer = options.timeout === undefined ? undefined : setTimeout(
+      () => controller.abort(new ResultTimeoutError(this.id, options.timeout!)),
+      options.timeout,
+    );
+    const signal = options.signal
+      ? AbortSignal.any([options.signal, controller.signal])
+      : controller.signal;
+    try {
+      yield* backend.waitFor(ids, { signal });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Same as {@linkcode GroupResult.completed}.
+   *
+   * @returns The metas, in completion order.
+   */
+  [Symbol.asyncIterator](): AsyncGenerator<ResultMeta> {
+    return this.completed();
+  }
+
+  /**
+   * Waits for every member; returns their values in call order.
+   *
+   * @param options Timeout (ms), signal, propagate.
+   * @returns The values.
+   */
+  async join(options: GetOptions = {}): Promise<R[]> {
+    const metas = new Map<string, ResultMeta>();
+    for await (const meta of this.completed(options)) metas.set(meta.task_id, meta);
+    return this.results.map((r) => valueOf<R>(metas.get(r.id)!, options.propagate ?? true));
+  }
+
+  /**
+   * Same as {@linkcode GroupResult.join}.
+   *
+   * @param options Timeout (ms), signal, propagate.
+   * @returns The values.
+   */
+  get(options: GetOptions = {}): Promise<R[]> {
+    return this.join(options);
+  }
+
+  /**
+   * How many members have finished.
+   *
+   * @returns The count.
+   */
+  async completedCount(): Promise<number> {
+    const states = await Promise.all(this.results.map((r) => r.state()));
+    return states.filter((s) => READY_STATES.has(s)).length;
+  }
+
+  /**
+   * Saves the group's member ids in the backend.
+   *
+   * @returns When saved.
+   */
+  async save(): Promise<void> {
+    await (await this.app.getBackend()).saveGroup(this.id, this.results.map((r) => r.id));
+  }
+}

@@ -1,0 +1,374 @@
+/**
+ * Tasks: registered functions with `delay`, `applyAsync` and eager `apply`, and the context
+ * a running task sees as `this`.
+ *
+ * @module
+ */
+
+import type { App } from "./app.ts";
+import { Retry } from "./errors.ts";
+import type { SignatureDict } from "./protocol/message.ts";
+import type { State } from "./protocol/states.ts";
+import type { AsyncResult, EagerResult } from "./result.ts";
+import type { DeliveryInfo, RequestContext } from "./worker/outcome.ts";
+
+/** Per-task options, as Celery's task attributes. */
+export interface TaskOptions {
+  /** Queue the task is sent to unless the call or a route says otherwise. */
+  queue?: string;
+  /**
+   * Most retries; `null` retries forever.
+   * @default {3}
+   */
+  maxRetries?: number | null;
+  /**
+   * Seconds before a retry when `retry()` gives no countdown.
+   * @default {180}
+   */
+  defaultRetryDelay?: number;
+  /**
+   * Ack after the task finishes instead of just before it starts.
+   * @default {false}
+   */
+  acksLate?: boolean;
+  /**
+   * With `acksLate`: on failure or timeout ack (`true`) or reject without requeue (`false`).
+   * @default {true}
+   */
+  acksOnFailureOrTimeout?: boolean;
+  /**
+   * With `acksLate`: requeue the message when the Web Worker running it dies.
+   * @default {false}
+   */
+  rejectOnWorkerLost?: boolean;
+  /**
+   * Do not store the result.
+   * @default {false}
+   */
+  ignoreResult?: boolean;
+  /**
+   * Store STARTED when the task starts.
+   * @default {false}
+   */
+  trackStarted?: boolean;
+  /** Hard time limit in seconds: the Web Worker is terminated. */
+  timeLimit?: number;
+  /** Soft time limit in seconds: the task's `signal` aborts. */
+  softTimeLimit?: number;
+  /** Default priority, 0–9. */
+  priority?: number;
+  /** Parameter names, for binding Python keyword arguments; read from the source if absent. */
+  params?: string[];
+}
+
+/** Options of a single call (`applyAsync`, `sendTask`). Times are in seconds, as Celery. */
+export interface SendOptions {
+  /** The task id. @default {crypto.randomUUID()} */
+  taskId?: string;
+  /** Run no sooner than this many seconds from now. */
+  countdown?: number;
+  /** Run no sooner than this time. */
+  eta?: Date | string;
+  /** Seconds from now, or a time, after which the task is revoked instead of run. */
+  expires?: number | Date | string;
+  /** Target queue. */
+  queue?: string;
+  /** Priority 0–9. */
+  priority?: number;
+  /** Extra message headers. */
+  headers?: Record<string, unknown>;
+  /** Do not store the result. */
+  ignoreResult?: boolean;
+  /** Hard time limit, seconds. */
+  timeLimit?: number;
+  /** Soft time limit, seconds. */
+  softTimeLimit?: number;
+  /** Signatures called with the result on success. */
+  link?: SignatureDict | SignatureDict[];
+  /** Signatures called with the task id on failure. */
+  linkError?: SignatureDict | SignatureDict[];
+  /** The task that sends this one (set for you inside a task). */
+  parentId?: string;
+  /** The first task of the workflow (set for you inside a task). */
+  rootId?: string;
+  /** Group id. */
+  group?: string;
+  /** Position inside a chord header. */
+  groupIndex?: number;
+  /** Reversed rest of a chain. */
+  chain?: SignatureDict[];
+  /** Chord body. */
+  chord?: SignatureDict;
+  /** Display name. */
+  shadow?: string;
+  /** Retries so far (used by retry). @default {0} */
+  retries?: number;
+}
+
+/** Options of {@linkcode TaskContext.retry}. */
+export interface TaskRetryOptions {
+  /** Seconds until the retry. @default {the task's defaultRetryDelay} */
+  countdown?: number;
+  /** Absolute time of the retry. */
+  eta?: Date;
+  /** The error that caused the retry; stored with RETRY and raised when retries run out. */
+  exc?: unknown;
+  /** Override the task's maxRetries for this retry. */
+  maxRetries?: number | null;
+}
+
+/**
+ * What a running task sees as `this` (use a `function`, not an arrow function, to reach it).
+ *
+ * @example
+ * ```ts
+ * import { App } from "@celeriac/celeriac";
+ * const app = new App({ broker: "memory://", backend: "memory://" });
+ * app.task("tasks.whoami", function () {
+ *   return `${this.name} ${this.id} try ${this.retries}`;
+ * });
+ * await app.close();
+ * ```
+ */
+export class TaskContext {
+  /** Task id. */
+  readonly id: string;
+  /** Task name. */
+  readonly name: string;
+  /** Retries so far. */
+  readonly retries: number;
+  /** First task of the workflow. */
+  readonly rootId: string;
+  /** The task that sent this one. */
+  readonly parentId: string | null;
+  /** Group id. */
+  readonly group: string | null;
+  /** Position in a chord header. */
+  readonly groupIndex: number | null;
+  /** Earliest run time requested. */
+  readonly eta: Date | null;
+  /** Expiry time. */
+  readonly expires: Date | null;
+  /** All message headers. */
+  readonly headers: Readonly<Record<string, unknown>>;
+  /** The queue and delivery details. */
+  readonly deliveryInfo: DeliveryInfo;
+  /** The worker's node name. */
+  readonly hostname: string;
+  /** Whether the task runs eagerly. */
+  readonly isEager: boolean;
+  /** The positional arguments as sent. */
+  readonly args: readonly unknown[];
+  /** The keyword arguments as sent. */
+  readonly kwargs: Readonly<Record<string, unknown>>;
+  /** Aborted on soft time limit, revoke with terminate, or cold shutdown. */
+  readonly signal: AbortSignal;
+  /** The app the task is registered on. */
+  readonly app: App;
+  readonly #maxRetries: number | null;
+  readonly #defaultDelay: number;
+  readonly #onState: (state: State, meta: unknown) => Promise<void>;
+
+  /**
+   * Made by the worker for each run.
+   *
+   * @param app The app.
+   * @param request The request's plain data.
+   * @param args Positional arguments.
+   * @param kwargs Keyword arguments.
+   * @param signal The task's signal.
+   * @param onState Stores a custom state.
+   */
+  constructor(
+    app: App,
+    request: RequestContext,
+    args: readonly unknown[],
+    kwargs: Record<string, unknown>,
+    signal: AbortSignal,
+    onState: (state: State, meta: unknown) => Promise<void>,
+  ) {
+    this.app = app;
+    this.id = request.id;
+    this.name = request.name;
+    this.retries = request.retries;
+    this.rootId = request.rootId;
+    this.parentId = request.parentId;
+    this.group = request.group;
+    this.groupIndex = request.groupIndex;
+    this.eta = request.eta ? new Date(request.eta) : null;
+    this.expires = request.expires ? new Date(request.expires) : null;
+    this.headers = request.headers;
+    this.deliveryInfo = request.deliveryInfo;
+    this.hostname = request.hostname;
+    this.isEager = request.isEager;
+    this.args = args;
+    this.kwargs = kwargs;
+    this.signal = signal;
+    const options = app.tasks.get(request.name)?.options ?? {};
+    this.#maxRetries = options.maxRetries === undefined ? 3 : options.maxRetries;
+    this.#defaultDelay = options.defaultRetryDelay ?? 180;
+    this.#onState = onState;
+  }
+
+  /**
+   * Ends this run and schedules the task again with the same id and `retries + 1`.
+   * When retries are used up, the task fails with `exc` (or a `MaxRetriesExceededError`).
+   *
+   * @param options When, and why.
+   * @throws {Retry} Always: that is how the run ends.
+   */
+  retry(options: TaskRetryOptions = {}): never {
+    const max = options.maxRetries === undefined ? this.#maxRetries : options.maxRetries;
+    if (max !== null && this.retries >= max) {
+      if (options.exc !== undefined) throw options.exc;
+      const error = new Error(
+        `Can't retry ${this.name}[${this.id}] args:${JSON.stringify(this.args)} kwargs:${
+          JSON.stringify(this.kwargs)
+        }`,
+      );
+      error.name = "MaxRetriesExceededError";
+      throw error;
+    }
+    const retryOptions: { countdown?: number; eta?: Date; cause?: unknown } = {};
+    if (options.eta) retryOptions.eta = options.eta;
+    else retryOptions.countdown = options.countdown ?? this.#defaultDelay;
+    if (options.exc !== undefined) retryOptions.cause = options.exc;
+    throw new Retry(
+      options.exc instanceof Error ? options.exc.message : "Retry in the future",
+      retryOptions,
+    );
+  }
+
+  /**
+   * Stores a custom state (e.g. `PROGRESS`) for this task; waiting clients see it stream.
+   *
+   * @param state The state name.
+   * @param meta Data stored as the result.
+   * @returns When stored.
+   */
+  updateState(state: State, meta: unknown = null): Promise<void> {
+    return this.#onState(state, meta);
+  }
+}
+
+/** A task function; `this` is its {@linkcode TaskContext}. */
+export type TaskFunction<A extends unknown[], R> = (this: TaskContext, ...args: A) => R;
+
+/**
+ * A registered task.
+ *
+ * @example
+ * ```ts
+ * import { App } from "@celeriac/celeriac";
+ * const app = new App({ broker: "memory://", backend: "memory://" });
+ * const add = app.task("tasks.add", (x: number, y: number) => x + y);
+ * console.assert((await add.apply([2, 2]).get()) === 4);
+ * await app.close();
+ * ```
+ */
+export class Task<A extends unknown[] = unknown[], R = unknown> {
+  /** The registered name. */
+  readonly name: string;
+  /** The function. */
+  readonly fn: TaskFunction<A, R | Promise<R>>;
+  /** The task's options. */
+  readonly options: Readonly<TaskOptions>;
+  /** The app it is registered on. */
+  readonly app: App;
+
+  /**
+   * Use `app.task()` instead.
+   *
+   * @param app The app.
+   * @param name The name.
+   * @param fn The function.
+   * @param options Options.
+   */
+  constructor(
+    app: App,
+    name: string,
+    fn: TaskFunction<A, R | Promise<R>>,
+    options: TaskOptions = {},
+  ) {
+    this.app = app;
+    this.name = name;
+    this.fn = fn;
+    this.options = options;
+  }
+
+  /**
+   * Sends the task with positional arguments.
+   *
+   * @param args The function's arguments.
+   * @returns The result handle.
+   */
+  delay(...args: A): Promise<AsyncResult<R>> {
+    return this.applyAsync(args);
+  }
+
+  /**
+   * Sends the task with arguments, keyword arguments and call options.
+   *
+   * @param args Positional arguments.
+   * @param kwargs Keyword arguments (bound by parameter name).
+   * @param options Call options.
+   * @returns The result handle.
+   */
+  applyAsync(
+    args: A | [] = [],
+    kwargs: Record<string, unknown> = {},
+    options: SendOptions = {},
+  ): Promise<AsyncResult<R>> {
+    const merged: SendOptions = { ...options };
+    if (merged.queue === undefined && this.options.queue) merged.queue = this.options.queue;
+    if (merged.priority === undefined && this.options.priority !== undefined) {
+      merged.priority = this.options.priority;
+    }
+    if (merged.timeLimit === undefined && this.options.timeLimit !== undefined) {
+      merged.timeLimit = this.options.timeLimit;
+    }
+    if (merged.softTimeLimit === undefined && this.options.softTimeLimit !== undefined) {
+      merged.softTimeLimit = this.options.softTimeLimit;
+    }
+    if (merged.ignoreResult === undefined && this.options.ignoreResult) {
+      merged.ignoreResult = true;
+    }
+    return this.app.sendTask<R>(this.name, args, kwargs, merged);
+  }
+
+  /**
+   * Runs the task here and now (eager), with retries, and returns its result.
+   *
+   * @param args Positional arguments.
+   * @param kwargs Keyword arguments.
+   * @param options `taskId`.
+   * @returns The eager result.
+   */
+  apply(
+    args: A | [] = [],
+    kwargs: Record<string, unknown> = {},
+    options: Pick<SendOptions, "taskId"> = {},
+  ): EagerResult<R> {
+    return this.app.applyEager<R>(this.name, args, kwargs, options);
+  }
+
+  /**
+   * A signature of this task (partial: a parent's result is prepended).
+   *
+   * @param args Positional arguments.
+   * @returns The signature as Celery serializes it.
+   */
+  s(...args: unknown[]): SignatureDict {
+    return { task: this.name, args, kwargs: {}, options: {}, subtask_type: null, immutable: false };
+  }
+
+  /**
+   * An immutable signature of this task (the parent's result is not prepended).
+   *
+   * @param args Positional arguments.
+   * @returns The signature as Celery serializes it.
+   */
+  si(...args: unknown[]): SignatureDict {
+    return { task: this.name, args, kwargs: {}, options: {}, subtask_type: null, immutable: true };
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * Runs one task function and turns whatever happens into an {@linkcode Outcome}. Used by the
+ * inline pool, by the Web Worker entry (`worker.ts`) and by eager `apply()`.
+ *
+ * @module
+ */
+
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { App } from "../app.ts";
+import { Ignore, NotRegistered, Reject, Retry } from "../errors.ts";
+import type { State } from "../protocol/states.ts";
+import { TaskContext } from "../task.ts";
+import { bindArguments, parameterNames } from "./arguments.ts";
+import { type Outcome, type RunRequest, toErrorShape } from "./outcome.ts";
+
+/** The task running in the current async context, so that tasks it sends get its ids. */
+export const currentTask: AsyncLocalStorage<TaskContext> = new AsyncLocalStorage<TaskContext>();
+
+const paramCache = new WeakMap<object, (string | null)[]>();
+
+function paramsOf(fn: (...args: never[]) => unknown, explicit?: string[]): (string | null)[] {
+  if (explicit) return explicit;
+  let names = paramCache.get(fn);
+  if (!names) paramCache.set(fn, names = parameterNames(fn));
+  return names;
+}
+
+/**
+ * Runs a task by name and reports the outcome. Never throws.
+ *
+ * @param app The app whose registry holds the task.
+ * @param request What to run.
+ * @param signal Aborted on soft time limit, revoke or cold shutdown.
+ * @param onState Stores custom states (`updateState`).
+ * @returns The outcome.
+ * @example
+ * ```ts
+ * import { App } from "@celeriac/celeriac";
+ * import { execute } from "./execute.ts";
+ * const app = new App({ broker: "memory://", backend: "memory://" });
+ * app.task("t.add", (x: number, y: number) => x + y);
+ * const context = {
+ *   id: "1", name: "t.add", retries: 0, rootId: "1", parentId: null, group: null,
+ *   groupIndex: null, eta: null, expires: null, headers: {}, hostname: "h", isEager: true,
+ *   deliveryInfo: { queue: "celery", redelivered: false, deliveryCount: 1, priority: null },
+ * };
+ * const outcome = await execute(app, { id: "1", name: "t.add", args: [2], kwargs: { y: 3 }, context },
+ *   new AbortController().signal, () => Promise.resolve());
+ * console.assert(outcome.kind === "success" && outcome.value === 5);
+ * await app.close();
+ * ```
+ */
+export async function execute(
+  app: App,
+  request: RunRequest,
+  signal: AbortSignal,
+  onState: (state: State, meta: unknown) => Promise<void>,
+): Promise<Outcome> {
+  const started = performance.now();
+  const runtime = () => (performance.now() - started) / 1000;
+  const task = app.tasks.get(request.name);
+  if (!task) {
+    return {
+      kind: "failure",
+      error: toErrorShape(new NotRegistered(request.name)),
+      runtime: 0,
+    };
+  }
+  const context = new TaskContext(
+    app,
+    request.context,
+    request.args,
+    request.kwargs,
+    signal,
+    onState,
+  );
+  try {
+    const fn = task.fn as (this: TaskContext, ...args: unknown[]) => unknown;
+    const args = bindArguments(request.args, request.kwargs, paramsOf(fn, task.options.params));
+    const value = await currentTask.run(context, () => fn.apply(context, args));
+    return { kind: "success", value, runtime: runtime() };
+  } catch (error) {
+    if (error instanceof Retry) {
+      return {
+        kind: "retry",
+        countdown: error.countdown ?? null,
+        eta: error.eta?.toISOString() ?? null,
+        error: error.cause === undefined ? null : toErrorShape(error.cause),
+      };
+    }
+    if (error instanceof Reject) {
+      return { kind: "reject", requeue: error.requeue, error: toErrorShape(error) };
+    }
+    if (error instanceof Ignore) return { kind: "ignore" };
+    return { kind: "failure", error: toErrorShape(error), runtime: runtime() };
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * celeriac: Celery, rebuilt async-native for Deno, speaking Celery's wire protocol (v2, JSON)
+ * so Python Celery clients and workers interoperate with it.
+ *
+ * Define tasks on an {@linkcode App} in a module (`tasks.ts`), run a worker over it with
+ * `deno run -A cli.ts worker --app ./tasks.ts`, and send tasks from anywhere:
+ *
+ * ```ts
+ * import { App, Consumer } from "@celeriac/celeriac";
+ *
+ * const app = new App({ broker: "memory://mod-doc", backend: "memory://mod-doc" });
+ * const add = app.task("tasks.add", (x: number, y: number) => x + y);
+ *
+ * // A worker in this process (the CLI runs one in its own process, on Web Workers).
+ * const stop = new AbortController();
+ * const worker = new Consumer(app, { pool: "inline", signal: stop.signal }).run();
+ *
+ * const result = await add.delay(2, 2);
+ * console.assert((await result.get({ timeout: 10_000 })) === 4);
+ *
+ * stop.abort(); // warm shutdown
+ * await worker;
+ * await app.close();
+ * ```
+ *
+ * @module
+ */
+
+export { App, type AppOptions, type Logger, type Routes } from "./lib/app.ts";
+export {
+  type SendOptions,
+  Task,
+  TaskContext,
+  type TaskFunction,
+  type TaskOptions,
+  type TaskRetryOptions,
+} from "./lib/task.ts";
+export {
+  AsyncResult,
+  EagerResult,
+  type GetOptions,
+  GroupResult,
+  type RevokeOptions,
+} from "./lib/result.ts";
+export { applySignature, type ApplySignatureOptions, signature } from "./lib/canvas.ts";
+export { Consumer, type ConsumerOptions } from "./lib/worker/consumer.ts";
+export {
+  CeleriacError,
+  ChordError,
+  Ignore,
+  MessageDecodeError,
+  NotRegistered,
+  Reject,
+  type RejectOptions,
+  ResultTimeoutError,
+  Retry,
+  type RetryOptions,
+  SoftTimeLimitExceeded,
+  TaskError,
+  TaskRevokedError,
+  TimeLimitExceeded,
+  WorkerLostError,
+} from "./lib/errors.ts";
+export type {
+  BroadcastMessage,
+  Broker,
+  ConsumeOptions,
+  Delivery,
+  PublishOptions,
+} from "./lib/brokers/broker.ts";
+export type {
+  Backend,
+  BackendOptions,
+  ChordPart,
+  ResultMeta,
+  WaitOptions,
+} from "./lib/backends/backend.ts";
+export {
+  type BackendConnectOptions,
+  type BrokerConnectOptions,
+  createBackend,
+  createBroker,
+} from "./lib/connect.ts";
+export type { DeliveryInfo } from "./lib/worker/outcome.ts";
+export { MemoryBroker, type MemoryBrokerOptions } from "./lib/brokers/memory.ts";
+export { MemoryBackend } from "./lib/backends/memory.ts";
+export {
+  decodeTask,
+  type Embed,
+  encodeTask,
+  type Message,
+  type MessageProperties,
+  type SignatureDict,
+  type TaskCall,
+  type TaskRequest,
+} from "./lib/protocol/message.ts";
+export {
+  EXCEPTION_STATES,
+  PROPAGATE_STATES,
+  READY_STATES,
+  type State,
+} from "./lib/protocol/states.ts";
+export {
+  type BeatEntries,
+  type BeatEntry,
+  type BeatSend,
+  type BeatStore,
+  type BeatTick,
+  Clocked,
+  clocked,
+  type CronField,
+  Crontab,
+  crontab,
+  type CrontabOptions,
+  type EntryState,
+  Every,
+  every,
+  type EveryOptions,
+  KvBeatStore,
+  type KvBeatStoreOptions,
+  MemoryBeatStore,
+  type MemoryBeatStoreOptions,
+  parseDuration,
+  RedisBeatStore,
+  type RedisBeatStoreOptions,
+  registerCron,
+  type RegisterCronOptions,
+  type RegisteredCron,
+  type Schedule,
+  Scheduler,
+  type SchedulerOptions,
+} from "./lib/beat/mod.ts";
+export { beatStoreFor, startBeat, type StartBeatOptions } from "./lib/beat/beat.ts";

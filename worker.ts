@@ -1,0 +1,96 @@
+/**
+ * The Web Worker entry of the `workers` pool. It imports the app module, then runs tasks by
+ * name when the parent asks. Tasks that send tasks or read results do it through the parent's
+ * connections.
+ *
+ * @module
+ */
+
+import type { App } from "./lib/app.ts";
+import { makeMeta } from "./lib/app.ts";
+import { SoftTimeLimitExceeded, TaskRevokedError } from "./lib/errors.ts";
+import { execute } from "./lib/worker/execute.ts";
+import { toErrorShape } from "./lib/worker/outcome.ts";
+import type { FromWorker, ToWorker } from "./lib/worker/worker_pool.ts";
+import { ProxyBackend, ProxyBroker, ProxyClient } from "./lib/worker/_proxy.ts";
+
+interface WorkerScope {
+  postMessage(message: FromWorker): void;
+  onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
+}
+
+const scope = globalThis as unknown as WorkerScope;
+const client = new ProxyClient((m) => scope.postMessage(m));
+const running = new Map<string, AbortController>();
+let app: App | undefined;
+
+function findApp(mod: Record<string, unknown>): App {
+  for (const candidate of [mod.default, mod.app]) {
+    const c = candidate as Partial<App> | undefined;
+    if (c && c.tasks instanceof Map && typeof c.useConnections === "function") return c as App;
+  }
+  throw new TypeError("The app module must export an App as its default export or as `app`");
+}
+
+async function init(m: Extract<ToWorker, { type: "init" }>): Promise<void> {
+  try {
+    app = findApp(await import(m.appModule));
+    app.useConnections({
+      broker: new ProxyBroker(m.brokerUrl, client),
+      backend: new ProxyBackend(m.backendUrl, client),
+    });
+    scope.postMessage({ type: "ready", tasks: [...app.tasks.keys()] });
+  } catch (error) {
+    scope.postMessage({ type: "init-error", error: toErrorShape(error) });
+  }
+}
+
+async function run(m: Extract<ToWorker, { type: "run" }>): Promise<void> {
+  const controller = new AbortController();
+  const { request } = m;
+  running.set(request.id, controller);
+  try {
+    const outcome = await execute(app!, request, controller.signal, async (state, meta) => {
+      const backend = await app!.getBackend();
+      await backend.store(request.id, makeMeta(request.id, state, meta));
+    });
+    try {
+      scope.postMessage({ type: "done", id: request.id, outcome });
+    } catch (error) {
+      // The return value could not be cloned (a function, a class with private fields...).
+      scope.postMessage({
+        type: "done",
+        id: request.id,
+        outcome: {
+          kind: "failure",
+          error: toErrorShape(
+            new TypeError(`Task result cannot be sent: ${(error as Error).message}`),
+          ),
+          runtime: 0,
+        },
+      });
+    }
+  } finally {
+    running.delete(request.id);
+  }
+}
+
+scope.onmessage = (event) => {
+  const m = event.data;
+  if (client.handle(m)) return;
+  switch (m.type) {
+    case "init":
+      init(m);
+      break;
+    case "run":
+      run(m);
+      break;
+    case "abort": {
+      const reason = m.reason.name === "SoftTimeLimitExceeded"
+        ? new SoftTimeLimitExceeded(Number(/[\d.]+/.exec(m.reason.message)?.[0] ?? 0))
+        : new TaskRevokedError(m.reason.message);
+      running.get(m.id)?.abort(reason);
+      break;
+    }
+  }
+};
