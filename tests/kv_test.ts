@@ -217,3 +217,33 @@ Deno.test("kv backend: a redelivered chord part is counted once", async () => {
   const parts = await backend.chordPartReturn(gid, 1, part(1));
   assert.deepEqual(parts?.map((p) => p.result), [0, 1, 2]);
 });
+
+Deno.test("kv broker broadcast() reaches every subscriber of the exchange, from now on", async () => {
+  await using a = new KvBroker(`kv://${file}`);
+  await using b = new KvBroker(`kv://${file}`);
+  const exchange = `pidbox-${crypto.randomUUID()}`;
+  const bc = (id: string, ex = exchange) => ({
+    exchange: ex,
+    routingKey: "",
+    message: message(id),
+  });
+  await a.broadcast(bc("before"));
+  const controller = new AbortController();
+  const subscribers = [a, b].map(async (broker) => {
+    const got: unknown[] = [];
+    for await (const m of broker.subscribe(exchange, { signal: controller.signal })) {
+      got.push(m.message.headers.id);
+      if (got.length === 3) break;
+    }
+    return got;
+  });
+  await new Promise((r) => setTimeout(r, 100));
+  await a.broadcast(bc("one"));
+  await b.broadcast(bc("other", `${exchange}-x`));
+  await b.broadcast(bc("two"));
+  await a.broadcast(bc("three"));
+  const timer = setTimeout(() => controller.abort(), 5_000);
+  const results = await Promise.all(subscribers);
+  clearTimeout(timer);
+  for (const got of results) assert.deepEqual(got, ["one", "two", "three"]);
+});

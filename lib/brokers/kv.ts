@@ -13,6 +13,8 @@
  * | `[P, "q", queue, "delayed", eta, id]` | entry | `schedule()`d; moved to `ready` once `eta` (ms) has passed |
  * | `[P, "q", queue, "dead", seq, id]` | entry | dead letters: rejected without requeue, or delivered `maxDeliveries` times |
  * | `[P, "q", queue, "notify"]` | `Deno.KvU64` | bumped by every publish, watched by consumers |
+ * | `[P, "bc", exchange, seq, id]` | `BroadcastMessage` | fan-out (pidbox, events), kept `broadcastExpires` |
+ * | `[P, "bcn", exchange]` | `Deno.KvU64` | bumped by every broadcast, watched by subscribers |
  *
  * An entry is `{ id, seq, priority, deliveries, message }`. A claim is one atomic operation
  * that checks the `ready` key's versionstamp, deletes it and writes the `lease` key, so two
@@ -31,7 +33,13 @@
 import { Notifier } from "../_signal.ts";
 import { commit, GroupCommit, KvHandle, retry } from "../_kv.ts";
 import type { Message } from "../protocol/message.ts";
-import type { Broker, ConsumeOptions, Delivery, PublishOptions } from "./broker.ts";
+import type {
+  BroadcastMessage,
+  Broker,
+  ConsumeOptions,
+  Delivery,
+  PublishOptions,
+} from "./broker.ts";
 
 /** Options of {@linkcode KvBroker}. */
 export interface KvBrokerOptions {
@@ -62,6 +70,11 @@ export interface KvBrokerOptions {
    * @default {604_800_000}
    */
   deadLetterExpires?: number;
+  /**
+   * How long a `broadcast()` message is kept for subscribers that poll, in ms.
+   * @default {60_000}
+   */
+  broadcastExpires?: number;
   /**
    * First part of every key, so several apps can share one store.
    * @default {"celeriac"}
@@ -118,6 +131,7 @@ export class KvBroker implements Broker {
   readonly #pollInterval: number;
   readonly #maintenanceInterval: number;
   readonly #deadLetterExpires: number;
+  readonly #broadcastExpires: number;
   readonly #closed = new AbortController();
   readonly #outstanding = new Set<KvDelivery>();
   #renewTimer: ReturnType<typeof setInterval> | undefined;
@@ -147,6 +161,7 @@ export class KvBroker implements Broker {
       options.maintenanceInterval ?? 1_000,
     );
     this.#deadLetterExpires = options.deadLetterExpires ?? 604_800_000;
+    this.#broadcastExpires = positive("broadcastExpires", options.broadcastExpires ?? 60_000);
   }
 
   #key(queue: string, ...rest: Deno.KvKeyPart[]): Deno.KvKey {
@@ -492,6 +507,80 @@ export class KvBroker implements Broker {
       } catch {
         // Retried at the next tick; the lease is only lost if it expires meanwhile.
       }
+    }
+  }
+
+  /**
+   * Publishes a fan-out message (pidbox commands, events) to every current subscriber of its
+   * exchange, in any process. Kept for `broadcastExpires`.
+   *
+   * @param message The message.
+   * @returns Once stored.
+   */
+  async broadcast(message: BroadcastMessage): Promise<void> {
+    checkQueue(message.exchange);
+    const seq = nextSeq();
+    const id = crypto.randomUUID();
+    await this.write(
+      (op) =>
+        op.set([this.#prefix, "bc", message.exchange, seq, id], message, {
+          expireIn: this.#broadcastExpires,
+        }).sum([this.#prefix, "bcn", message.exchange], 1n),
+      message.message.body.length + 500,
+    );
+  }
+
+  /**
+   * Streams the fan-out messages of an exchange broadcast after the call, until the signal
+   * aborts or the broker closes.
+   *
+   * @param exchange The exchange, e.g. `celery.pidbox`.
+   * @param options `signal`.
+   * @returns The messages.
+   */
+  async *subscribe(
+    exchange: string,
+    options: { signal?: AbortSignal } = {},
+  ): AsyncGenerator<BroadcastMessage> {
+    checkQueue(exchange);
+    const signal = AbortSignal.any([
+      this.#closed.signal,
+      ...(options.signal ? [options.signal] : []),
+    ]);
+    if (signal.aborted) return;
+    const kv = await this.#open();
+    const wake = new Notifier();
+    const watchers = watchKeys(kv, [[this.#prefix, "bcn", exchange]], wake);
+    const since = Date.now() * 1000;
+    // Writers' clocks and commit order differ slightly: re-read a short window, skip ids seen.
+    const window = 1_000 * 1000;
+    const seen = new Map<string, number>();
+    let cursor = since;
+    try {
+      while (!signal.aborted) {
+        const entries = await retry(() =>
+          Array.fromAsync(
+            kv.list<BroadcastMessage>({
+              start: [this.#prefix, "bc", exchange, Math.max(since, cursor - window)],
+              end: [this.#prefix, "bc", exchange, Number.MAX_SAFE_INTEGER],
+            }),
+          ), signal);
+        for (const e of entries) {
+          const seq = e.key[3] as number;
+          const id = e.key[4] as string;
+          if (seen.has(id)) continue;
+          seen.set(id, seq);
+          if (seq > cursor) cursor = seq;
+          yield e.value;
+          if (signal.aborted) return;
+        }
+        for (const [id, seq] of seen) if (seq < cursor - window) seen.delete(id);
+        await wake.wait(signal, this.#pollInterval);
+      }
+    } catch (error) {
+      if (!signal.aborted) throw error;
+    } finally {
+      await watchers.stop();
     }
   }
 
