@@ -37,6 +37,9 @@ Deno.test("kv URLs map to files, :memory: and KV Connect", () => {
   assert.equal(kvTarget("kv://", "https://example.com/kv").target, "https://example.com/kv");
   assert.throws(() => kvTarget("redis://x"), TypeError);
   assert.throws(() => new KvBroker("kv://", { leaseTime: -1 }), RangeError);
+  assert.throws(() => new KvBroker("kv:///tmp/x.kv?leaseTime=abc"), RangeError);
+  assert.throws(() => new KvBroker("kv:///tmp/x.kv?bogus=1"), TypeError);
+  assert.equal(kvTarget("kv:///tmp/x.kv?leaseTime=5").target, "/tmp/x.kv");
 });
 
 Deno.test("kv:// creates .celeriac/celeriac.kv under the current directory", async () => {

@@ -16,6 +16,8 @@
  * | `[P, "bc", exchange, seq, id]` | `BroadcastMessage` | fan-out (pidbox, events), kept `broadcastExpires` |
  * | `[P, "bcn", exchange]` | `Deno.KvU64` | bumped by every broadcast, watched by subscribers |
  *
+ * Options may also be given in the URL's query: `kv:///path/app.kv?leaseTime=5000`.
+ *
  * An entry is `{ id, seq, priority, deliveries, message }`. A claim is one atomic operation
  * that checks the `ready` key's versionstamp, deletes it and writes the `lease` key, so two
  * processes can never both take one message; a message whose lease expires (its consumer
@@ -150,6 +152,7 @@ export class KvBroker implements Broker {
    * @throws {RangeError} For a bad option.
    */
   constructor(url = "kv://", options: KvBrokerOptions = {}) {
+    options = { ...queryOptions(url), ...options };
     this.#handle = new KvHandle(url, options.kvUrl);
     this.url = url;
     this.#prefix = options.keyPrefix ?? "celeriac";
@@ -780,6 +783,27 @@ class KvDelivery implements Delivery {
       });
     });
   }
+}
+
+// Numeric options and `keyPrefix` may come in the URL: `kv:///path?leaseTime=5000`.
+function queryOptions(url: string): KvBrokerOptions {
+  const query = /\?([^#]*)/.exec(url)?.[1];
+  if (!query) return {};
+  const options: Record<string, number | string> = {};
+  const numeric = [
+    "maxDeliveries",
+    "leaseTime",
+    "pollInterval",
+    "maintenanceInterval",
+    "deadLetterExpires",
+    "broadcastExpires",
+  ];
+  for (const [name, value] of new URLSearchParams(query)) {
+    if (numeric.includes(name)) options[name] = Number(value);
+    else if (name === "keyPrefix") options[name] = value;
+    else throw new TypeError(`Cannot use KV URL option "${name}": unknown`);
+  }
+  return options as KvBrokerOptions;
 }
 
 function checkQueue(queue: string): void {
