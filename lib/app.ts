@@ -7,7 +7,10 @@
 import type { Backend, ResultMeta } from "./backends/backend.ts";
 import type { BeatEntries, BeatEntry } from "./beat/entry.ts";
 import type { Broker } from "./brokers/broker.ts";
+import { registerBuiltins } from "./canvas/builtins.ts";
 import { createBackend, createBroker } from "./connect.ts";
+import { Control } from "./control.ts";
+import { type CeleryEvent, receiveEvents, type ReceiveEventsOptions } from "./events.ts";
 import { TaskRevokedError } from "./errors.ts";
 import { errorToInfo } from "./protocol/exceptions.ts";
 import { encodeTask, type SignatureDict, toIso } from "./protocol/message.ts";
@@ -197,6 +200,7 @@ export class App extends EventTarget {
   #backend: Promise<Backend> | undefined;
   #periodic = new Map<string, BeatEntry>();
   #closing: Promise<void> | undefined;
+  #control: Control | undefined;
 
   /**
    * Creates the app.
@@ -231,6 +235,7 @@ export class App extends EventTarget {
       maxDeliveries: options.maxDeliveries ?? 10,
       transportOptions: options.transportOptions ?? {},
     };
+    registerBuiltins(this);
   }
 
   /**
@@ -389,6 +394,13 @@ export class App extends EventTarget {
     const list = (v: SignatureDict | SignatureDict[] | undefined) =>
       v === undefined ? null : Array.isArray(v) ? v : [v];
     const queue = this.route(name, options.queue);
+    let replyTo = this.oid;
+    if (this.conf.backendUrl.startsWith("rpc:")) {
+      // rpc:// results come back to this process's reply queue: declare it before sending.
+      const backend = await this.getBackend();
+      await backend.ready?.();
+      replyTo = backend.replyTo ?? replyTo;
+    }
     const message = encodeTask({
       id,
       name,
@@ -406,7 +418,7 @@ export class App extends EventTarget {
       softTimeLimit: options.softTimeLimit ?? null,
       origin: `${Deno.pid}@${machineName()}`,
       ignoreResult: options.ignoreResult ?? false,
-      replyTo: this.oid,
+      replyTo,
       priority: options.priority ?? null,
       headers: options.headers ?? {},
       callbacks: list(options.link),
@@ -462,6 +474,7 @@ export class App extends EventTarget {
           deliveryInfo: { queue: "", redelivered: false, deliveryCount: 1, priority: null },
           hostname: machineName(),
           isEager: true,
+          replyTo: null,
         };
         const outcome = await execute(
           this,
@@ -524,6 +537,26 @@ export class App extends EventTarget {
         }),
       },
     });
+  }
+
+  /**
+   * Remote control of workers: `inspect()`, `revoke()`, `rateLimit()`, `broadcast()`...
+   *
+   * @returns The control client.
+   */
+  get control(): Control {
+    return this.#control ??= new Control(this);
+  }
+
+  /**
+   * Every event on the `celeryev` exchange (from celeriac and Python workers), until
+   * `signal` aborts. Batched `task.multi` messages come out one event at a time.
+   *
+   * @param options Signal and a type filter.
+   * @returns The events.
+   */
+  async *events(options: ReceiveEventsOptions = {}): AsyncGenerator<CeleryEvent> {
+    yield* receiveEvents(await this.getBroker(), options);
   }
 
   /**
