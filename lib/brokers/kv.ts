@@ -41,6 +41,7 @@ import type {
   ConsumeOptions,
   Delivery,
   PublishOptions,
+  SubscribeOptions,
 } from "./broker.ts";
 
 /** Options of {@linkcode KvBroker}. */
@@ -538,12 +539,13 @@ export class KvBroker implements Broker {
    * aborts or the broker closes.
    *
    * @param exchange The exchange, e.g. `celery.pidbox`.
-   * @param options `signal`.
+   * @param options `signal`, and `onReady` (called once messages broadcast from now on are
+   * sure to be seen).
    * @returns The messages.
    */
   async *subscribe(
     exchange: string,
-    options: { signal?: AbortSignal } = {},
+    options: SubscribeOptions = {},
   ): AsyncGenerator<BroadcastMessage> {
     checkQueue(exchange);
     const signal = AbortSignal.any([
@@ -559,6 +561,7 @@ export class KvBroker implements Broker {
     const window = 1_000 * 1000;
     const seen = new Map<string, number>();
     let cursor = since;
+    options.onReady?.();
     try {
       while (!signal.aborted) {
         const entries = await retry(() =>
