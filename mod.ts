@@ -145,6 +145,8 @@ export type {
 } from "./lib/worker/outcome.ts";
 export { MemoryBroker, type MemoryBrokerOptions } from "./lib/brokers/memory.ts";
 export { MemoryBackend } from "./lib/backends/memory.ts";
+export { KvBroker, type KvBrokerOptions } from "./lib/brokers/kv.ts";
+export { KvBackend, type KvBackendOptions } from "./lib/backends/kv.ts";
 export {
   decodeTask,
   type Embed,

@@ -43,12 +43,12 @@ export type Routes =
 export interface AppOptions {
   /**
    * Broker URL (`memory://`, `kv://`, `redis://`, `amqp://`) or a broker instance.
-   * @default {Deno.env CELERIAC_BROKER_URL, else "memory://"}
+   * @default {Deno.env CELERIAC_BROKER_URL, else "kv://" (Deno KV in .celeriac/)}
    */
   broker?: string | Broker;
   /**
    * Result backend URL (`memory://`, `kv://`, `redis://`, `rpc://`) or an instance.
-   * @default {Deno.env CELERIAC_RESULT_BACKEND, else "memory://"}
+   * @default {Deno.env CELERIAC_RESULT_BACKEND, else "kv://" (Deno KV in .celeriac/)}
    */
   backend?: string | Backend;
   /**
@@ -211,10 +211,10 @@ export class App extends EventTarget {
     super();
     const brokerUrl = typeof options.broker === "string"
       ? options.broker
-      : options.broker?.url ?? env("CELERIAC_BROKER_URL") ?? "memory://";
+      : options.broker?.url ?? env("CELERIAC_BROKER_URL") ?? "kv://";
     const backendUrl = typeof options.backend === "string"
       ? options.backend
-      : options.backend?.url ?? env("CELERIAC_RESULT_BACKEND") ?? "memory://";
+      : options.backend?.url ?? env("CELERIAC_RESULT_BACKEND") ?? "kv://";
     if (typeof options.broker === "object") this.#broker = Promise.resolve(options.broker);
     if (typeof options.backend === "object") this.#backend = Promise.resolve(options.backend);
     this.logger = options.logger ?? silent;

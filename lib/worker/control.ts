@@ -682,6 +682,12 @@ export class ControlNode {
   }
 
   async #mingle(timeout: number): Promise<void> {
+    if (!this.#broker.consumeDirect) {
+      this.worker.app.logger.debug(
+        `mingle skipped: ${redact(this.#broker.url)} has no reply queues`,
+      );
+      return;
+    }
     const control = new Control(this.worker.app, { broker: this.#broker });
     let nodes = 0;
     try {
