@@ -48,6 +48,7 @@ export {
   CeleriacError,
   ChordError,
   Ignore,
+  MaxRetriesExceededError,
   MessageDecodeError,
   NotRegistered,
   Reject,

@@ -12,6 +12,7 @@ import { errorToInfo } from "./protocol/exceptions.ts";
 import { encodeTask, type SignatureDict, toIso } from "./protocol/message.ts";
 import type { State } from "./protocol/states.ts";
 import { AsyncResult, EagerResult, type RevokeOptions } from "./result.ts";
+import { AppEvent, type AppEventMap } from "./signals.ts";
 import { type SendOptions, Task, type TaskFunction, type TaskOptions } from "./task.ts";
 import { currentTask, execute } from "./worker/execute.ts";
 import type { ErrorShape, RequestContext } from "./worker/outcome.ts";
@@ -219,6 +220,56 @@ export class App extends EventTarget {
   }
 
   /**
+   * Listens to a signal; `event.detail` is typed by the event name (see `AppEventDetails`).
+   *
+   * @param type The event name, e.g. `"taskSuccess"`.
+   * @param listener Called with the event.
+   * @param options As `EventTarget.addEventListener`.
+   */
+  override addEventListener<K extends keyof AppEventMap>(
+    type: K,
+    listener: (this: App, event: AppEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    super.addEventListener(type, listener, options);
+  }
+
+  /**
+   * Stops listening to a signal.
+   *
+   * @param type The event name.
+   * @param listener The listener given to `addEventListener`.
+   * @param options As `EventTarget.removeEventListener`.
+   */
+  override removeEventListener<K extends keyof AppEventMap>(
+    type: K,
+    listener: (this: App, event: AppEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void {
+    super.removeEventListener(type, listener, options);
+  }
+
+  /**
    * Registers a task.
    *
    * @param name The name on the wire (what Python calls it by).
@@ -385,7 +436,7 @@ export class App extends EventTarget {
       chord: options.chord ?? null,
     });
     const detail = { name, id, queue, message };
-    this.dispatchEvent(new CustomEvent("beforeTaskPublish", { detail }));
+    this.dispatchEvent(new AppEvent("beforeTaskPublish", detail));
     const broker = await this.getBroker();
     const publishOptions = options.priority === undefined ? {} : { priority: options.priority };
     if (eta && eta.getTime() > Date.now()) {
@@ -393,7 +444,7 @@ export class App extends EventTarget {
     } else {
       await broker.publish(queue, message, publishOptions);
     }
-    this.dispatchEvent(new CustomEvent("afterTaskPublish", { detail }));
+    this.dispatchEvent(new AppEvent("afterTaskPublish", detail));
     return new AsyncResult<R>(id, this);
   }
 
