@@ -24,6 +24,14 @@ const client = new ProxyClient((m) => scope.postMessage(m));
 const running = new Map<string, AbortController>();
 let app: App | undefined;
 
+function heapUsed(): number {
+  try {
+    return Deno.memoryUsage().heapUsed;
+  } catch {
+    return 0;
+  }
+}
+
 function findApp(mod: Record<string, unknown>): App {
   for (const candidate of [mod.default, mod.app]) {
     const c = candidate as Partial<App> | undefined;
@@ -55,7 +63,7 @@ async function run(m: Extract<ToWorker, { type: "run" }>): Promise<void> {
       await backend.store(request.id, makeMeta(request.id, state, meta));
     });
     try {
-      scope.postMessage({ type: "done", id: request.id, outcome });
+      scope.postMessage({ type: "done", id: request.id, outcome, heapUsed: heapUsed() });
     } catch (error) {
       // The return value could not be cloned (a function, a class with private fields...).
       scope.postMessage({

@@ -97,6 +97,7 @@ export type AppEventType = keyof AppEventDetails;
  */
 export class AppEvent<K extends AppEventType = AppEventType>
   extends CustomEvent<AppEventDetails[K]> {
+  /** The event name. */
   declare readonly type: K;
 
   /**

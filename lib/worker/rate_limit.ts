@@ -84,6 +84,15 @@ export abstract class BaseRateLimiter implements RateLimiter {
   abstract reserve(name: string, perSecond: number, maxWaitMs: number): Promise<Reservation>;
   abstract close(): Promise<void>;
 
+  /**
+   * Waits for a slot for `name`.
+   *
+   * @param name The task name.
+   * @param rate The rate (`"10/s"`, or tasks per second).
+   * @param signal Stops waiting (the promise rejects with the signal's reason).
+   * @returns When the caller may run.
+   * @throws {TypeError} When the rate cannot be read.
+   */
   async acquire(name: string, rate: RateLimit, signal?: AbortSignal): Promise<void> {
     const perSecond = parseRate(rate);
     if (perSecond === 0) return;
@@ -93,6 +102,7 @@ export abstract class BaseRateLimiter implements RateLimiter {
     signal?.throwIfAborted();
   }
 
+  /** Same as `close()`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
@@ -125,6 +135,14 @@ export class MemoryRateLimiter extends BaseRateLimiter {
     this.#now = now;
   }
 
+  /**
+   * Reserves the next slot for `name` when it is at most `maxWaitMs` away.
+   *
+   * @param name The task name.
+   * @param perSecond The rate, tasks per second.
+   * @param maxWaitMs The longest wait the caller accepts.
+   * @returns The reservation.
+   */
   reserve(name: string, perSecond: number, maxWaitMs: number): Promise<Reservation> {
     const now = this.#now();
     const tat = Math.max(this.#tat.get(name) ?? now, now);
@@ -134,6 +152,11 @@ export class MemoryRateLimiter extends BaseRateLimiter {
     return Promise.resolve({ reserved: true, waitMs });
   }
 
+  /**
+   * Nothing to release.
+   *
+   * @returns At once.
+   */
   close(): Promise<void> {
     return Promise.resolve();
   }
