@@ -24,9 +24,12 @@ const client = new ProxyClient((m) => scope.postMessage(m));
 const running = new Map<string, AbortController>();
 let app: App | undefined;
 
+// This isolate's memory: its JavaScript heap plus external memory (ArrayBuffers). RSS would be
+// the whole process's, shared by every Web Worker.
 function heapUsed(): number {
   try {
-    return Deno.memoryUsage().heapUsed;
+    const m = Deno.memoryUsage();
+    return m.heapUsed + m.external;
   } catch {
     return 0;
   }

@@ -58,8 +58,9 @@ export interface ConsumerOptions {
   /** Recycle a Web Worker after this many tasks. */
   maxTasksPerChild?: number;
   /**
-   * Recycle a Web Worker after a task once its JavaScript heap exceeds this many KiB (Celery
-   * `--max-memory-per-child`, which measures RSS; a Web Worker can only see its heap).
+   * Recycle a Web Worker after a task once its isolate's memory (JavaScript heap plus
+   * ArrayBuffers) exceeds this many KiB (Celery `--max-memory-per-child`, which measures the
+   * child's RSS; Web Workers share the process's RSS, so celeriac measures the isolate).
    */
   maxMemoryPerChild?: number;
   /**

@@ -40,7 +40,7 @@ export interface WorkersPoolOptions {
   /** Recycle a Web Worker after this many tasks. @default {Infinity} */
   maxTasksPerChild?: number;
   /**
-   * Recycle a Web Worker after a task once its JavaScript heap (`Deno.memoryUsage().heapUsed`,
+   * Recycle a Web Worker after a task once its memory (`heapUsed + external` of its isolate,
    * reported with each result) exceeds this many KiB. @default {Infinity}
    */
   maxMemoryPerChild?: number;
