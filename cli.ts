@@ -17,6 +17,7 @@
 
 import { parseArgs } from "node:util";
 import { App, type Logger } from "./lib/app.ts";
+import { startBeat } from "./lib/beat/beat.ts";
 import { Consumer } from "./lib/worker/consumer.ts";
 import { redact } from "./lib/connect.ts";
 
@@ -27,6 +28,7 @@ Usage: deno run -A cli.ts <command> [options]
 
 Commands:
   worker   Run a worker over an app's tasks
+  beat     Send the app's periodic tasks on schedule (safe to run several)
   call     Send a task by name
   result   Print a task's result
 
@@ -46,10 +48,21 @@ Options:
       --max-tasks-per-child N  Recycle a Web Worker after N tasks
       --max-memory-per-child K Recycle a Web Worker after a task once its heap exceeds K KiB
       --autoscale MAX,MIN      Grow the pool to MAX while tasks wait, shrink to MIN when idle
+  -B, --beat                   Also run beat (the app's periodic tasks) in this process
   -l, --loglevel LEVEL         debug, info, warn or error (default: info)
   -h, --help                   Show this help
 
 Signals: SIGINT/SIGTERM once = warm shutdown (exit 0); twice = cold shutdown (exit 1).`,
+  beat: `Usage: deno run -A cli.ts beat --app ./tasks.ts [options]
+
+Sends the app's periodic tasks (its beatSchedule and addPeriodicTask entries). Any number of
+beat processes may run: they share a leader lease and claim each tick in the result backend's
+store (Redis or Deno KV), so each tick is sent once.
+
+Options:
+  -A, --app MODULE       Module exporting the App; required
+  -l, --loglevel LEVEL   debug, info, warn or error (default: info)
+  -h, --help             Show this help`,
   call: `Usage: deno run -A cli.ts call <task-name> [options]
 
 Options:
@@ -169,6 +182,7 @@ async function worker(argv: string[]): Promise<number> {
       "max-tasks-per-child": { type: "string" },
       "max-memory-per-child": { type: "string" },
       autoscale: { type: "string" },
+      beat: { type: "boolean", short: "B" },
       loglevel: { type: "string", short: "l" },
       help: { type: "boolean", short: "h" },
     },
@@ -229,13 +243,48 @@ async function worker(argv: string[]): Promise<number> {
   };
   const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, onSignal(s)] as const);
   for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  const beat = values.beat ? await startBeat(app, { signal: controller.signal }) : undefined;
   try {
     await consumer.run();
   } finally {
+    await beat?.close();
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
     await app.close().catch((e) => logger.error(`closing: ${e}`));
   }
   return exitCode;
+}
+
+async function beat(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      app: { type: "string", short: "A" },
+      loglevel: { type: "string", short: "l" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE.beat);
+    return 0;
+  }
+  if (!values.app) throw new UsageError("beat needs --app ./tasks.ts");
+  const logger = consoleLogger(values.loglevel ?? "info");
+  const { app } = await loadApp(values.app);
+  app.logger = logger;
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  for (const s of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(s, stop);
+  try {
+    const running = await startBeat(app, { signal: controller.signal });
+    logger.info(`beat: ${app.periodicTasks.size} periodic tasks, owner ${running.scheduler.owner}`);
+    await running.done;
+    await running.close();
+  } finally {
+    for (const s of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(s, stop);
+    await app.close();
+  }
+  return 0;
 }
 
 async function appFor(
@@ -349,7 +398,12 @@ async function result(argv: string[]): Promise<number> {
   }
 }
 
-const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = { worker, call, result };
+const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  worker,
+  beat,
+  call,
+  result,
+};
 
 /**
  * Runs the command line.

@@ -5,6 +5,7 @@
  */
 
 import type { Backend, ResultMeta } from "./backends/backend.ts";
+import type { BeatEntries, BeatEntry } from "./beat/entry.ts";
 import type { Broker } from "./brokers/broker.ts";
 import { createBackend, createBroker } from "./connect.ts";
 import { TimeLimitExceeded } from "./errors.ts";
@@ -79,6 +80,8 @@ export interface AppOptions {
   transportOptions?: Record<string, unknown>;
   /** Where the library logs. @default {no logging} */
   logger?: Logger;
+  /** Periodic tasks by name, as Celery's `beat_schedule`; run by `cli.ts beat`. */
+  beatSchedule?: BeatEntries;
 }
 
 function env(name: string): string | undefined {
@@ -194,7 +197,12 @@ export class App extends EventTarget {
   readonly tasks: Map<string, Task<never[], unknown>> = new Map();
   /** The resolved options. */
   readonly conf: Readonly<
-    Required<Omit<AppOptions, "broker" | "backend" | "routes" | "transportOptions" | "logger">> & {
+    Required<
+      Omit<
+        AppOptions,
+        "broker" | "backend" | "routes" | "transportOptions" | "logger" | "beatSchedule"
+      >
+    > & {
       brokerUrl: string;
       backendUrl: string;
       routes: Routes | undefined;
@@ -207,6 +215,7 @@ export class App extends EventTarget {
   readonly oid: string = crypto.randomUUID();
   #broker: Promise<Broker> | undefined;
   #backend: Promise<Backend> | undefined;
+  #periodic = new Map<string, BeatEntry>();
   #closing: Promise<void> | undefined;
 
   /**
@@ -225,6 +234,12 @@ export class App extends EventTarget {
     if (typeof options.broker === "object") this.#broker = Promise.resolve(options.broker);
     if (typeof options.backend === "object") this.#backend = Promise.resolve(options.backend);
     this.logger = options.logger ?? silent;
+    const schedule = options.beatSchedule ?? {};
+    for (
+      const [name, entry] of schedule instanceof Map
+        ? schedule as ReadonlyMap<string, BeatEntry>
+        : Object.entries(schedule as Record<string, BeatEntry>)
+    ) this.#periodic.set(name, entry);
     this.conf = {
       brokerUrl,
       backendUrl,
@@ -327,6 +342,21 @@ export class App extends EventTarget {
     );
     this.tasks.set(name, task as unknown as Task<never[], unknown>);
     return task;
+  }
+
+  /**
+   * Adds (or replaces) a periodic task, as Celery's `add_periodic_task`.
+   *
+   * @param name The entry's name.
+   * @param entry Task, schedule, arguments and send options.
+   */
+  addPeriodicTask(name: string, entry: BeatEntry): void {
+    this.#periodic.set(name, entry);
+  }
+
+  /** The periodic tasks by name. */
+  get periodicTasks(): ReadonlyMap<string, BeatEntry> {
+    return this.#periodic;
   }
 
   /**

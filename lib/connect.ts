@@ -37,6 +37,8 @@ const BROKERS: Record<string, () => Promise<BrokerFactory>> = {
     const { MemoryBroker } = await import("./brokers/memory.ts");
     return (url, options) => new MemoryBroker(url, options);
   },
+  "redis:": loadRedisBroker,
+  "rediss:": loadRedisBroker,
 };
 
 const BACKENDS: Record<string, () => Promise<BackendFactory>> = {
@@ -44,7 +46,19 @@ const BACKENDS: Record<string, () => Promise<BackendFactory>> = {
     const { MemoryBackend } = await import("./backends/memory.ts");
     return (url, options) => new MemoryBackend(url, options);
   },
+  "redis:": loadRedisBackend,
+  "rediss:": loadRedisBackend,
 };
+
+async function loadRedisBroker(): Promise<BrokerFactory> {
+  const { redisBrokerFromUrl } = await import("./brokers/redis.ts");
+  return redisBrokerFromUrl;
+}
+
+async function loadRedisBackend(): Promise<BackendFactory> {
+  const { redisBackendFromUrl } = await import("./backends/redis.ts");
+  return redisBackendFromUrl;
+}
 
 function schemeOf(url: string): string {
   const match = /^([a-z][a-z0-9+.-]*:)/i.exec(url);

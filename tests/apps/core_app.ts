@@ -62,4 +62,10 @@ export const flaky = app.task("tasks.flaky", function (failures: number) {
   return this.retries;
 }, { maxRetries: 5 });
 
+export const busy = app.task("tasks.busy", async function (ms: number) {
+  await this.updateState("RUNNING", { ms });
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return `done after ${ms} ms`;
+});
+
 export default app;

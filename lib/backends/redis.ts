@@ -1,0 +1,361 @@
+/**
+ * `redis://` and `rediss://` result backend, in the layout of Celery's Redis backend
+ * (CELERY_PROTOCOL.md §2.5): `celery-task-meta-<id>` strings published on the channel of the
+ * same name, `celery-taskset-meta-<gid>` groups, and the `.j/.t/.s` chord counters.
+ *
+ * Every waiter of one backend shares ONE subscriber connection. After each subscription, and
+ * after every reconnect, the current values are read back (`MGET`), so a result stored while
+ * the subscriber was away is never missed.
+ *
+ * @module
+ */
+
+import { Notifier } from "../_signal.ts";
+import {
+  closeRedisClient,
+  createRedisClient,
+  parseRedisUrl,
+  type RedisClient,
+  type RedisUrl,
+} from "../_redis.ts";
+import { redact } from "../connect.ts";
+import { parseJson, stringifyJson } from "../protocol/json.ts";
+import { parseResultMeta } from "../protocol/result_meta.ts";
+import { READY_STATES } from "../protocol/states.ts";
+import type { Backend, BackendOptions, ChordPart, ResultMeta, WaitOptions } from "./backend.ts";
+import { CHORD_PART_RETURN } from "./redis_scripts/chord_part_return.ts";
+import { STORE_RESULT } from "./redis_scripts/store_result.ts";
+
+/** Celery's key prefix of task results. */
+export const TASK_KEY_PREFIX = "celery-task-meta-";
+/** Celery's key prefix of group results. */
+export const GROUP_KEY_PREFIX = "celery-taskset-meta-";
+
+/** Options of {@linkcode RedisBackend}. */
+export interface RedisBackendOptions extends BackendOptions {
+  /** Receives connection errors; the clients reconnect by themselves. */
+  onError?: (error: Error) => void;
+  /** Name of every connection (`CLIENT SETNAME`), to find them in `CLIENT LIST`. */
+  connectionName?: string;
+}
+
+type Listener = (raw: string, key: string) => void;
+
+interface Subscription {
+  listeners: Set<Listener>;
+  handler: (raw: string) => void;
+  ready: Promise<void>;
+}
+
+/**
+ * A Redis result backend, wire compatible with Celery's `RedisBackend`.
+ *
+ * @example
+ * ```ts ignore
+ * import { RedisBackend } from "./redis.ts";
+ * await using backend = new RedisBackend("redis://127.0.0.1:6379/1");
+ * console.assert(await backend.get("no-such-task") === null);
+ * ```
+ */
+export class RedisBackend implements Backend {
+  readonly url: string;
+  #url: RedisUrl;
+  #expires: number;
+  #onError: (e: Error) => void;
+  #name: string | undefined;
+  #client: Promise<RedisClient> | undefined;
+  #subscriber: Promise<RedisClient> | undefined;
+  #subs = new Map<string, Subscription>();
+  #closed = new AbortController();
+  #closing: Promise<void> | undefined;
+
+  /**
+   * Creates the backend; it connects on first use.
+   *
+   * @param url `redis://[[user]:password@]host[:port][/db]` or `rediss://...`.
+   * @param options Options.
+   * @throws {TypeError} For a malformed URL.
+   * @throws {RangeError} For a negative `resultExpires`.
+   */
+  constructor(url: string, options: RedisBackendOptions = {}) {
+    this.url = redact(url);
+    this.#url = parseRedisUrl(url);
+    this.#expires = options.resultExpires ?? 86_400_000;
+    if (!(this.#expires >= 0)) {
+      throw new RangeError(
+        `Cannot set resultExpires: it must be 0 or more milliseconds, got ${this.#expires}`,
+      );
+    }
+    this.#onError = options.onError ?? (() => {});
+    this.#name = options.connectionName;
+  }
+
+  #ttl(): number {
+    return this.#expires > 0 ? Math.max(1, Math.ceil(this.#expires / 1000)) : 0;
+  }
+
+  #connect(): Promise<RedisClient> {
+    if (this.#closed.signal.aborted) {
+      return Promise.reject(new Error(`Backend ${this.url} is closed`));
+    }
+    return this.#client ??= (async () => {
+      const client = createRedisClient(this.#url, this.#onError, this.#name);
+      await client.connect();
+      return client;
+    })();
+  }
+
+  #connectSubscriber(): Promise<RedisClient> {
+    return this.#subscriber ??= (async () => {
+      const client = createRedisClient(this.#url, this.#onError, this.#name);
+      let first = true;
+      // After a reconnect node-redis has re-subscribed before "ready": read what was missed.
+      client.on("ready", () => {
+        if (first) first = false;
+        else void this.#recheck([...this.#subs.keys()]);
+      });
+      await client.connect();
+      return client;
+    })();
+  }
+
+  async #recheck(keys: string[]): Promise<void> {
+    if (keys.length === 0 || this.#closed.signal.aborted) return;
+    try {
+      const client = await this.#connect();
+      const values = await client.mGet(keys);
+      values.forEach((raw, i) => {
+        const sub = this.#subs.get(keys[i]!);
+        if (raw !== null && sub) { for (const l of sub.listeners) l(raw, keys[i]!); }
+      });
+    } catch (error) {
+      this.#onError(error as Error);
+    }
+  }
+
+  async #listen(key: string, listener: Listener): Promise<void> {
+    let sub = this.#subs.get(key);
+    if (!sub) {
+      const listeners = new Set<Listener>();
+      const handler = (raw: string) => {
+        for (const l of listeners) l(raw, key);
+      };
+      const ready = this.#connectSubscriber().then((c) => c.subscribe(key, handler));
+      const entry: Subscription = { listeners, handler, ready };
+      // A failed SUBSCRIBE is forgotten, so the next waiter tries again.
+      ready.catch(() => {
+        if (this.#subs.get(key) === entry) this.#subs.delete(key);
+      });
+      sub = entry;
+      this.#subs.set(key, sub);
+    }
+    sub.listeners.add(listener);
+    await sub.ready;
+  }
+
+  async #unlisten(key: string, listener: Listener): Promise<void> {
+    const sub = this.#subs.get(key);
+    if (!sub) return;
+    sub.listeners.delete(listener);
+    if (sub.listeners.size > 0) return;
+    this.#subs.delete(key);
+    const client = this.#subscriber && await this.#subscriber.catch(() => undefined);
+    if (client?.isOpen) await client.unsubscribe(key, sub.handler).catch(() => {});
+  }
+
+  async store(taskId: string, meta: ResultMeta): Promise<void> {
+    const client = await this.#connect();
+    await STORE_RESULT.run(client, [TASK_KEY_PREFIX + taskId], [stringifyJson(meta), this.#ttl()]);
+  }
+
+  async get(taskId: string): Promise<ResultMeta | null> {
+    const client = await this.#connect();
+    const raw = await client.get(TASK_KEY_PREFIX + taskId);
+    return raw === null ? null : decodeMeta(raw, taskId);
+  }
+
+  async *waitFor(
+    taskIds: readonly string[],
+    options: WaitOptions = {},
+  ): AsyncGenerator<ResultMeta> {
+    const pending = new Set(taskIds);
+    if (pending.size === 0) return;
+    for await (const meta of this.#changes([...pending], options)) {
+      if (!READY_STATES.has(meta.status) || !pending.delete(meta.task_id)) continue;
+      yield meta;
+      if (pending.size === 0) return;
+    }
+  }
+
+  async *watch(taskId: string, options: WaitOptions = {}): AsyncGenerator<ResultMeta> {
+    let last: string | undefined;
+    for await (const meta of this.#changes([taskId], options)) {
+      // The same write can arrive twice (published, and read back after subscribing).
+      const text = JSON.stringify(meta);
+      if (text === last) continue;
+      last = text;
+      yield meta;
+      if (READY_STATES.has(meta.status)) return;
+    }
+  }
+
+  // Current metas of `ids`, then every meta stored for them, until the signal aborts.
+  async *#changes(ids: string[], options: WaitOptions): AsyncGenerator<ResultMeta> {
+    const signal = AbortSignal.any([
+      this.#closed.signal,
+      ...(options.signal ? [options.signal] : []),
+    ]);
+    if (signal.aborted) throw signal.reason;
+    const keys = ids.map((id) => TASK_KEY_PREFIX + id);
+    const buffer: ResultMeta[] = [];
+    const notifier = new Notifier();
+    const listener: Listener = (raw, key) => {
+      try {
+        buffer.push(decodeMeta(raw, key.slice(TASK_KEY_PREFIX.length)));
+        notifier.notify();
+      } catch (error) {
+        this.#onError(error as Error);
+      }
+    };
+    try {
+      await Promise.all(keys.map((k) => this.#listen(k, listener)));
+      const client = await this.#connect();
+      const values = await client.mGet(keys);
+      values.forEach((raw, i) => raw !== null && listener(raw, keys[i]!));
+      while (true) {
+        const meta = buffer.shift();
+        if (meta) {
+          yield meta;
+          continue;
+        }
+        if (signal.aborted) throw signal.reason;
+        await notifier.wait(signal);
+      }
+    } finally {
+      await Promise.all(keys.map((k) => this.#unlisten(k, listener)));
+    }
+  }
+
+  async forget(taskId: string): Promise<void> {
+    const client = await this.#connect();
+    await client.del(TASK_KEY_PREFIX + taskId);
+  }
+
+  async saveGroup(groupId: string, taskIds: readonly string[]): Promise<void> {
+    const client = await this.#connect();
+    // GroupResult.as_tuple(): ((id, parent), [((id, parent), None), ...]).
+    const value = stringifyJson({
+      result: [[groupId, null], taskIds.map((id) => [[id, null], null])],
+    });
+    const key = GROUP_KEY_PREFIX + groupId;
+    const ttl = this.#ttl();
+    await (ttl > 0 ? client.setEx(key, ttl, value) : client.set(key, value));
+  }
+
+  async restoreGroup(groupId: string): Promise<string[] | null> {
+    const client = await this.#connect();
+    const raw = await client.get(GROUP_KEY_PREFIX + groupId);
+    if (raw === null) return null;
+    const meta = parseJson(raw) as { result?: unknown };
+    const members = Array.isArray(meta?.result) ? meta.result[1] : undefined;
+    if (!Array.isArray(members)) {
+      throw new TypeError(`Group ${groupId} is not stored in Celery's format`);
+    }
+    return members.map((m) => {
+      const id = Array.isArray(m) && Array.isArray(m[0]) ? m[0][0] : undefined;
+      if (typeof id !== "string") throw new TypeError(`Group ${groupId} has a malformed member`);
+      return id;
+    });
+  }
+
+  async deleteGroup(groupId: string): Promise<void> {
+    const client = await this.#connect();
+    await client.del(GROUP_KEY_PREFIX + groupId);
+  }
+
+  async setChordSize(groupId: string, size: number): Promise<void> {
+    if (!Number.isInteger(size) || size < 0) {
+      throw new RangeError(
+        `Cannot set the chord size: it must be a non-negative integer, got ${size}`,
+      );
+    }
+    const client = await this.#connect();
+    const key = `${GROUP_KEY_PREFIX}${groupId}.s`;
+    const ttl = this.#ttl();
+    await (ttl > 0 ? client.setEx(key, ttl, String(size)) : client.set(key, String(size)));
+  }
+
+  async chordPartReturn(
+    groupId: string,
+    groupIndex: number,
+    part: ChordPart,
+  ): Promise<ChordPart[] | null> {
+    const client = await this.#connect();
+    const base = GROUP_KEY_PREFIX + groupId;
+    const member = stringifyJson([1, part.taskId, part.status, part.result]);
+    const reply = await CHORD_PART_RETURN.run(client, [`${base}.j`, `${base}.t`, `${base}.s`], [
+      member,
+      groupIndex,
+      this.#ttl(),
+    ]);
+    if (!Array.isArray(reply)) return null;
+    return reply.map((raw) => {
+      const [, taskId, status, result] = parseJson(String(raw)) as [
+        number,
+        string,
+        string,
+        unknown,
+      ];
+      return { taskId, status, result };
+    });
+  }
+
+  close(): Promise<void> {
+    return this.#closing ??= this.#close();
+  }
+
+  async #close(): Promise<void> {
+    this.#closed.abort();
+    const clients = await Promise.all(
+      [this.#subscriber, this.#client].map((p) => p?.catch(() => undefined)),
+    );
+    for (const c of clients) if (c) await closeRedisClient(c);
+    this.#subs.clear();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+// Celery's meta shape (children null becomes []); a meta without task_id gets the key's id.
+function decodeMeta(raw: string, taskId: string): ResultMeta {
+  const meta = parseJson(raw);
+  if (meta === null || typeof meta !== "object" || Array.isArray(meta)) {
+    throw new TypeError(`Result of task ${taskId} is not a meta object`);
+  }
+  const m = meta as Record<string, unknown>;
+  if (typeof m.task_id !== "string" || m.task_id === "") m.task_id = taskId;
+  return parseResultMeta(JSON.stringify(m));
+}
+
+/**
+ * Makes a {@linkcode RedisBackend} from `createBackend()`'s options.
+ *
+ * @param url The backend URL.
+ * @param options `resultExpires`.
+ * @returns The backend.
+ * @throws {TypeError} For a malformed URL.
+ * @example
+ * ```ts
+ * import { redisBackendFromUrl } from "./redis.ts";
+ * const backend = redisBackendFromUrl("redis://127.0.0.1/1", { resultExpires: 60_000 });
+ * await backend.close();
+ * ```
+ */
+export function redisBackendFromUrl(url: string, options: BackendOptions = {}): RedisBackend {
+  return new RedisBackend(
+    url,
+    options.resultExpires !== undefined ? { resultExpires: options.resultExpires } : {},
+  );
+}

@@ -1,0 +1,854 @@
+/**
+ * `redis://` and `rediss://`: a broker on Redis that speaks kombu's Redis transport, so
+ * Python Celery producers and workers share queues with celeriac (CELERY_PROTOCOL.md §2.2).
+ *
+ * Layout (every key takes the optional `keyPrefix`, kombu's `global_keyprefix`):
+ * - queue lists `q`, `q\x06\x163`, `q\x06\x166`, `q\x06\x169` (kombu's priority steps), one
+ *   JSON envelope per element, `LPUSH` to publish, popped from the right;
+ * - `_kombu.binding.q`, `unacked`, `unacked_index`, `unacked_mutex`: as kombu;
+ * - `celeriac.deliveries` (hash: delivery tag → deliveries), `q.dlq` (dead letters),
+ *   `celeriac.eta` (zset of scheduled messages by ETA), `celeriac.processing.<id>.<q>` and
+ *   `celeriac.consumer.<id>` (one consumer's wake-up list and liveness key),
+ *   `celeriac.processing` (set of those, for the sweep).
+ *
+ * Claiming is one Lua script (pop + `unacked` bookkeeping, atomically). When every list is
+ * empty, the consumer blocks on a dedicated connection with `BLMOVE q → its processing list`,
+ * so the message that wakes it is never only in flight: it is in the processing list until the
+ * next claim moves it into `unacked`, and the sweep drains processing lists of dead consumers.
+ *
+ * @module
+ */
+
+import { delay, Notifier } from "../_signal.ts";
+import {
+  closeRedisClient,
+  createRedisClient,
+  parseRedisUrl,
+  type RedisClient,
+  type RedisUrl,
+} from "../_redis.ts";
+import { redact } from "../connect.ts";
+import { stringifyJson } from "../protocol/json.ts";
+import { fromKombuEnvelope, toKombuEnvelope } from "../protocol/kombu.ts";
+import type { Message } from "../protocol/message.ts";
+import type {
+  BroadcastMessage,
+  Broker,
+  ConsumeOptions,
+  Delivery,
+  PublishOptions,
+} from "./broker.ts";
+import { CLAIM } from "./redis_scripts/claim.ts";
+import { DRAIN } from "./redis_scripts/drain.ts";
+import { PROMOTE } from "./redis_scripts/promote.ts";
+import { RELEASE_LOCK } from "./redis_scripts/release_lock.ts";
+import { RESTORE_VISIBLE } from "./redis_scripts/restore_visible.ts";
+import { SETTLE } from "./redis_scripts/settle.ts";
+
+/** kombu's separator between a queue name and its priority step. */
+export const PRIORITY_SEP = "\x06\x16";
+const PRIORITY_STEPS = [0, 3, 6, 9] as const;
+
+/** Options of {@linkcode RedisBroker}. */
+export interface RedisBrokerOptions {
+  /**
+   * Deliveries after which a message goes to the dead-letter list `<queue>.dlq` instead of
+   * back to its queue.
+   * @default {10}
+   */
+  maxDeliveries?: number;
+  /**
+   * How long an unacked message may go without a lease renewal before any consumer (celeriac
+   * or kombu) puts it back on its queue, in ms. kombu's `visibility_timeout`.
+   * @default {3_600_000}
+   */
+  visibilityTimeout?: number;
+  /**
+   * How often held deliveries' leases (their `unacked_index` scores) are renewed, in ms.
+   * @default {min(visibilityTimeout / 4, 60_000)}
+   */
+  leaseInterval?: number;
+  /**
+   * How often a consumer runs the restore sweep, in ms.
+   * @default {min(visibilityTimeout / 2, 60_000)}
+   */
+  restoreInterval?: number;
+  /**
+   * Longest a consumer blocks waiting for a message before it looks at every list again
+   * (other priorities, other queues, due ETA messages), in ms.
+   * @default {1000}
+   */
+  blockTimeout?: number;
+  /**
+   * Prefix of every key and channel (kombu's `global_keyprefix`).
+   * @default {""}
+   */
+  keyPrefix?: string;
+  /** Receives connection errors; the clients reconnect by themselves. */
+  onError?: (error: Error) => void;
+  /** Name of every connection (`CLIENT SETNAME`), to find them in `CLIENT LIST`. */
+  connectionName?: string;
+}
+
+interface Claimed {
+  queue: string;
+  tag: string;
+  raw: string;
+  count: number;
+}
+
+interface Envelope {
+  body: string;
+  "content-encoding"?: string;
+  "content-type"?: string;
+  headers?: Record<string, unknown>;
+  properties?: Record<string, unknown> & { delivery_tag?: string };
+}
+
+interface ConsumerState {
+  id: string;
+  aliveKey: string;
+  outstanding: number;
+  acked: Notifier;
+}
+
+interface AckWaiter {
+  tag: string;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === "object" && !Array.isArray(v);
+
+/**
+ * kombu's priority step for a priority: the highest step at or below it, after clamping to
+ * 0–9 (`Channel.priority`).
+ *
+ * @param priority A message priority.
+ * @returns 0, 3, 6 or 9.
+ * @example
+ * ```ts
+ * import { priorityStep } from "./redis.ts";
+ * console.assert(priorityStep(5) === 3 && priorityStep(9) === 9 && priorityStep(0) === 0);
+ * ```
+ */
+export function priorityStep(priority: number): number {
+  const p = Math.max(0, Math.min(9, Math.trunc(Number.isFinite(priority) ? priority : 0)));
+  let step = 0;
+  for (const s of PRIORITY_STEPS) if (s <= p) step = s;
+  return step;
+}
+
+// The envelope text for a queue list or a fanout channel, with the priority given.
+function envelopeText(
+  message: Message,
+  queue: string,
+  priority: number,
+  exchange = "",
+  routingKey = queue,
+): string {
+  return stringifyJson(toKombuEnvelope(
+    { ...message, properties: { ...message.properties, priority } },
+    { queue, exchange, routingKey },
+  ));
+}
+
+// kombu's `_do_restore_message`: mark the message redelivered in headers and delivery_info.
+function markRedelivered(raw: string): string {
+  try {
+    const env = JSON.parse(raw) as Envelope;
+    if (isObject(env.headers)) env.headers.redelivered = true;
+    const info = env.properties?.delivery_info;
+    if (isObject(info)) info.redelivered = true;
+    return JSON.stringify(env);
+  } catch {
+    return raw;
+  }
+}
+
+/**
+ * A Redis broker, wire compatible with kombu's Redis transport.
+ *
+ * @example
+ * ```ts ignore
+ * import { RedisBroker } from "./redis.ts";
+ * import { encodeTask } from "../protocol/message.ts";
+ * await using broker = new RedisBroker("redis://127.0.0.1:6379/0");
+ * await broker.publish("celery", encodeTask({ id: "1", name: "tasks.add", args: [2, 2], kwargs: {} }));
+ * ```
+ */
+export class RedisBroker implements Broker {
+  readonly url: string;
+  #url: RedisUrl;
+  #prefix: string;
+  #maxDeliveries: number;
+  #visibility: number;
+  #leaseInterval: number;
+  #restoreInterval: number;
+  #blockTimeout: number;
+  #onError: (e: Error) => void;
+  #name: string | undefined;
+  #client: Promise<RedisClient> | undefined;
+  #subscriber: Promise<RedisClient> | undefined;
+  #others = new Set<RedisClient>();
+  #closed = new AbortController();
+  #closing: Promise<void> | undefined;
+  #declared = new Set<string>();
+  // Deliveries handed out and not settled yet, by tag: their leases are renewed.
+  #held = new Map<string, Claimed>();
+  #consumers = new Set<ConsumerState>();
+  #leaseTimer: ReturnType<typeof setInterval> | undefined;
+  #acks: AckWaiter[] = [];
+  #ackTimer: ReturnType<typeof setTimeout> | undefined;
+  #nextRestore = 0;
+  #nextPromote = 0;
+
+  /**
+   * Creates the broker; it connects on first use.
+   *
+   * @param url `redis://[[user]:password@]host[:port][/db]` or `rediss://...`.
+   * @param options Options.
+   * @throws {TypeError} For a malformed URL.
+   * @throws {RangeError} For a bad option.
+   */
+  constructor(url: string, options: RedisBrokerOptions = {}) {
+    this.url = redact(url);
+    this.#url = parseRedisUrl(url);
+    this.#prefix = options.keyPrefix ?? "";
+    this.#maxDeliveries = options.maxDeliveries ?? 10;
+    this.#visibility = options.visibilityTimeout ?? 3_600_000;
+    if (!(this.#maxDeliveries >= 1)) {
+      throw new RangeError(
+        `Cannot set maxDeliveries: it must be at least 1, got ${this.#maxDeliveries}`,
+      );
+    }
+    if (!(this.#visibility > 0)) {
+      throw new RangeError(
+        `Cannot set visibilityTimeout: it must be positive, got ${this.#visibility}`,
+      );
+    }
+    this.#leaseInterval = options.leaseInterval ?? Math.min(this.#visibility / 4, 60_000);
+    this.#restoreInterval = options.restoreInterval ?? Math.min(this.#visibility / 2, 60_000);
+    this.#blockTimeout = options.blockTimeout ?? 1000;
+    this.#onError = options.onError ?? (() => {});
+    this.#name = options.connectionName;
+  }
+
+  #key(name: string): string {
+    return this.#prefix + name;
+  }
+
+  #listKey(queue: string, step: number): string {
+    return this.#key(step === 0 ? queue : `${queue}${PRIORITY_SEP}${step}`);
+  }
+
+  #deadKey(queue: string): string {
+    return this.#key(`${queue}.dlq`);
+  }
+
+  #checkOpen(): void {
+    if (this.#closed.signal.aborted) throw new Error(`Broker ${this.url} is closed`);
+  }
+
+  #connect(): Promise<RedisClient> {
+    this.#checkOpen();
+    return this.#client ??= (async () => {
+      const client = createRedisClient(this.#url, this.#onError, this.#name);
+      await client.connect();
+      return client;
+    })();
+  }
+
+  async #dedicated(): Promise<RedisClient> {
+    const client = createRedisClient(this.#url, this.#onError, this.#name);
+    this.#others.add(client);
+    await client.connect();
+    return client;
+  }
+
+  /** The dead-letter list of a queue: messages rejected or delivered too many times. */
+  async deadLetters(queue: string): Promise<Message[]> {
+    const client = await this.#connect();
+    const raws = await client.lRange(this.#deadKey(queue), 0, -1);
+    return raws.reverse().map((raw) => {
+      try {
+        return fromKombuEnvelope(raw);
+      } catch {
+        return { headers: {}, properties: {}, body: raw, contentType: "", contentEncoding: "" };
+      }
+    });
+  }
+
+  async publish(queue: string, message: Message, options: PublishOptions = {}): Promise<void> {
+    checkQueue(queue);
+    const client = await this.#connect();
+    const priority = options.priority ?? message.properties.priority ?? 0;
+    const envelope = envelopeText(message, queue, priority);
+    // Both commands leave in the same tick: node-redis pipelines them on one write.
+    await Promise.all([
+      this.#declare(client, queue),
+      client.lPush(this.#listKey(queue, priorityStep(priority)), envelope),
+    ]);
+  }
+
+  // kombu's binding for a queue on the default exchange, once per queue per broker.
+  #declare(client: RedisClient, queue: string): Promise<unknown> | undefined {
+    if (this.#declared.has(queue)) return undefined;
+    this.#declared.add(queue);
+    return client.sAdd(
+      this.#key(`_kombu.binding.${queue}`),
+      `${queue}${PRIORITY_SEP}${PRIORITY_SEP}${queue}`,
+    ).catch((e) => {
+      this.#declared.delete(queue);
+      throw e;
+    });
+  }
+
+  async schedule(
+    queue: string,
+    message: Message,
+    eta: Date,
+    options: PublishOptions = {},
+  ): Promise<void> {
+    checkQueue(queue);
+    if (Number.isNaN(eta.getTime())) throw new TypeError("Cannot schedule: the ETA is invalid");
+    const client = await this.#connect();
+    const priority = options.priority ?? message.properties.priority ?? 0;
+    const member = JSON.stringify([
+      this.#listKey(queue, priorityStep(priority)),
+      envelopeText(message, queue, priority),
+    ]);
+    await Promise.all([
+      this.#declare(client, queue),
+      client.zAdd(this.#key("celeriac.eta"), { score: eta.getTime(), value: member }),
+    ]);
+    this.#nextPromote = Math.min(this.#nextPromote, eta.getTime());
+  }
+
+  async purge(queue: string): Promise<number> {
+    checkQueue(queue);
+    const client = await this.#connect();
+    const keys = PRIORITY_STEPS.map((s) => this.#listKey(queue, s));
+    const replies = await client.multi()
+      .lLen(keys[0]!).lLen(keys[1]!).lLen(keys[2]!).lLen(keys[3]!)
+      .del(keys)
+      .exec();
+    return replies.slice(0, 4).reduce<number>((n, r) => n + Number(r), 0);
+  }
+
+  async *consume(
+    queues: readonly string[],
+    options: ConsumeOptions = {},
+  ): AsyncGenerator<Delivery> {
+    if (queues.length === 0) throw new TypeError("Cannot consume: no queues given");
+    for (const q of queues) checkQueue(q);
+    const prefetch = options.prefetch ?? 4;
+    if (!Number.isInteger(prefetch) || prefetch < 0) {
+      throw new RangeError(
+        `Cannot set prefetch: it must be a non-negative integer, got ${prefetch}`,
+      );
+    }
+    const signal = AbortSignal.any([
+      this.#closed.signal,
+      ...(options.signal ? [options.signal] : []),
+    ]);
+    if (signal.aborted) return;
+    const client = await this.#connect();
+    const id = crypto.randomUUID();
+    const state: ConsumerState = {
+      id,
+      aliveKey: this.#key(`celeriac.consumer.${id}`),
+      outstanding: 0,
+      acked: new Notifier(),
+    };
+    const processing = queues.map((q) => this.#key(`celeriac.processing.${id}.${q}`));
+    const registry = queues.map((q, i) =>
+      JSON.stringify([processing[i], this.#listKey(q, 0), state.aliveKey])
+    );
+    await client.multi()
+      .set(state.aliveKey, "1", { PX: this.#aliveTtl() })
+      .sAdd(this.#key("celeriac.processing"), registry)
+      .exec();
+    this.#consumers.add(state);
+    this.#startLeases();
+    const blocker = await this.#dedicated();
+    const unblock = () => void blocker.disconnect().catch(() => {});
+    signal.addEventListener("abort", unblock, { once: true });
+    const buffer: Claimed[] = [];
+    let turn = 0;
+    try {
+      while (!signal.aborted) {
+        if (buffer.length > 0) {
+          yield this.#delivery(buffer.shift()!, state);
+          continue;
+        }
+        if (prefetch > 0 && state.outstanding >= prefetch) {
+          await state.acked.wait(signal, this.#blockTimeout);
+          continue;
+        }
+        try {
+          await this.#maintain(client);
+          const room = prefetch > 0 ? prefetch - state.outstanding : 100;
+          const claimed = await this.#claim(client, queues, processing, turn, room);
+          if (claimed.length > 0) {
+            state.outstanding += claimed.length;
+            for (const c of claimed) this.#held.set(c.tag, c);
+            buffer.push(...claimed);
+            turn++;
+            continue;
+          }
+          if (signal.aborted) break;
+          const i = turn++ % queues.length;
+          const wait = Math.max(10, Math.min(this.#blockTimeout, this.#nextPromote - Date.now()));
+          await blocker.blMove(
+            this.#listKey(queues[i]!, 0),
+            processing[i]!,
+            "RIGHT",
+            "LEFT",
+            wait / 1000,
+          );
+        } catch (error) {
+          if (signal.aborted) break;
+          this.#onError(error as Error);
+          await delay(100, signal).catch(() => {});
+        }
+      }
+    } finally {
+      signal.removeEventListener("abort", unblock);
+      this.#consumers.delete(state);
+      await this.#stopConsumer(client, state, queues, processing, registry, buffer);
+      this.#others.delete(blocker);
+      await closeRedisClient(blocker, 0);
+    }
+  }
+
+  async #claim(
+    client: RedisClient,
+    queues: readonly string[],
+    processing: string[],
+    turn: number,
+    room: number,
+  ): Promise<Claimed[]> {
+    const keys = [
+      this.#key("unacked"),
+      this.#key("unacked_index"),
+      this.#key("celeriac.deliveries"),
+    ];
+    const names: string[] = [];
+    queues.forEach((q, i) => {
+      keys.push(processing[i]!, this.#deadKey(q));
+      names.push(q);
+    });
+    const n = queues.length;
+    for (const step of PRIORITY_STEPS) {
+      for (let j = 0; j < n; j++) {
+        const q = queues[(turn + j) % n]!;
+        keys.push(this.#listKey(q, step), this.#deadKey(q));
+        names.push(q);
+      }
+    }
+    const reply = await CLAIM.run(client, keys, [
+      Date.now() / 1000,
+      this.#maxDeliveries,
+      room,
+      ...names,
+    ]) as (string | number)[];
+    const out: Claimed[] = [];
+    for (let i = 0; i + 3 < reply.length; i += 4) {
+      out.push({
+        queue: String(reply[i]),
+        raw: String(reply[i + 1]),
+        count: Number(reply[i + 2]),
+        tag: String(reply[i + 3]),
+      });
+    }
+    return out;
+  }
+
+  #delivery(claimed: Claimed, state: ConsumerState): Delivery {
+    const tag = claimed.tag;
+    let settled = false;
+    const settle = () => {
+      if (settled) return false;
+      settled = true;
+      this.#held.delete(tag);
+      state.outstanding--;
+      state.acked.notify();
+      return true;
+    };
+    let message: Message;
+    let redelivered = claimed.count > 1;
+    try {
+      message = fromKombuEnvelope(claimed.raw);
+      const info = message.properties.delivery_info;
+      if (message.headers.redelivered === true || (isObject(info) && info.redelivered === true)) {
+        redelivered = true;
+      }
+    } catch (cause) {
+      // Undecodable: hand it over anyway so the consumer rejects it (to the dead letters).
+      this.#onError(new Error(`Undecodable envelope ${tag}`, { cause }));
+      message = { headers: {}, properties: {}, body: "", contentType: "", contentEncoding: "" };
+    }
+    return {
+      message,
+      queue: claimed.queue,
+      redelivered,
+      deliveryCount: Math.max(claimed.count, redelivered ? 2 : 1),
+      ack: () => settle() ? this.#ack(tag) : Promise.resolve(),
+      reject: async ({ requeue = false } = {}) => {
+        if (!settle()) return;
+        await this.#settle(claimed, requeue ? "requeue" : "dead", "left");
+      },
+    };
+  }
+
+  // Acks issued in the same turn of the event loop share one MULTI.
+  #ack(tag: string): Promise<void> {
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#acks.push({ tag, resolve, reject });
+    this.#ackTimer ??= setTimeout(() => void this.#flushAcks(), 0);
+    return promise;
+  }
+
+  async #flushAcks(): Promise<void> {
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+    const batch = this.#acks;
+    this.#acks = [];
+    if (batch.length === 0) return;
+    const tags = batch.map((a) => a.tag);
+    try {
+      const client = await (this.#client ?? this.#connect());
+      await client.multi()
+        .zRem(this.#key("unacked_index"), tags)
+        .hDel(this.#key("unacked"), tags)
+        .hDel(this.#key("celeriac.deliveries"), tags)
+        .exec();
+      for (const a of batch) a.resolve();
+    } catch (error) {
+      for (const a of batch) a.reject(error);
+    }
+  }
+
+  async #settle(
+    claimed: Claimed,
+    mode: "requeue" | "dead" | "restore",
+    end: "left" | "right",
+  ): Promise<string> {
+    const client = await (this.#client ?? this.#connect());
+    const tag = claimed.tag;
+    return String(
+      await SETTLE.run(client, [
+        this.#key("unacked"),
+        this.#key("unacked_index"),
+        this.#key("celeriac.deliveries"),
+        this.#listKey(claimed.queue, 0),
+        this.#deadKey(claimed.queue),
+      ], [tag, markRedelivered(claimed.raw), mode, this.#maxDeliveries, end]),
+    );
+  }
+
+  async #stopConsumer(
+    client: RedisClient,
+    state: ConsumerState,
+    queues: readonly string[],
+    processing: string[],
+    registry: string[],
+    buffer: Claimed[],
+  ): Promise<void> {
+    // Claimed but never handed out: straight back to the consume end of their queues.
+    for (const c of buffer.reverse()) {
+      this.#held.delete(c.tag);
+      await this.#settle(c, "restore", "right").catch((e) => this.#onError(e));
+    }
+    try {
+      for (let i = 0; i < queues.length; i++) {
+        await DRAIN.run(client, [processing[i]!, this.#listKey(queues[i]!, 0)], []);
+      }
+      await client.multi()
+        .sRem(this.#key("celeriac.processing"), registry)
+        .del(state.aliveKey)
+        .exec();
+    } catch (error) {
+      this.#onError(error as Error);
+    }
+    this.#stopLeasesIfIdle();
+  }
+
+  #aliveTtl(): number {
+    return Math.max(this.#leaseInterval * 3, 5_000);
+  }
+
+  #startLeases(): void {
+    this.#leaseTimer ??= setInterval(() => void this.#renew(), this.#leaseInterval);
+  }
+
+  #stopLeasesIfIdle(): void {
+    if (this.#held.size === 0 && this.#consumers.size === 0) {
+      clearInterval(this.#leaseTimer);
+      this.#leaseTimer = undefined;
+    }
+  }
+
+  // Keeps held deliveries fresh in `unacked_index` (XX: never re-adds one restored by someone
+  // else), and consumers' liveness keys alive.
+  async #renew(): Promise<void> {
+    const client = this.#client && await this.#client;
+    if (!client?.isReady) return;
+    const now = Date.now() / 1000;
+    const tags = [...this.#held.keys()];
+    try {
+      const multi = client.multi();
+      if (tags.length > 0) {
+        multi.zAdd(this.#key("unacked_index"), tags.map((t) => ({ score: now, value: t })), {
+          XX: true,
+        });
+      }
+      for (const c of this.#consumers) multi.pExpire(c.aliveKey, this.#aliveTtl());
+      await multi.exec();
+    } catch (error) {
+      this.#onError(error as Error);
+    }
+    this.#stopLeasesIfIdle();
+  }
+
+  async #maintain(client: RedisClient): Promise<void> {
+    const now = Date.now();
+    if (now >= this.#nextPromote) await this.#promote(client);
+    if (now >= this.#nextRestore) {
+      this.#nextRestore = now + this.#restoreInterval;
+      await this.restoreVisible();
+    }
+  }
+
+  async #promote(client: RedisClient): Promise<void> {
+    const [, next] = await PROMOTE.run(client, [this.#key("celeriac.eta")], [Date.now(), 1000]) as [
+      number,
+      string,
+    ];
+    const nextDue = next === "" ? Infinity : Number(next);
+    this.#nextPromote = Math.min(Date.now() + this.#blockTimeout, nextDue);
+  }
+
+  /**
+   * Runs one restore sweep now, under kombu's `unacked_mutex`: unacked messages whose lease is
+   * older than the visibility timeout go back to their queues, marked redelivered (or to the
+   * dead-letter list past `maxDeliveries`), and wake-up lists of consumers that died are
+   * drained. Consumers run it on their own every `restoreInterval`.
+   *
+   * @returns How many messages were put back or dead-lettered.
+   */
+  async restoreVisible(): Promise<number> {
+    const client = await this.#connect();
+    const token = crypto.randomUUID();
+    const mutex = this.#key("unacked_mutex");
+    const locked = await client.set(mutex, token, { NX: true, PX: 300_000 });
+    if (locked !== "OK") return 0;
+    let restored = 0;
+    try {
+      const cutoff = (Date.now() - this.#visibility) / 1000;
+      const tags = await client.zRangeByScore(this.#key("unacked_index"), 0, cutoff, {
+        LIMIT: { offset: 0, count: 100 },
+      });
+      for (const tag of tags) {
+        const payload = await client.hGet(this.#key("unacked"), tag);
+        let raw = "";
+        let queue = "";
+        try {
+          const [env, exchange, routingKey] = JSON.parse(payload ?? "null") as [
+            Envelope,
+            string,
+            string,
+          ];
+          queue = exchange ? await this.#lookup(client, exchange, routingKey) : routingKey;
+          raw = markRedelivered(JSON.stringify(env));
+        } catch {
+          // No payload or not kombu's shape: drop the dangling index entry below.
+        }
+        if (!queue) {
+          await client.multi().zRem(this.#key("unacked_index"), tag).hDel(this.#key("unacked"), tag)
+            .exec();
+          continue;
+        }
+        const result = await RESTORE_VISIBLE.run(client, [
+          this.#key("unacked"),
+          this.#key("unacked_index"),
+          this.#key("celeriac.deliveries"),
+          this.#key(queue),
+          this.#deadKey(queue),
+        ], [tag, cutoff, raw, this.#maxDeliveries]);
+        if (result !== "kept") restored++;
+      }
+      restored += await this.#drainDead(client);
+    } finally {
+      await RELEASE_LOCK.run(client, [mutex], [token]).catch(() => {});
+    }
+    return restored;
+  }
+
+  // A message restored to a named exchange goes to the queues bound with its routing key.
+  async #lookup(client: RedisClient, exchange: string, routingKey: string): Promise<string> {
+    const members = await client.sMembers(this.#key(`_kombu.binding.${exchange}`));
+    for (const m of members) {
+      const [rk, , queue] = m.split(PRIORITY_SEP);
+      if (rk === routingKey && queue) return queue;
+    }
+    return routingKey;
+  }
+
+  async #drainDead(client: RedisClient): Promise<number> {
+    const entries = await client.sMembers(this.#key("celeriac.processing"));
+    let n = 0;
+    for (const entry of entries) {
+      const [proc, list, alive] = JSON.parse(entry) as [string, string, string];
+      if (await client.exists(alive)) continue;
+      n += Number(await DRAIN.run(client, [proc, list], []));
+      await client.sRem(this.#key("celeriac.processing"), entry);
+    }
+    return n;
+  }
+
+  #channel(exchange: string, routingKey = ""): string {
+    const base = `${this.#prefix}/${this.#url.db}.${exchange}`;
+    return routingKey ? `${base}/${routingKey}` : base;
+  }
+
+  async broadcast(message: BroadcastMessage): Promise<void> {
+    const client = await this.#connect();
+    const priority = message.message.properties.priority ?? 0;
+    await client.publish(
+      this.#channel(message.exchange, message.routingKey),
+      envelopeText(
+        message.message,
+        message.routingKey || message.exchange,
+        priority,
+        message.exchange,
+        message.routingKey,
+      ),
+    );
+  }
+
+  async *subscribe(
+    exchange: string,
+    options: { signal?: AbortSignal } = {},
+  ): AsyncGenerator<BroadcastMessage> {
+    const signal = AbortSignal.any([
+      this.#closed.signal,
+      ...(options.signal ? [options.signal] : []),
+    ]);
+    if (signal.aborted) return;
+    const subscriber = await (this.#subscriber ??= (async () => {
+      const c = createRedisClient(this.#url, this.#onError, this.#name);
+      await c.connect();
+      return c;
+    })());
+    const buffer: BroadcastMessage[] = [];
+    const notifier = new Notifier();
+    const base = this.#channel(exchange);
+    const listener = (raw: string, channel: string) => {
+      try {
+        const rest = channel.slice(base.length);
+        if (rest !== "" && !rest.startsWith("/")) return;
+        buffer.push({ exchange, routingKey: rest.slice(1), message: fromKombuEnvelope(raw) });
+        notifier.notify();
+      } catch (error) {
+        this.#onError(error as Error);
+      }
+    };
+    const patterns = [base, `${base}/*`];
+    await subscriber.pSubscribe(patterns, listener);
+    try {
+      while (!signal.aborted) {
+        const m = buffer.shift();
+        if (m) yield m;
+        else await notifier.wait(signal);
+      }
+    } finally {
+      if (subscriber.isOpen) await subscriber.pUnsubscribe(patterns, listener).catch(() => {});
+    }
+  }
+
+  close(): Promise<void> {
+    return this.#closing ??= this.#close();
+  }
+
+  async #close(): Promise<void> {
+    const errors: unknown[] = [];
+    this.#closed.abort();
+    // Let consume() generators run their cleanup first.
+    for (let i = 0; i < 50 && this.#consumers.size > 0; i++) await delay(20);
+    try {
+      await this.#flushAcks();
+    } catch (e) {
+      errors.push(e);
+    }
+    const client = this.#client && await this.#client.catch(() => undefined);
+    // Deliveries still held go back to their queues (kombu's restore_at_shutdown).
+    if (client?.isReady) {
+      for (const c of this.#held.values()) {
+        await this.#settle(c, "restore", "right").catch((e) => errors.push(e));
+      }
+    }
+    this.#held.clear();
+    clearInterval(this.#leaseTimer);
+    this.#leaseTimer = undefined;
+    const subscriber = this.#subscriber && await this.#subscriber.catch(() => undefined);
+    for (const c of [...this.#others, subscriber, client]) {
+      if (c) await closeRedisClient(c);
+    }
+    this.#others.clear();
+    if (errors.length > 0) throw new AggregateError(errors, `Closing ${this.url} failed`);
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+function checkQueue(queue: string): void {
+  if (typeof queue !== "string" || queue === "") {
+    throw new TypeError(`Cannot use queue ${JSON.stringify(queue)}: it must be a non-empty string`);
+  }
+}
+
+/**
+ * Makes a {@linkcode RedisBroker} from `createBroker()`'s options; `transportOptions` take
+ * kombu's names: `visibility_timeout` (seconds), `global_keyprefix`.
+ *
+ * @param url The broker URL.
+ * @param options `maxDeliveries` and `transportOptions`.
+ * @returns The broker.
+ * @throws {TypeError} For a malformed URL or option.
+ * @example
+ * ```ts
+ * import { redisBrokerFromUrl } from "./redis.ts";
+ * const broker = redisBrokerFromUrl("redis://127.0.0.1/0", {
+ *   transportOptions: { visibility_timeout: 60 },
+ * });
+ * await broker.close();
+ * ```
+ */
+export function redisBrokerFromUrl(
+  url: string,
+  options: { maxDeliveries?: number; transportOptions?: Record<string, unknown> } = {},
+): RedisBroker {
+  const t = options.transportOptions ?? {};
+  const own: RedisBrokerOptions = {};
+  if (options.maxDeliveries !== undefined) own.maxDeliveries = options.maxDeliveries;
+  const vt = t.visibility_timeout ?? t.visibilityTimeout;
+  if (vt !== undefined) {
+    if (typeof vt !== "number") {
+      throw new TypeError(`Cannot set visibility_timeout: it must be a number, got ${vt}`);
+    }
+    own.visibilityTimeout = t.visibility_timeout !== undefined ? vt * 1000 : vt;
+  }
+  const prefix = t.global_keyprefix ?? t.keyPrefix;
+  if (prefix !== undefined) {
+    if (typeof prefix !== "string") {
+      throw new TypeError(`Cannot set global_keyprefix: it must be a string, got ${prefix}`);
+    }
+    own.keyPrefix = prefix;
+  }
+  return new RedisBroker(url, own);
+}

@@ -1,0 +1,65 @@
+// Helpers shared by the Redis tests: a raw client, Python Celery calls, killing only our own
+// connections (never other test runs' on the shared server).
+import { createClient } from "redis";
+
+export const REDIS = Deno.env.get("CELERIAC_REDIS_URL") ?? "redis://127.0.0.1:6379/0";
+export const REDIS_BACKEND = Deno.env.get("CELERIAC_REDIS_BACKEND_URL") ??
+  "redis://127.0.0.1:6379/1";
+
+export async function rawClient(url = REDIS) {
+  const client = createClient({ url });
+  client.on("error", () => {});
+  await client.connect();
+  return client;
+}
+
+export async function python(...args: string[]): Promise<Record<string, unknown>> {
+  const out = await new Deno.Command("/usr/bin/python3", {
+    args: [new URL("./python/kombu_io.py", import.meta.url).pathname, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout).trim();
+  if (!out.success) {
+    throw new Error(`python ${args[0]} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return JSON.parse(stdout.split("\n").at(-1)!);
+}
+
+/** Kills every connection named `name` (normal and pub/sub); returns how many. */
+export async function killConnections(name: string, url = REDIS): Promise<number> {
+  const client = await rawClient(url);
+  try {
+    const list = await client.sendCommand<string>(["CLIENT", "LIST"]);
+    const ids = list.split("\n").filter((l) => l.includes(` name=${name} `))
+      .map((l) => /(?:^|\s)id=(\d+)/.exec(l)?.[1]).filter((x): x is string => !!x);
+    for (const id of ids) await client.sendCommand(["CLIENT", "KILL", "ID", id]);
+    return ids.length;
+  } finally {
+    await client.disconnect();
+  }
+}
+
+export async function countConnections(name: string, url = REDIS): Promise<number> {
+  const client = await rawClient(url);
+  try {
+    const list = await client.sendCommand<string>(["CLIENT", "LIST", "TYPE", "normal"]);
+    const pubsub = await client.sendCommand<string>(["CLIENT", "LIST", "TYPE", "pubsub"]);
+    return `${list}\n${pubsub}`.split("\n").filter((l) => l.includes(` name=${name} `)).length;
+  } finally {
+    await client.disconnect();
+  }
+}
+
+export async function deleteByPrefix(prefix: string, url = REDIS): Promise<void> {
+  const client = await rawClient(url);
+  try {
+    for await (const key of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 500 })) {
+      await client.del(key);
+    }
+  } finally {
+    await client.disconnect();
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

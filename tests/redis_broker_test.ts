@@ -1,0 +1,344 @@
+import assert from "node:assert/strict";
+import type { Delivery } from "../lib/brokers/broker.ts";
+import { PRIORITY_SEP, RedisBroker } from "../lib/brokers/redis.ts";
+import { toKombuEnvelope } from "../lib/protocol/kombu.ts";
+import { decodeTask, encodeTask } from "../lib/protocol/message.ts";
+import { brokerSuite } from "./_broker_suite.ts";
+import {
+  deleteByPrefix,
+  killConnections,
+  python,
+  rawClient,
+  REDIS,
+  sleep,
+} from "./_redis_helpers.ts";
+
+// Prefixes the conformance suite used; the last test of this file deletes their keys.
+const suitePrefixes: string[] = [];
+
+brokerSuite("redis broker", () => {
+  const id = crypto.randomUUID();
+  const keyPrefix = `celeriac-test-${id}:`;
+  suitePrefixes.push(keyPrefix);
+  return Promise.resolve({
+    broker: new RedisBroker(REDIS, { keyPrefix }),
+    queue: `q-${id}`,
+  });
+});
+
+function fixture(options: ConstructorParameters<typeof RedisBroker>[1] = {}) {
+  const id = crypto.randomUUID();
+  const prefix = `celeriac-test-${id}:`;
+  return {
+    id,
+    prefix,
+    queue: `q-${id}`,
+    name: `celeriac-test-${id}`,
+    make: (more: ConstructorParameters<typeof RedisBroker>[1] = {}) =>
+      new RedisBroker(REDIS, {
+        keyPrefix: prefix,
+        connectionName: `celeriac-test-${id}`,
+        ...options,
+        ...more,
+      }),
+  };
+}
+
+async function takeOne(broker: RedisBroker, queue: string, timeout = 10_000): Promise<Delivery> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeout);
+  try {
+    for await (const d of broker.consume([queue], { prefetch: 1, signal: controller.signal })) {
+      return d;
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  throw new Error(`Nothing delivered from ${queue} in ${timeout} ms`);
+}
+
+const task = (id: string, args: unknown[] = [2, 2]) =>
+  encodeTask({ id, name: "tasks.add", args, kwargs: {} });
+
+Deno.test("redis broker: publish() writes kombu's envelope, binding and priority list, and Python kombu reads it", async () => {
+  const f = fixture();
+  await using broker = f.make();
+  const redis = await rawClient();
+  try {
+    await broker.publish(f.queue, task("env-1", [2, "é"]), { priority: 5 });
+    const list = `${f.prefix}${f.queue}${PRIORITY_SEP}3`;
+    const [raw] = await redis.lRange(list, 0, -1);
+    const env = JSON.parse(raw!);
+    assert.deepEqual(Object.keys(env), [
+      "body",
+      "content-encoding",
+      "content-type",
+      "headers",
+      "properties",
+    ]);
+    assert.equal(env["content-type"], "application/json");
+    assert.equal(env.properties.body_encoding, "base64");
+    assert.match(env.properties.delivery_tag, /^[0-9a-f-]{36}$/);
+    assert.deepEqual(env.properties.delivery_info, { exchange: "", routing_key: f.queue });
+    assert.equal(env.properties.priority, 5);
+    assert.equal(env.headers.id, "env-1");
+    assert.deepEqual(
+      await redis.sMembers(`${f.prefix}_kombu.binding.${f.queue}`),
+      [`${f.queue}${PRIORITY_SEP}${PRIORITY_SEP}${f.queue}`],
+    );
+    const got = await python("receive", REDIS, f.prefix, f.queue);
+    assert.deepEqual(got.payload, [[2, "é"], {}, {
+      callbacks: null,
+      errbacks: null,
+      chain: null,
+      chord: null,
+    }]);
+    assert.equal((got.headers as Record<string, unknown>).task, "tasks.add");
+    assert.equal(got.content_type, "application/json");
+  } finally {
+    await redis.disconnect();
+    await deleteByPrefix(f.prefix);
+  }
+});
+
+Deno.test("redis broker: a task sent by Python Celery is decoded by celeriac's consumer", async () => {
+  const f = fixture();
+  await using broker = f.make();
+  try {
+    await python("send", REDIS, f.prefix, f.queue, `py-${f.id}`);
+    const d = await takeOne(broker, f.queue);
+    const req = decodeTask(d.message);
+    assert.equal(req.id, `py-${f.id}`);
+    assert.equal(req.name, "tasks.add");
+    assert.deepEqual(req.args, [2]);
+    assert.deepEqual(req.kwargs, { y: 3 });
+    assert.equal(req.headers["x-custom"], "v");
+    assert.equal(req.priority, 5);
+    assert.equal(d.deliveryCount, 1);
+    await d.ack();
+  } finally {
+    await deleteByPrefix(f.prefix);
+  }
+});
+
+Deno.test("redis broker: a claim is recorded in kombu's unacked hash and index, and ack removes it", async () => {
+  const f = fixture();
+  await using broker = f.make();
+  const redis = await rawClient();
+  try {
+    await broker.publish(f.queue, task("u-1"));
+    const d = await takeOne(broker, f.queue);
+    const tag = d.message.properties.delivery_tag as string;
+    const [env, exchange, rk] = JSON.parse((await redis.hGet(`${f.prefix}unacked`, tag))!);
+    assert.equal(env.headers.id, "u-1");
+    assert.equal(exchange, "");
+    assert.equal(rk, f.queue);
+    const score = await redis.zScore(`${f.prefix}unacked_index`, tag);
+    assert.ok(score !== null && Math.abs(score - Date.now() / 1000) < 5);
+    assert.equal(await redis.lLen(`${f.prefix}${f.queue}`), 0);
+    await d.ack();
+    assert.equal(await redis.hExists(`${f.prefix}unacked`, tag), false);
+    assert.equal(await redis.zScore(`${f.prefix}unacked_index`, tag), null);
+    assert.equal(await redis.hExists(`${f.prefix}celeriac.deliveries`, tag), false);
+  } finally {
+    await redis.disconnect();
+    await deleteByPrefix(f.prefix);
+  }
+});
+
+Deno.test("redis broker: an unacked message left by a crashed consumer is restored by the sweep, redelivered", async () => {
+  const f = fixture({ visibilityTimeout: 500 });
+  await using broker = f.make();
+  const redis = await rawClient();
+  try {
+    // What a kombu worker that died after its claim leaves behind.
+    const env = toKombuEnvelope(task("crash-1"), { queue: f.queue });
+    const tag = env.properties.delivery_tag;
+    await redis.multi()
+      .zAdd(`${f.prefix}unacked_index`, { score: Date.now() / 1000 - 10, value: tag })
+      .hSet(`${f.prefix}unacked`, tag, JSON.stringify([env, "", f.queue]))
+      .exec();
+    assert.equal(await broker.restoreVisible(), 1);
+    const [raw] = await redis.lRange(`${f.prefix}${f.queue}`, 0, -1);
+    assert.equal(JSON.parse(raw!).headers.redelivered, true);
+    assert.equal(await redis.hExists(`${f.prefix}unacked`, tag), false);
+    const d = await takeOne(broker, f.queue);
+    assert.equal(d.message.headers.id, "crash-1");
+    assert.equal(d.redelivered, true);
+    assert.equal(d.deliveryCount, 2);
+    await d.ack();
+  } finally {
+    await redis.disconnect();
+    await deleteByPrefix(f.prefix);
+  }
+});
+
+Deno.test("redis broker: a held delivery's lease is renewed, so the sweep never restores it", async () => {
+  const f = fixture({ visibilityTimeout: 600, leaseInterval: 100 });
+  await using holder = f.make();
+  await using sweeper = f.make();
+  const redis = await rawClient();
+  try {
+    await holder.publish(f.queue, task("long-1"));
+    const d = await takeOne(holder, f.queue);
+    for (let i = 0; i < 8; i++) {
+      await sleep(200);
+      assert.equal(await sweeper.restoreVisible(), 0);
+    }
+    assert.equal(await redis.lLen(`${f.prefix}${f.queue}`), 0);
+    await d.ack();
+  } finally {
+    await redis.disconnect();
+    await deleteByPrefix(f.prefix);
+  }
+});
+
+Deno.test("redis broker: after maxDeliveries a requeued message goes to the dead-letter list", async () => {
+  const f = fixture({ maxDeliveries: 3 });
+  await using broker = f.make();
+  const redis = await rawClient();
+  try {
+    await broker.publish(f.queue, task("poison"));
+    const counts: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const d = await takeOne(broker, f.queue);
+      counts.push(d.deliveryCount);
+      await d.reject({ requeue: true });
+    }
+    assert.deepEqual(counts, [1, 2, 3]);
+    assert.equal(await redis.lLen(`${f.prefix}${f.queue}`), 0);
+    const dead = await broker.deadLetters(f.queue);
+    assert.equal(dead.length, 1);
+    assert.equal(dead[0]!.headers.id, "poison");
+    assert.equal(await redis.hLen(`${f.prefix}celeriac.deliveries`), 0);
+  } finally {
+    await redis.disconnect();
+    await deleteByPrefix(f.prefix);
+  }
+});
+
+Deno.test("redis broker: schedule() keeps the message in the ETA sorted set, and two consumers promote it once", async () => {
+  const f = fixture();
+  await using a = f.make();
+  await using b = f.make();
+  const redis = await rawClient();
+  try {
+    const eta = new Date(Date.now() + 800);
+    await a.schedule(f.queue, task("eta-1"), eta);
+    assert.equal(await redis.zCard(`${f.prefix}celeriac.eta`), 1);
+    assert.equal(await redis.lLen(`${f.prefix}${f.queue}`), 0);
+    const controller = new AbortController();
+    const got: { who: string; at: number; id: unknown }[] = [];
+    const run = async (broker: RedisBroker, who: string) => {
+      for await (const d of broker.consume([f.queue], { signal: controller.signal })) {
+        got.push({ who, at: Date.now(), id: d.message.headers.id });
+        await d.ack();
+      }
+    };
+    const runs = [run(a, "a"), run(b, "b")];
+    await sleep(2500);
+    controller.abort();
+    await Promise.all(runs);
+    assert.equal(got.length, 1);
+    assert.equal(got[0]!.id, "eta-1");
+    assert.ok(got[0]!.at >= eta.getTime() - 5, "delivered before its ETA");
+    assert.ok(got[0]!.at < eta.getTime() + 1500, "promoted late");
+    assert.equal(await redis.zCard(`${f.prefix}celeriac.eta`), 0);
+  } finally {
+    await redis.disconnect();
+    await deleteByPrefix(f.prefix);
+  }
+});
+
+Deno.test("redis broker: the consumer resumes by itself after its connections are killed", async () => {
+  const f = fixture({ blockTimeout: 300 });
+  await using consumer = f.make();
+  await using producer = f.make({ connectionName: `${f.name}-producer` });
+  try {
+    const controller = new AbortController();
+    const seen: unknown[] = [];
+    const run = (async () => {
+      for await (const d of consumer.consume([f.queue], { signal: controller.signal })) {
+        seen.push(d.message.headers.id);
+        await d.ack();
+      }
+    })();
+    await producer.publish(f.queue, task("before"));
+    for (let i = 0; i < 50 && seen.length < 1; i++) await sleep(50);
+    assert.deepEqual(seen, ["before"]);
+    assert.ok(await killConnections(f.name) >= 2, "expected the consumer's connections");
+    await producer.publish(f.queue, task("after"));
+    for (let i = 0; i < 100 && seen.length < 2; i++) await sleep(50);
+    controller.abort();
+    await run;
+    assert.deepEqual(seen, ["before", "after"]);
+  } finally {
+    await deleteByPrefix(f.prefix);
+  }
+});
+
+Deno.test("redis broker: broadcast() publishes on kombu's /<db>.<exchange>/<routing key> channel and subscribe() gets it", async () => {
+  const f = fixture();
+  await using broker = f.make();
+  const redis = await rawClient();
+  const channels: string[] = [];
+  await redis.pSubscribe(`${f.prefix}/0.celeryev*`, (_m, channel) => channels.push(channel));
+  try {
+    const controller = new AbortController();
+    const it = broker.subscribe("celeryev", { signal: controller.signal })[Symbol.asyncIterator]();
+    const next = it.next();
+    await sleep(100);
+    await broker.broadcast({
+      exchange: "celeryev",
+      routingKey: "worker.heartbeat",
+      message: task("ev"),
+    });
+    const r = await next;
+    assert.equal(r.value?.routingKey, "worker.heartbeat");
+    assert.equal(r.value?.message.headers.id, "ev");
+    controller.abort();
+    await it.return?.(undefined);
+    assert.deepEqual(channels, [`${f.prefix}/0.celeryev/worker.heartbeat`]);
+  } finally {
+    await redis.disconnect();
+  }
+});
+
+Deno.test("redis broker: concurrent publishes share round trips (throughput figure)", async () => {
+  const f = fixture();
+  await using broker = f.make();
+  try {
+    const n = 5000;
+    await broker.publish(f.queue, task("warm"));
+    let t = performance.now();
+    await Promise.all(Array.from({ length: n }, (_, i) => broker.publish(f.queue, task(`m-${i}`))));
+    const publishRate = n / ((performance.now() - t) / 1000);
+    const controller = new AbortController();
+    let got = 0;
+    t = performance.now();
+    for await (const d of broker.consume([f.queue], { prefetch: 100, signal: controller.signal })) {
+      void d.ack();
+      if (++got === n + 1) break;
+    }
+    const consumeRate = n / ((performance.now() - t) / 1000);
+    // deno-lint-ignore no-console -- the figure is this test's output
+    console.log(
+      `publish ${publishRate.toFixed(0)} msg/s, consume+ack ${consumeRate.toFixed(0)} msg/s`,
+    );
+    assert.ok(publishRate > 2000, `publish rate ${publishRate}`);
+  } finally {
+    await deleteByPrefix(f.prefix);
+  }
+});
+
+Deno.test("redis broker: the conformance suite's keys are removed", async () => {
+  for (const prefix of suitePrefixes) await deleteByPrefix(prefix);
+  const redis = await rawClient();
+  try {
+    for (const prefix of suitePrefixes) {
+      assert.deepEqual(await redis.keys(`${prefix}*`), []);
+    }
+  } finally {
+    await redis.disconnect();
+  }
+});
