@@ -361,6 +361,13 @@ export class Consumer {
     }
   }
 
+  // The broker's key prefix, so that the shared limiter's keys sit with the broker's.
+  #limiterOptions(): { prefix?: string } {
+    const t = this.app.conf.transportOptions;
+    const prefix = t.global_keyprefix ?? t.keyPrefix;
+    return typeof prefix === "string" ? { prefix } : {};
+  }
+
   // Grows the pool by one while tasks wait for a slot (autoscale).
   #maybeGrow(): void {
     const max = this.#options.autoscale?.max;
@@ -394,7 +401,7 @@ export class Consumer {
         () =>
           this.#globalLimiter ??= this.#options.rateLimiter
             ? Promise.resolve(this.#options.rateLimiter)
-            : createRateLimiter(this.app.conf.brokerUrl),
+            : createRateLimiter(this.app.conf.brokerUrl, this.#limiterOptions()),
         global,
       ]);
     }

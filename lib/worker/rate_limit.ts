@@ -169,7 +169,8 @@ const shared = new Map<string, MemoryRateLimiter>();
  * atomic check-and-set), or one limiter per `memory://` URL shared in the process.
  *
  * @param brokerUrl The broker URL.
- * @param options Key prefix for shared stores.
+ * @param options `prefix`: the broker's key prefix (kombu `global_keyprefix`), put before
+ * the limiter's keys.
  * @returns The limiter; close it when done.
  * @throws {TypeError} For a broker whose store cannot share a limit (e.g. AMQP).
  * @example
@@ -193,7 +194,10 @@ export async function createRateLimiter(
     case "redis":
     case "rediss": {
       const { RedisRateLimiter } = await import("./rate_limit_redis.ts");
-      return new RedisRateLimiter(brokerUrl, options);
+      return new RedisRateLimiter(
+        brokerUrl,
+        options.prefix === undefined ? {} : { prefix: `${options.prefix}celeriac:ratelimit:` },
+      );
     }
     default:
       throw new TypeError(

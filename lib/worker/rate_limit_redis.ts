@@ -5,7 +5,13 @@
  * @module
  */
 
-import { createClient } from "redis";
+import {
+  closeRedisClient,
+  createRedisClient,
+  parseRedisUrl,
+  type RedisClient,
+  RedisScript,
+} from "../_redis.ts";
 import { BaseRateLimiter, type Reservation } from "./rate_limit.ts";
 
 /**
@@ -18,7 +24,7 @@ import { BaseRateLimiter, type Reservation } from "./rate_limit.ts";
  * Returns `{reserved (1|0), wait in µs}`. Times are written with `%.0f`, since `tostring` of a
  * Lua number above 1e14 would give an exponent and lose precision.
  */
-export const RESERVE_SCRIPT = `
+export const RESERVE_SOURCE = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
@@ -34,6 +40,8 @@ redis.call('SET', KEYS[1], string.format('%.0f', tat + interval), 'PX', ttl)
 return {1, string.format('%.0f', wait)}
 `;
 
+const RESERVE = new RedisScript("rate_limit_reserve", RESERVE_SOURCE);
+
 /** Options of {@linkcode RedisRateLimiter}. */
 export interface RedisRateLimiterOptions {
   /**
@@ -42,8 +50,6 @@ export interface RedisRateLimiterOptions {
    */
   prefix?: string;
 }
-
-type Client = ReturnType<typeof createClient>;
 
 /**
  * A rate limiter shared by every process using the same Redis.
@@ -58,8 +64,7 @@ type Client = ReturnType<typeof createClient>;
 export class RedisRateLimiter extends BaseRateLimiter {
   readonly #url: string;
   readonly #prefix: string;
-  #client: Promise<Client> | undefined;
-  #sha: string | undefined;
+  #client: Promise<RedisClient> | undefined;
   #closing: Promise<void> | undefined;
 
   /**
@@ -74,11 +79,10 @@ export class RedisRateLimiter extends BaseRateLimiter {
     this.#prefix = options.prefix ?? "celeriac:ratelimit:";
   }
 
-  #connect(): Promise<Client> {
+  #connect(): Promise<RedisClient> {
     if (this.#closing) return Promise.reject(new Error("The rate limiter is closed"));
     return this.#client ??= (async () => {
-      const client = createClient({ url: this.#url });
-      client.on("error", () => {});
+      const client = createRedisClient(parseRedisUrl(this.#url), undefined, "celeriac-ratelimit");
       await client.connect();
       return client;
     })();
@@ -91,22 +95,14 @@ export class RedisRateLimiter extends BaseRateLimiter {
       String(Math.max(1, Math.round(1e6 / perSecond))),
       String(Number.isFinite(maxWaitMs) ? Math.round(maxWaitMs * 1000) : -1),
     ];
-    let reply: unknown;
-    try {
-      this.#sha ??= await client.scriptLoad(RESERVE_SCRIPT);
-      reply = await client.evalSha(this.#sha, { keys, arguments: args });
-    } catch (error) {
-      if (!String(error).includes("NOSCRIPT")) throw error;
-      reply = await client.eval(RESERVE_SCRIPT, { keys, arguments: args });
-    }
-    const [reserved, wait] = reply as [number, string];
+    const [reserved, wait] = await RESERVE.run(client, keys, args) as [number, string];
     return { reserved: reserved === 1, waitMs: Number(wait) / 1000 };
   }
 
   close(): Promise<void> {
     return this.#closing ??= (async () => {
       const client = await this.#client?.catch(() => undefined);
-      if (client?.isOpen) await client.quit();
+      if (client) await closeRedisClient(client);
     })();
   }
 }

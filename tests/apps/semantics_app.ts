@@ -17,7 +17,9 @@ export function defineTasks(app: App) {
     }),
     now: app.task("sem.now", () => Date.now()),
     limited: app.task("sem.limited", () => Date.now(), { rateLimit: "10/s" }),
-    global: app.task("sem.global", () => Date.now(), { globalRateLimit: "10/s" }),
+    global: app.task("sem.global", function () {
+      return { at: Date.now(), host: this.hostname };
+    }, { globalRateLimit: "10/s" }),
     // Autoretry with exponential backoff, no jitter: countdowns 0.1, 0.2, 0.4 s.
     backoff: app.task("sem.backoff", function () {
       throw new TypeError(`attempt ${this.retries}`);
@@ -38,6 +40,9 @@ export function defineTasks(app: App) {
     }),
     retryExc: app.task("sem.retry_exc", function () {
       this.retry({ countdown: 0.05, exc: new RangeError(`try ${this.retries}`), maxRetries: 1 });
+    }),
+    retryLater: app.task("sem.retry_later", function () {
+      this.retry({ countdown: 600, exc: new TypeError("later") });
     }),
     retryNoExc: app.task("sem.retry_no_exc", function () {
       this.retry({ countdown: 0 });
@@ -121,10 +126,12 @@ export function defineTasks(app: App) {
   };
 }
 
+const prefix = Deno.env.get("CELERIAC_TEST_PREFIX");
 export const app = new App({
   broker: Deno.env.get("CELERIAC_BROKER_URL") ?? "memory://semantics",
   backend: Deno.env.get("CELERIAC_RESULT_BACKEND") ?? "memory://semantics",
   maxDeliveries: 3,
+  transportOptions: prefix ? { global_keyprefix: prefix } : {},
 });
 
 export const tasks = defineTasks(app);
