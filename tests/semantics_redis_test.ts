@@ -2,7 +2,7 @@
 // `cli.ts worker` processes, a poison message dead-lettered after maxDeliveries, the backoff
 // ETAs of retries, and a Python Celery client reading celeriac's RETRY and FAILURE metas.
 import assert from "node:assert/strict";
-import { App, AppEvent, Consumer, TaskError, WorkerLostError } from "@celeriac/celeriac";
+import { App, type AppEvent, Consumer, TaskError, WorkerLostError } from "@celeriac/celeriac";
 import type { RedisBroker } from "../lib/brokers/redis.ts";
 import { defineTasks } from "./apps/semantics_app.ts";
 import { deleteByPrefix, REDIS, REDIS_BACKEND } from "./_redis_helpers.ts";
@@ -86,7 +86,6 @@ Deno.test("redis: two worker processes share a globalRateLimit of 10/s (measured
     const hosts = new Set(runs.map((r) => r.host));
     assert.equal(hosts.size, 2, `both processes ran tasks: ${[...hosts]}`);
     assert.ok(Math.abs(rate - 10) <= 1, `measured ${rate.toFixed(2)}/s`);
-    console.log(`global rate over 2 processes: ${rate.toFixed(2)}/s for 31 tasks`);
   } finally {
     for (const c of children) c.kill("SIGTERM");
     for (const c of children) await c.status;
