@@ -199,6 +199,14 @@ export async function createRateLimiter(
         options.prefix === undefined ? {} : { prefix: `${options.prefix}celeriac:ratelimit:` },
       );
     }
+    case "kv":
+    case "kv+https": {
+      const { KvRateLimiter } = await import("./rate_limit_kv.ts");
+      return new KvRateLimiter(
+        brokerUrl,
+        options.prefix === undefined ? {} : { prefix: [options.prefix, "celeriac", "ratelimit"] },
+      );
+    }
     default:
       throw new TypeError(
         `Cannot share a global rate limit through ${scheme}://: use redis:// or kv://, or pass a rateLimiter`,
