@@ -448,33 +448,23 @@ Deno.test("workers: maxTasksPerChild recycles a Web Worker after N tasks", async
 });
 
 Deno.test("workers: maxMemoryPerChild recycles a Web Worker once its heap passes the limit", async () => {
+  type Hoard = { runs: number; heapUsed: number };
+  const hoard = async (mb: number) =>
+    await (await semTasks.hoard.delay(mb)).get({ timeout: 30_000 }) as Hoard;
   {
     await using _w = worker(semApp, "workers", { concurrency: 1 });
-    const a = await (await semTasks.hoard.delay(8)).get({ timeout: 10_000 }) as {
-      runs: number;
-      heapUsed: number;
-    };
-    const b = await (await semTasks.hoard.delay(8)).get({ timeout: 10_000 }) as {
-      runs: number;
-      heapUsed: number;
-    };
+    const a = await hoard(8);
+    const b = await hoard(8);
     assert.equal(b.runs, a.runs + 1, "no limit: the same Web Worker");
+    assert.ok(b.heapUsed >= a.heapUsed + 8 * 1024 * 1024, "the reported memory grows");
   }
   {
-    // Limit: the first hoard's heap plus 4 MiB; the second 8 MiB hoard passes it.
-    await using _w = worker(semApp, "workers", { concurrency: 1, maxMemoryPerChild: 64 * 1024 });
-    const first = await (await semTasks.hoard.delay(1)).get({ timeout: 10_000 }) as {
-      runs: number;
-      heapUsed: number;
-    };
-    assert.ok(first.heapUsed < 64 * 1024 * 1024, `heap ${first.heapUsed}`);
+    await using _w = worker(semApp, "workers", { concurrency: 1, maxMemoryPerChild: 32 * 1024 });
+    const first = await hoard(1);
+    assert.ok(first.heapUsed < 32 * 1024 * 1024, `heap ${first.heapUsed}`);
     const runs: number[] = [first.runs];
-    for (let i = 0; i < 10; i++) {
-      runs.push(
-        (await (await semTasks.hoard.delay(16)).get({ timeout: 10_000 }) as { runs: number }).runs,
-      );
-    }
-    // Each 16 MiB pushes the heap up; past 64 MiB the Web Worker is replaced and counts restart.
+    for (let i = 0; i < 6; i++) runs.push((await hoard(8)).runs);
+    // Each 8 MiB pushes the memory up; past 32 MiB the Web Worker is replaced and counts restart.
     assert.ok(runs.slice(1).includes(1), `runs ${runs}`);
     assert.ok(Math.max(...runs) <= 5, `runs ${runs}`);
   }
@@ -486,10 +476,11 @@ Deno.test("workers: autoscale grows while tasks wait for a slot and shrinks afte
     autoscaleKeepaliveMs: 300,
   });
   await eventually(() => w.consumer.poolSize === 1);
-  const rs = await Promise.all(Array.from({ length: 9 }, () => semTasks.sleep.delay(300)));
-  await eventually(() => w.consumer.poolSize === 3, 5000);
-  await Promise.all(rs.map((r) => r.get({ timeout: 10_000 })));
-  await eventually(() => w.consumer.poolSize === 1, 5000);
+  // Nine 1 s tasks: with one Web Worker they would wait 8 s for a slot, so the pool grows.
+  const rs = await Promise.all(Array.from({ length: 9 }, () => semTasks.sleep.delay(1000)));
+  await eventually(() => w.consumer.poolSize === 3, 15_000);
+  await Promise.all(rs.map((r) => r.get({ timeout: 30_000 })));
+  await eventually(() => w.consumer.poolSize === 1, 15_000);
   assert.equal(await (await semTasks.add.delay(1, 1)).get({ timeout: 10_000 }), 2);
 });
 
