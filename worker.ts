@@ -63,7 +63,9 @@ async function run(m: Extract<ToWorker, { type: "run" }>): Promise<void> {
   try {
     const outcome = await execute(app!, request, controller.signal, async (state, meta) => {
       const backend = await app!.getBackend();
-      await backend.store(request.id, makeMeta(request.id, state, meta));
+      await backend.store(request.id, makeMeta(request.id, state, meta), {
+        replyTo: request.context.replyTo,
+      });
     });
     try {
       scope.postMessage({ type: "done", id: request.id, outcome, heapUsed: heapUsed() });

@@ -7,8 +7,11 @@
 import type { Backend, ResultMeta } from "./backends/backend.ts";
 import type { BeatEntries, BeatEntry } from "./beat/entry.ts";
 import type { Broker } from "./brokers/broker.ts";
+import { registerBuiltins } from "./canvas/builtins.ts";
 import { createBackend, createBroker } from "./connect.ts";
 import { TimeLimitExceeded } from "./errors.ts";
+import { Control } from "./control.ts";
+import { type CeleryEvent, receiveEvents, type ReceiveEventsOptions } from "./events.ts";
 import { errorToInfo } from "./protocol/exceptions.ts";
 import { encodeTask, type SignatureDict, toIso } from "./protocol/message.ts";
 import type { State } from "./protocol/states.ts";
@@ -217,6 +220,7 @@ export class App extends EventTarget {
   #backend: Promise<Backend> | undefined;
   #periodic = new Map<string, BeatEntry>();
   #closing: Promise<void> | undefined;
+  #control: Control | undefined;
 
   /**
    * Creates the app.
@@ -251,6 +255,7 @@ export class App extends EventTarget {
       maxDeliveries: options.maxDeliveries ?? 10,
       transportOptions: options.transportOptions ?? {},
     };
+    registerBuiltins(this);
   }
 
   /**
@@ -473,6 +478,13 @@ export class App extends EventTarget {
     const list = (v: SignatureDict | SignatureDict[] | undefined) =>
       v === undefined ? null : Array.isArray(v) ? v : [v];
     const queue = this.route(name, options.queue);
+    let replyTo = this.oid;
+    if (this.conf.backendUrl.startsWith("rpc:")) {
+      // rpc:// results come back to this process's reply queue: declare it before sending.
+      const backend = await this.getBackend();
+      await backend.ready?.();
+      replyTo = backend.replyTo ?? replyTo;
+    }
     const message = encodeTask({
       id,
       name,
@@ -490,7 +502,7 @@ export class App extends EventTarget {
       softTimeLimit: options.softTimeLimit ?? null,
       origin: `${Deno.pid}@${machineName()}`,
       ignoreResult: options.ignoreResult ?? false,
-      replyTo: this.oid,
+      replyTo,
       priority: options.priority ?? null,
       headers: options.headers ?? {},
       callbacks: list(options.link),
@@ -546,6 +558,7 @@ export class App extends EventTarget {
           deliveryInfo: { queue: "", redelivered: false, deliveryCount: 1, priority: null },
           hostname: machineName(),
           isEager: true,
+          replyTo: null,
         };
         const hostname = context.hostname;
         this.dispatchEvent(new AppEvent("taskPrerun", { id, name, hostname, args, kwargs }));
@@ -561,7 +574,10 @@ export class App extends EventTarget {
           // Eager retries run at once, as Celery's: the countdown is not waited for.
           const reason = outcome.error ? shapeToInfo(outcome.error) : null;
           const eta = new Date(Date.now() + (outcome.countdown ?? 0) * 1000);
-          this.dispatchEvent(new AppEvent("taskRetry", { ...base, eta, retries, reason }));
+          const traceback = outcome.error?.stack ?? null;
+          this.dispatchEvent(
+            new AppEvent("taskRetry", { ...base, eta, retries, reason, traceback }),
+          );
           this.dispatchEvent(new AppEvent("taskPostrun", { ...base, state: "RETRY" }));
           continue;
         }
@@ -623,6 +639,26 @@ export class App extends EventTarget {
         }),
       },
     });
+  }
+
+  /**
+   * Remote control of workers: `inspect()`, `revoke()`, `rateLimit()`, `broadcast()`...
+   *
+   * @returns The control client.
+   */
+  get control(): Control {
+    return this.#control ??= new Control(this);
+  }
+
+  /**
+   * Every event on the `celeryev` exchange (from celeriac and Python workers), until
+   * `signal` aborts. Batched `task.multi` messages come out one event at a time.
+   *
+   * @param options Signal and a type filter.
+   * @returns The events.
+   */
+  async *events(options: ReceiveEventsOptions = {}): AsyncGenerator<CeleryEvent> {
+    yield* receiveEvents(await this.getBroker(), options);
   }
 
   /**

@@ -31,8 +31,19 @@ export interface BackendConnectOptions extends BackendOptions {
 type BrokerFactory = (url: string, options: BrokerConnectOptions) => Broker;
 type BackendFactory = (url: string, options: BackendConnectOptions) => Backend;
 
+async function loadAmqpBroker(): Promise<BrokerFactory> {
+  const { AmqpBroker } = await import("./brokers/amqp.ts");
+  return (url, { maxDeliveries, transportOptions }) =>
+    new AmqpBroker(url, {
+      ...transportOptions,
+      ...(maxDeliveries === undefined ? {} : { maxDeliveries }),
+    });
+}
+
 // One entry per URL scheme; each transport issue adds its line here.
 const BROKERS: Record<string, () => Promise<BrokerFactory>> = {
+  "amqp:": loadAmqpBroker,
+  "amqps:": loadAmqpBroker,
   "memory:": async () => {
     const { MemoryBroker } = await import("./brokers/memory.ts");
     return (url, options) => new MemoryBroker(url, options);
@@ -42,6 +53,10 @@ const BROKERS: Record<string, () => Promise<BrokerFactory>> = {
 };
 
 const BACKENDS: Record<string, () => Promise<BackendFactory>> = {
+  "rpc:": async () => {
+    const { RpcBackend } = await import("./backends/rpc.ts");
+    return (url, options) => new RpcBackend(url, options);
+  },
   "memory:": async () => {
     const { MemoryBackend } = await import("./backends/memory.ts");
     return (url, options) => new MemoryBackend(url, options);

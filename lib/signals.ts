@@ -32,6 +32,16 @@ export interface TaskEventBase {
 
 /** The `detail` of each event type, by name. */
 export interface AppEventDetails {
+  /** A worker took a task message (Celery `task_received`). */
+  taskReceived: TaskEventBase & {
+    args: readonly unknown[];
+    kwargs: Record<string, unknown>;
+    rootId: string;
+    parentId: string | null;
+    retries: number;
+    eta: Date | null;
+    expires: Date | null;
+  };
   /** Before a task runs (Celery `task_prerun`). */
   taskPrerun: TaskEventBase & { args: readonly unknown[]; kwargs: Record<string, unknown> };
   /** After a task ran, whatever happened (Celery `task_postrun`). */
@@ -51,6 +61,8 @@ export interface AppEventDetails {
     retries: number;
     /** Why, when known. */
     reason: ExceptionInfo | null;
+    /** The stack of the error that caused it, when known. */
+    traceback: string | null;
   };
   /** A task was revoked, expired or terminated (Celery `task_revoked`). */
   taskRevoked: TaskEventBase & { expired: boolean; terminated: boolean };

@@ -113,3 +113,39 @@ Deno.test("cli: two SIGINTs stop the worker at once with a non-zero exit", async
     await (await app.getBroker()).purge(queue);
   }
 });
+
+Deno.test("cli: call sends a task by name and result prints its stored result", async () => {
+  const queue = `cli-call-${crypto.randomUUID()}`;
+  const worker = spawnWorker(queue, ["--pool", "inline"]);
+  try {
+    await eventually(() => worker.log().includes("ready"), 30_000);
+    const sent = await runCli([
+      "call",
+      "tasks.add",
+      "--args",
+      "[2, 3]",
+      "--queue",
+      queue,
+      "--broker",
+      BROKER,
+      "--backend",
+      BACKEND,
+      "--wait",
+      "--timeout",
+      "20000",
+    ]);
+    assert.equal(sent.code, 0, sent.stderr);
+    const [id, value] = sent.stdout.trim().split("\n");
+    assert.match(id!, /^[0-9a-f-]{36}$/);
+    assert.equal(value, "5");
+    const shown = await runCli(["result", id!, "--backend", BACKEND]);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.equal(shown.stdout.trim(), "SUCCESS 5");
+    const bad = await runCli(["call", "tasks.add", "--args", "{not json"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--args is not valid JSON/);
+  } finally {
+    worker.child.kill("SIGTERM");
+    await worker.finish();
+  }
+});

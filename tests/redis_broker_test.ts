@@ -304,28 +304,25 @@ Deno.test("redis broker: broadcast() publishes on kombu's /<db>.<exchange>/<rout
   }
 });
 
-Deno.test("redis broker: concurrent publishes share round trips (throughput figure)", async () => {
+Deno.test("redis broker: 5,000 concurrent publishes all arrive, once each", async () => {
+  // Speed is measured in bench/, not asserted here: this checks that pipelined publishes and
+  // batched acks lose and duplicate nothing.
   const f = fixture();
   await using broker = f.make();
   try {
     const n = 5000;
-    await broker.publish(f.queue, task("warm"));
-    let t = performance.now();
     await Promise.all(Array.from({ length: n }, (_, i) => broker.publish(f.queue, task(`m-${i}`))));
-    const publishRate = n / ((performance.now() - t) / 1000);
     const controller = new AbortController();
-    let got = 0;
-    t = performance.now();
+    const timer = setTimeout(() => controller.abort(), 30_000);
+    const seen = new Set<unknown>();
     for await (const d of broker.consume([f.queue], { prefetch: 100, signal: controller.signal })) {
+      seen.add(d.message.headers.id);
       void d.ack();
-      if (++got === n + 1) break;
+      if (seen.size === n) break;
     }
-    const consumeRate = n / ((performance.now() - t) / 1000);
-    // deno-lint-ignore no-console -- the figure is this test's output
-    console.log(
-      `publish ${publishRate.toFixed(0)} msg/s, consume+ack ${consumeRate.toFixed(0)} msg/s`,
-    );
-    assert.ok(publishRate > 2000, `publish rate ${publishRate}`);
+    clearTimeout(timer);
+    assert.equal(seen.size, n);
+    assert.equal(await broker.purge(f.queue), 0);
   } finally {
     await deleteByPrefix(f.prefix);
   }

@@ -42,7 +42,7 @@ function paramsOf(fn: (...args: never[]) => unknown, explicit?: string[]): (stri
  * app.task("t.add", (x: number, y: number) => x + y);
  * const context = {
  *   id: "1", name: "t.add", retries: 0, rootId: "1", parentId: null, group: null,
- *   groupIndex: null, eta: null, expires: null, headers: {}, hostname: "h", isEager: true,
+ *   groupIndex: null, eta: null, expires: null, headers: {}, hostname: "h", isEager: true, replyTo: null,
  *   deliveryInfo: { queue: "celery", redelivered: false, deliveryCount: 1, priority: null },
  * };
  * const outcome = await execute(app, { id: "1", name: "t.add", args: [2], kwargs: { y: 3 }, context },

@@ -90,6 +90,8 @@ export interface RequestContext {
   hostname: string;
   /** Whether the task runs eagerly (`apply()`). */
   isEager: boolean;
+  /** Where `rpc://` results go. */
+  replyTo: string | null;
 }
 
 /**

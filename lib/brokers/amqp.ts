@@ -1,0 +1,724 @@
+/**
+ * `amqp://` / `amqps://`: RabbitMQ (AMQP 0-9-1) through amqplib, with Celery's layout
+ * (CELERY_PROTOCOL.md §2.3, kombu `transport/pyamqp.py`):
+ *
+ * - each queue is durable and bound to a durable direct exchange of the same name with routing
+ *   key = queue; tasks are published to the default exchange `''` with routing key = queue,
+ *   persistent, headers as an AMQP field table (see `_amqp_table.ts` for the number typing
+ *   py-amqp needs), publisher confirms on;
+ * - consumers take `prefetch` (channel-wide `basic.qos`, as Celery) on their own channel and
+ *   come back by themselves after a lost connection; RabbitMQ requeues what was unacked;
+ * - `reject({ requeue: true })` republishes the message with an `x-celeriac-delivery-count`
+ *   header and acks the original (quorum queues: native `nack` and `x-delivery-count`), so the
+ *   delivery count is exact for rejections and best-effort (+1 when `redelivered`) for
+ *   connection losses; once it reaches `maxDeliveries`, and on `reject()` without requeue, the
+ *   message moves to the durable queue `<queue>.dlq`. A republish happens before the ack, so a
+ *   crash in between duplicates rather than loses. Native dead-letter arguments are not put on
+ *   task queues because Python Celery declares the same queues without them (a mismatch is a
+ *   `PRECONDITION_FAILED`);
+ * - `schedule()` parks messages in TTL queues (see `_amqp_delay.ts`), never in a worker.
+ *
+ * @module
+ */
+
+// @ts-types="@types/amqplib"
+import type amqp from "amqplib";
+import { Buffer } from "node:buffer";
+import { delay, Notifier } from "../_signal.ts";
+import { CeleriacError } from "../errors.ts";
+import type { Message, MessageProperties } from "../protocol/message.ts";
+import { redact } from "../connect.ts";
+import type {
+  BroadcastMessage,
+  Broker,
+  ConsumeOptions,
+  Delivery,
+  PublishOptions,
+} from "./broker.ts";
+import { AmqpConnection, type AmqpConnectionOptions } from "./_amqp_connection.ts";
+import {
+  bindDelayDestination,
+  declareDelayTopology,
+  DELAY_ENTRY_EXCHANGE,
+  DELAY_HEADER,
+  delayRoutingKey,
+  stripDelayHeaders,
+} from "./_amqp_delay.ts";
+import { fromFieldTable, toFieldTable } from "./_amqp_table.ts";
+
+/** The header celeriac uses to count deliveries on classic queues. */
+export const DELIVERY_COUNT_HEADER = "x-celeriac-delivery-count";
+
+/** Options of {@linkcode AmqpBroker}. */
+export interface AmqpBrokerOptions extends AmqpConnectionOptions {
+  /**
+   * Deliveries after which a rejected-with-requeue message goes to `<queue>.dlq`.
+   * @default {10}
+   */
+  maxDeliveries?: number;
+  /**
+   * `x-max-priority` of every task queue declared (Celery's `task_queue_max_priority`).
+   * Unset: queues have no priorities.
+   */
+  maxPriority?: number;
+  /**
+   * Extra arguments of every task queue declared, e.g. `{"x-queue-type": "quorum"}`. They
+   * must match how the queue already exists, or declaring fails with
+   * {@linkcode AmqpQueueMismatchError}.
+   * @default {{}}
+   */
+  queueArguments?: Record<string, unknown>;
+  /**
+   * Exchange types for `broadcast`/`subscribe`, by name. Unlisted: `reply.*` is direct,
+   * `*.pidbox` fanout, anything else topic (as `celeryev`).
+   * @default {{}}
+   */
+  exchangeTypes?: Record<string, "direct" | "fanout" | "topic">;
+}
+
+/** A queue exists with other arguments than celeriac declares (`PRECONDITION_FAILED`). */
+export class AmqpQueueMismatchError extends CeleriacError {
+  /** The queue. */
+  readonly queue: string;
+  /**
+   * Creates the error.
+   *
+   * @param queue The queue.
+   * @param options The cause (RabbitMQ's 406 error).
+   */
+  constructor(queue: string, options?: ErrorOptions) {
+    const detail = (options?.cause as Error | undefined)?.message ?? "";
+    super(
+      `Cannot declare queue "${queue}": it already exists with different arguments (${detail}). ` +
+        `Use the same maxPriority/queueArguments as the existing queue, or delete it first`,
+      options,
+    );
+    this.name = "AmqpQueueMismatchError";
+    this.queue = queue;
+  }
+}
+
+/** Options of {@linkcode AmqpBroker.subscribe}. */
+export interface AmqpSubscribeOptions {
+  /** Ends the stream. */
+  signal?: AbortSignal;
+  /**
+   * Binding key: `#` (topic), `''` (fanout), required meaning for direct exchanges.
+   * @default {"#"}
+   */
+  routingKey?: string;
+  /**
+   * Queue arguments, e.g. `{"x-message-ttl": 5000, "x-expires": 60000}` as Celery's event
+   * receivers use.
+   * @default {{}}
+   */
+  queueArguments?: Record<string, unknown>;
+}
+
+const errorCode = (e: unknown) => (e as { code?: number })?.code;
+
+function toAmqpProperties(message: Message, priority?: number): amqp.Options.Publish {
+  const p = message.properties;
+  const out: amqp.Options.Publish = {
+    contentType: message.contentType,
+    contentEncoding: message.contentEncoding,
+    headers: toFieldTable(message.headers),
+    deliveryMode: p.delivery_mode ?? 2,
+  };
+  const prio = priority ?? p.priority;
+  if (typeof prio === "number") out.priority = prio;
+  if (p.correlation_id) out.correlationId = p.correlation_id;
+  if (p.reply_to) out.replyTo = p.reply_to;
+  if (p.expiration !== undefined && p.expiration !== null) out.expiration = String(p.expiration);
+  if (typeof p.message_id === "string") out.messageId = p.message_id;
+  if (typeof p.type === "string") out.type = p.type;
+  if (typeof p.app_id === "string") out.appId = p.app_id;
+  return out;
+}
+
+function fromAmqpMessage(msg: amqp.Message): Message {
+  const p = msg.properties;
+  const headers = stripDelayHeaders(fromFieldTable(p.headers));
+  const properties: MessageProperties = {};
+  if (p.correlationId !== undefined) properties.correlation_id = p.correlationId;
+  if (p.replyTo !== undefined) properties.reply_to = p.replyTo;
+  if (p.deliveryMode !== undefined) properties.delivery_mode = p.deliveryMode;
+  if (p.priority !== undefined) properties.priority = p.priority;
+  if (p.expiration !== undefined) properties.expiration = String(p.expiration);
+  if (p.messageId !== undefined) properties.message_id = p.messageId;
+  if (p.type !== undefined) properties.type = p.type;
+  if (p.appId !== undefined) properties.app_id = p.appId;
+  return {
+    headers,
+    properties,
+    body: new TextDecoder().decode(msg.content),
+    contentType: p.contentType ?? "application/json",
+    contentEncoding: p.contentEncoding ?? "utf-8",
+  };
+}
+
+interface ConsumerSession {
+  channel: amqp.Channel;
+  broken: boolean;
+  /** Consumer tags, to cancel them when the stream ends. */
+  tags: string[];
+  /** Deliveries handed out and not yet settled. */
+  outstanding: number;
+  /** The stream ended: close the channel once nothing is outstanding. */
+  draining: boolean;
+}
+
+function release(session: ConsumerSession): void {
+  session.outstanding--;
+  if (session.draining && session.outstanding <= 0 && !session.broken) {
+    session.broken = true;
+    session.channel.close().catch(() => {});
+  }
+}
+
+/**
+ * A RabbitMQ broker.
+ *
+ * @example
+ * ```ts ignore
+ * import { AmqpBroker } from "./amqp.ts";
+ * import { encodeTask } from "../protocol/message.ts";
+ * await using broker = new AmqpBroker("amqp://guest:guest@localhost:5672//");
+ * await broker.publish("celery", encodeTask({ id: "1", name: "tasks.add", args: [2, 2], kwargs: {} }));
+ * ```
+ */
+export class AmqpBroker implements Broker {
+  readonly url: string;
+  readonly #conn: AmqpConnection;
+  readonly #options: AmqpBrokerOptions;
+  readonly #maxDeliveries: number;
+  #publisher: { generation: number; channel: Promise<amqp.ConfirmChannel> } | null = null;
+  #declared = new Set<string>();
+  #delayReady: Promise<void> | null = null;
+  #delayBound = new Set<string>();
+  #closing: Promise<void> | null = null;
+  #sessions = new Set<ConsumerSession>();
+
+  /**
+   * Creates the broker; it connects on first use.
+   *
+   * @param url `amqp://user:pass@host:5672/vhost` or `amqps://...`.
+   * @param options Options.
+   * @throws {TypeError} For an invalid URL.
+   */
+  constructor(url: string, options: AmqpBrokerOptions = {}) {
+    this.url = redact(url);
+    this.#options = options;
+    this.#maxDeliveries = options.maxDeliveries ?? 10;
+    if (options.maxPriority !== undefined) {
+      const n = options.maxPriority;
+      if (!Number.isInteger(n) || n < 1 || n > 255) {
+        throw new RangeError(`Cannot set maxPriority: it must be an integer 1..255, got ${n}`);
+      }
+    }
+    this.#conn = new AmqpConnection(url, options);
+  }
+
+  /** The underlying connection manager (tests force-close its socket). */
+  get connection(): AmqpConnection {
+    return this.#conn;
+  }
+
+  #queueArguments(): Record<string, unknown> {
+    const args: Record<string, unknown> = { ...this.#options.queueArguments };
+    if (this.#options.maxPriority !== undefined) args["x-max-priority"] = this.#options.maxPriority;
+    return args;
+  }
+
+  #isQuorum(): boolean {
+    return this.#options.queueArguments?.["x-queue-type"] === "quorum";
+  }
+
+  async #publishChannel(): Promise<amqp.ConfirmChannel> {
+    const model = await this.#conn.connection();
+    const generation = this.#conn.generation;
+    if (!this.#publisher || this.#publisher.generation !== generation) {
+      const channel = model.createConfirmChannel().then((ch) => {
+        ch.on("error", () => {});
+        ch.on("close", () => {
+          if (this.#publisher?.channel === channel) this.#publisher = null;
+        });
+        return ch;
+      });
+      this.#publisher = { generation, channel };
+      channel.catch(() => {
+        if (this.#publisher?.channel === channel) this.#publisher = null;
+      });
+    }
+    return this.#publisher.channel;
+  }
+
+  // Runs `fn` on the publishing channel; retries on a lost connection (not on a server
+  // refusal such as PRECONDITION_FAILED, which is a mistake to report).
+  async #withPublisher<T>(fn: (ch: amqp.ConfirmChannel) => Promise<T>): Promise<T> {
+    const deadline = Date.now() + (this.#options.connectTimeout ?? 30_000);
+    let wait = 50;
+    while (true) {
+      if (this.#closing) throw new CeleriacError("Cannot use the AMQP broker: it is closed");
+      try {
+        return await fn(await this.#publishChannel());
+      } catch (error) {
+        const code = errorCode(error);
+        if (error instanceof CeleriacError || error instanceof RangeError) throw error;
+        if (typeof code === "number" && code >= 400 && code < 600 && code !== 320) throw error;
+        if (Date.now() > deadline || this.#closing) throw error;
+        await delay(wait);
+        wait = Math.min(wait * 2, 1_000);
+      }
+    }
+  }
+
+  async #declareQueue(ch: amqp.Channel, queue: string): Promise<void> {
+    if (this.#declared.has(queue)) return;
+    try {
+      await ch.assertQueue(queue, { durable: true, arguments: this.#queueArguments() });
+      await ch.assertExchange(queue, "direct", { durable: true });
+      await ch.bindQueue(queue, queue, queue);
+    } catch (cause) {
+      if (errorCode(cause) === 406) throw new AmqpQueueMismatchError(queue, { cause });
+      throw cause;
+    }
+    this.#declared.add(queue);
+  }
+
+  #send(
+    ch: amqp.ConfirmChannel,
+    exchange: string,
+    routingKey: string,
+    content: Buffer,
+    properties: amqp.Options.Publish,
+  ): Promise<void> {
+    return new Promise((resolve, reject) => {
+      try {
+        ch.publish(exchange, routingKey, content, properties, (err) => {
+          if (err) reject(err instanceof Error ? err : new CeleriacError(String(err)));
+          else resolve();
+        });
+      } catch (error) {
+        reject(error);
+      }
+    });
+  }
+
+  /**
+   * Publishes to the default exchange with routing key = queue, persistent, and waits for
+   * RabbitMQ's confirm.
+   *
+   * @param queue The queue (declared on first use).
+   * @param message The message.
+   * @param options Priority.
+   * @returns Nothing.
+   * @throws {AmqpQueueMismatchError} When the queue exists with other arguments.
+   */
+  publish(queue: string, message: Message, options: PublishOptions = {}): Promise<void> {
+    const properties = toAmqpProperties(message, options.priority);
+    const content = Buffer.from(message.body, "utf8");
+    return this.#withPublisher(async (ch) => {
+      await this.#declareQueue(ch, queue);
+      await this.#send(ch, "", queue, content, properties);
+    });
+  }
+
+  /**
+   * Publishes once `eta` has passed, through the TTL levels of `_amqp_delay.ts`: the message
+   * waits in RabbitMQ, not in a worker. The per-message `expiration` is dropped (it would
+   * shorten the delay); the worker still honours the `expires` header.
+   *
+   * @param queue The queue.
+   * @param message The message.
+   * @param eta When to deliver.
+   * @param options Priority.
+   * @returns Nothing.
+   * @throws {RangeError} For an ETA more than 2^38 ms (~8.7 years) away.
+   */
+  schedule(
+    queue: string,
+    message: Message,
+    eta: Date,
+    options: PublishOptions = {},
+  ): Promise<void> {
+    const ms = Math.ceil(eta.getTime() - Date.now());
+    if (ms <= 0) return this.publish(queue, message, options);
+    const routingKey = delayRoutingKey(ms);
+    const properties = toAmqpProperties(message, options.priority);
+    delete properties.expiration;
+    properties.headers = { ...properties.headers, [DELAY_HEADER]: queue };
+    const content = Buffer.from(message.body, "utf8");
+    return this.#withPublisher(async (ch) => {
+      await this.#declareQueue(ch, queue);
+      this.#delayReady ??= declareDelayTopology(ch).catch((e) => {
+        this.#delayReady = null;
+        throw e;
+      });
+      await this.#delayReady;
+      if (!this.#delayBound.has(queue)) {
+        await bindDelayDestination(ch, queue);
+        this.#delayBound.add(queue);
+      }
+      await this.#send(ch, DELAY_ENTRY_EXCHANGE, routingKey, content, properties);
+    });
+  }
+
+  async #openSession(
+    queues: readonly string[],
+    prefetch: number,
+    onMessage: (session: ConsumerSession, queue: string, msg: amqp.Message | null) => void,
+    wake: () => void,
+  ): Promise<ConsumerSession> {
+    const model = await this.#conn.connection();
+    const channel = await model.createChannel();
+    const session: ConsumerSession = {
+      channel,
+      broken: false,
+      tags: [],
+      outstanding: 0,
+      draining: false,
+    };
+    channel.on("error", () => {});
+    channel.on("close", () => {
+      session.broken = true;
+      wake();
+    });
+    try {
+      // Celery sets global QoS; quorum queues refuse it, so they get per-consumer QoS.
+      await channel.prefetch(prefetch, !this.#isQuorum());
+      for (const queue of queues) {
+        try {
+          await channel.assertQueue(queue, { durable: true, arguments: this.#queueArguments() });
+          await channel.assertExchange(queue, "direct", { durable: true });
+          await channel.bindQueue(queue, queue, queue);
+        } catch (cause) {
+          if (errorCode(cause) === 406) throw new AmqpQueueMismatchError(queue, { cause });
+          throw cause;
+        }
+        const { consumerTag } = await channel.consume(
+          queue,
+          (msg) => onMessage(session, queue, msg),
+          { noAck: false },
+        );
+        session.tags.push(consumerTag);
+      }
+    } catch (error) {
+      await channel.close().catch(() => {});
+      throw error;
+    }
+    return session;
+  }
+
+  #delivery(session: ConsumerSession, queue: string, msg: amqp.Message): Delivery {
+    const message = fromAmqpMessage(msg);
+    const quorumCount = message.headers["x-delivery-count"];
+    const prior = message.headers[DELIVERY_COUNT_HEADER];
+    delete message.headers[DELIVERY_COUNT_HEADER];
+    const deliveryCount = typeof quorumCount === "number"
+      ? quorumCount + 1
+      : (typeof prior === "number" ? prior : 0) + 1 + (msg.fields.redelivered ? 1 : 0);
+    let settled = false;
+    const settle = () => {
+      if (settled) return false;
+      settled = true;
+      return true;
+    };
+    const done = () => release(session);
+    // A channel that died took the message with it: RabbitMQ redelivers it, nothing to do.
+    const ack = () => {
+      if (session.broken) return;
+      try {
+        session.channel.ack(msg);
+      } catch {
+        // The channel closed under us; the message will be redelivered.
+      }
+    };
+    return {
+      message,
+      queue,
+      redelivered: msg.fields.redelivered || deliveryCount > 1,
+      deliveryCount,
+      ack: () => {
+        if (settle()) {
+          ack();
+          done();
+        }
+        return Promise.resolve();
+      },
+      reject: async ({ requeue = false } = {}) => {
+        if (!settle()) return;
+        try {
+          if (requeue && deliveryCount < this.#maxDeliveries) {
+            if (this.#isQuorum()) {
+              if (!session.broken) session.channel.nack(msg, false, true);
+              return;
+            }
+            const again = { ...message, headers: { ...message.headers } };
+            again.headers[DELIVERY_COUNT_HEADER] = deliveryCount;
+            await this.publish(queue, again);
+          } else {
+            await this.publish(`${queue}.dlq`, message);
+          }
+          ack();
+        } finally {
+          done();
+        }
+      },
+    };
+  }
+
+  /**
+   * Streams deliveries until `signal` aborts, reconnecting after a lost connection.
+   *
+   * @param queues Queues to consume (declared as needed).
+   * @param options Prefetch and signal.
+   * @returns The deliveries.
+   * @throws {AmqpQueueMismatchError} When a queue exists with other arguments.
+   */
+  async *consume(
+    queues: readonly string[],
+    options: ConsumeOptions = {},
+  ): AsyncGenerator<Delivery> {
+    const prefetch = options.prefetch ?? 4;
+    if (!Number.isInteger(prefetch) || prefetch < 0) {
+      throw new RangeError(`Cannot consume: prefetch must be an integer >= 0, got ${prefetch}`);
+    }
+    const signal = AbortSignal.any([
+      this.#conn.closedSignal,
+      ...(options.signal ? [options.signal] : []),
+    ]);
+    const notifier = new Notifier();
+    const buffer: { session: ConsumerSession; delivery: Delivery; raw: amqp.Message }[] = [];
+    let session: ConsumerSession | null = null;
+    const onMessage = (s: ConsumerSession, queue: string, msg: amqp.Message | null) => {
+      if (s.broken) return;
+      if (s.draining) {
+        if (msg) s.channel.nack(msg, false, true);
+        return;
+      }
+      if (msg === null) {
+        // The server cancelled the consumer (queue deleted): start over.
+        s.broken = true;
+        s.channel.close().catch(() => {});
+      } else {
+        buffer.push({ session: s, delivery: this.#delivery(s, queue, msg), raw: msg });
+      }
+      notifier.notify();
+    };
+    let wait = 100;
+    try {
+      while (!signal.aborted) {
+        if (!session || session.broken) {
+          if (session) this.#sessions.delete(session);
+          buffer.length = 0;
+          session = null;
+          try {
+            session = await this.#openSession(queues, prefetch, onMessage, () => notifier.notify());
+            this.#sessions.add(session);
+            wait = 100;
+          } catch (error) {
+            if (error instanceof AmqpQueueMismatchError || signal.aborted) throw error;
+            try {
+              await delay(wait, signal);
+            } catch {
+              return;
+            }
+            wait = Math.min(wait * 2, 2_000);
+          }
+          continue;
+        }
+        const next = buffer.shift();
+        if (next) {
+          // Deliveries of a dead channel come back by redelivery.
+          if (!next.session.broken) {
+            next.session.outstanding++;
+            yield next.delivery;
+          }
+          continue;
+        }
+        await notifier.wait(signal);
+      }
+    } finally {
+      if (session) await this.#drain(session, buffer);
+    }
+  }
+
+  // Ends a consumer session: no new deliveries, prefetched ones go back at once, and the
+  // channel stays open until every delivery handed out is settled (a worker's warm shutdown
+  // finishes its active tasks, then acks them).
+  async #drain(
+    session: ConsumerSession,
+    buffer: { session: ConsumerSession; raw: amqp.Message }[],
+  ): Promise<void> {
+    this.#sessions.delete(session);
+    if (session.broken) return;
+    session.draining = true;
+    try {
+      for (const tag of session.tags) await session.channel.cancel(tag);
+      for (const entry of buffer.splice(0)) {
+        if (entry.session === session) session.channel.nack(entry.raw, false, true);
+      }
+    } catch {
+      // The channel died meanwhile: RabbitMQ requeues everything anyway.
+    }
+    if (session.outstanding <= 0 && !session.broken) {
+      session.broken = true;
+      await session.channel.close().catch(() => {});
+    }
+  }
+
+  /**
+   * Removes every ready message of a queue.
+   *
+   * @param queue The queue.
+   * @returns How many were removed (0 when the queue does not exist).
+   */
+  async purge(queue: string): Promise<number> {
+    const model = await this.#conn.connection();
+    const channel = await model.createChannel();
+    channel.on("error", () => {});
+    try {
+      const { messageCount } = await channel.purgeQueue(queue);
+      return messageCount;
+    } catch (error) {
+      if (errorCode(error) === 404) return 0;
+      throw error;
+    } finally {
+      await channel.close().catch(() => {});
+    }
+  }
+
+  #exchangeType(exchange: string): "direct" | "fanout" | "topic" {
+    const configured = this.#options.exchangeTypes?.[exchange];
+    if (configured) return configured;
+    if (exchange.startsWith("reply.")) return "direct";
+    if (exchange.endsWith(".pidbox")) return "fanout";
+    return "topic";
+  }
+
+  // kombu declares pidbox exchanges non-durable and `celeryev` durable; the same flags here
+  // avoid PRECONDITION_FAILED when Python declared them first.
+  #exchangeDurable(exchange: string): boolean {
+    return !exchange.endsWith(".pidbox");
+  }
+
+  /**
+   * Publishes to a fanout/topic/direct exchange (pidbox commands and replies, events).
+   *
+   * @param broadcast Exchange, routing key and message.
+   * @returns Nothing.
+   */
+  broadcast(broadcast: BroadcastMessage): Promise<void> {
+    const { exchange, routingKey, message } = broadcast;
+    const properties = toAmqpProperties(message);
+    const content = Buffer.from(message.body, "utf8");
+    return this.#withPublisher(async (ch) => {
+      await ch.assertExchange(exchange, this.#exchangeType(exchange), {
+        durable: this.#exchangeDurable(exchange),
+      });
+      await this.#send(ch, exchange, routingKey, content, properties);
+    });
+  }
+
+  /**
+   * Streams the messages of an exchange through an exclusive auto-delete queue; after a lost
+   * connection a new queue is bound (messages sent in between are lost, as with Celery).
+   *
+   * @param exchange The exchange (`celery.pidbox`, `celeryev`, ...).
+   * @param options Signal, binding key, queue arguments.
+   * @returns The messages.
+   */
+  async *subscribe(
+    exchange: string,
+    options: AmqpSubscribeOptions = {},
+  ): AsyncGenerator<BroadcastMessage> {
+    const signal = AbortSignal.any([
+      this.#conn.closedSignal,
+      ...(options.signal ? [options.signal] : []),
+    ]);
+    const type = this.#exchangeType(exchange);
+    const key = options.routingKey ?? (type === "topic" ? "#" : "");
+    const notifier = new Notifier();
+    const buffer: BroadcastMessage[] = [];
+    let session: { channel: amqp.Channel; broken: boolean } | null = null;
+    let wait = 100;
+    try {
+      while (!signal.aborted) {
+        if (!session || session.broken) {
+          session = null;
+          try {
+            const model = await this.#conn.connection();
+            const channel = await model.createChannel();
+            const s = { channel, broken: false };
+            channel.on("error", () => {});
+            channel.on("close", () => {
+              s.broken = true;
+              notifier.notify();
+            });
+            await channel.assertExchange(exchange, type, {
+              durable: this.#exchangeDurable(exchange),
+            });
+            const { queue } = await channel.assertQueue(
+              `${exchange}.celeriac.${crypto.randomUUID()}`,
+              {
+                exclusive: true,
+                autoDelete: true,
+                durable: false,
+                arguments: options.queueArguments ?? {},
+              },
+            );
+            await channel.bindQueue(queue, exchange, key);
+            await channel.consume(queue, (msg) => {
+              if (!msg) return;
+              buffer.push({
+                exchange: msg.fields.exchange,
+                routingKey: msg.fields.routingKey,
+                message: fromAmqpMessage(msg),
+              });
+              notifier.notify();
+            }, { noAck: true });
+            session = s;
+            wait = 100;
+          } catch {
+            try {
+              await delay(wait, signal);
+            } catch {
+              return;
+            }
+            wait = Math.min(wait * 2, 2_000);
+          }
+          continue;
+        }
+        const next = buffer.shift();
+        if (next) {
+          yield next;
+          continue;
+        }
+        await notifier.wait(signal);
+      }
+    } finally {
+      if (session) {
+        session.broken = true;
+        await session.channel.close().catch(() => {});
+      }
+    }
+  }
+
+  /**
+   * Closes channels and the connection; idempotent.
+   *
+   * @returns Nothing.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      for (const s of this.#sessions) s.broken = true;
+      await this.#conn.close();
+    })();
+    return this.#closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
