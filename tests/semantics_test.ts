@@ -368,10 +368,6 @@ for (const pool of POOLS) {
       const rate = rateOf(times);
       assert.ok(Math.abs(rate - 10) <= 1, `measured ${rate.toFixed(2)}/s`);
       const sorted = times.sort((a, b) => a - b);
-      // No burst: three starts never fit in 150 ms (timers jitter, so single gaps may shrink
-      // when the task before started late).
-      const triples = sorted.slice(2).map((t, i) => t - sorted[i]!);
-      assert.ok(triples.every((g) => g >= 150), `spans of three starts: ${triples}`);
       // Other task types are not held back.
       assert.ok((await free.get({ timeout: 30_000 })) < sorted[3]!);
     } finally {
