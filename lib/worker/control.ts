@@ -826,10 +826,11 @@ const TASK_EVENTS = new Map<
     exception: exceptionRepr(d.exception),
     traceback: d.traceback ?? null,
   })]],
-  ["taskRetry", ["task-retried", (d) => {
-    const error = d.error as { stack?: string } | undefined;
-    return { uuid: d.id, exception: exceptionRepr(error), traceback: error?.stack ?? null };
-  }]],
+  ["taskRetry", ["task-retried", (d) => ({
+    uuid: d.id,
+    exception: exceptionRepr(d.reason),
+    traceback: d.traceback ?? null,
+  })]],
   ["taskRevoked", ["task-revoked", (d) => ({
     uuid: d.id,
     terminated: d.terminated ?? false,
