@@ -8,7 +8,7 @@
  * @module
  */
 
-import { kvPathOf } from "../_kv_path.ts";
+import { kvTarget } from "../_kv.ts";
 import { BaseRateLimiter, type Reservation } from "./rate_limit.ts";
 
 /** Options of {@linkcode KvRateLimiter}. */
@@ -44,7 +44,7 @@ export class KvRateLimiter extends BaseRateLimiter {
    */
   constructor(url: string, options: KvRateLimiterOptions = {}) {
     super();
-    this.#path = kvPathOf(url);
+    this.#path = kvTarget(url).target;
     this.#prefix = options.prefix ?? ["celeriac", "ratelimit"];
   }
 
