@@ -393,6 +393,7 @@ export class KvBackend implements Backend {
     return this.#closing;
   }
 
+  /** Same as `close()`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }

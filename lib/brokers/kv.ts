@@ -659,6 +659,7 @@ export class KvBroker implements Broker {
     return this.#closing;
   }
 
+  /** Same as `close()`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
