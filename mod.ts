@@ -40,9 +40,37 @@ export {
   EagerResult,
   type GetOptions,
   GroupResult,
+  resultFromTuple,
   type RevokeOptions,
 } from "./lib/result.ts";
-export { applySignature, type ApplySignatureOptions, signature } from "./lib/canvas.ts";
+export {
+  applySignature,
+  type ApplySignatureOptions,
+  type CanvasSendOptions,
+  Chain,
+  chain,
+  Chord,
+  chord,
+  Chunks,
+  chunks,
+  fromDict,
+  Group,
+  group,
+  isSignatureLike,
+  leafTasks,
+  pipe,
+  registerBuiltins,
+  type ResultNode,
+  Signature,
+  signature,
+  type SignatureLike,
+  type TaskLike,
+  toDict,
+  XMap,
+  xmap,
+  XStarmap,
+  xstarmap,
+} from "./lib/canvas.ts";
 export { Consumer, type ConsumerOptions } from "./lib/worker/consumer.ts";
 export {
   CeleriacError,
@@ -64,10 +92,36 @@ export {
 export type {
   BroadcastMessage,
   Broker,
+  ConsumeDirectOptions,
   ConsumeOptions,
   Delivery,
   PublishOptions,
+  SubscribeOptions,
 } from "./lib/brokers/broker.ts";
+export {
+  type BroadcastOptions,
+  Control,
+  type ControlOptions,
+  type ControlRevokeOptions,
+  Inspect,
+  type InspectOptions,
+  type NodeReply,
+  ReplyStream,
+} from "./lib/control.ts";
+export { type CeleryEvent, receiveEvents, type ReceiveEventsOptions } from "./lib/events.ts";
+export {
+  CONTROL_COMMANDS,
+  type ControlHandler,
+  type ControlledWorker,
+  ControlNode,
+  type ControlNodeOptions,
+  type HeldRequest,
+  isForNode,
+} from "./lib/worker/control.ts";
+export { EventDispatcher, type EventDispatcherOptions } from "./lib/worker/events.ts";
+export type { Pool, PoolRunOptions } from "./lib/worker/pool.ts";
+export { RevokedSet, type RevokedSetOptions } from "./lib/worker/revoked.ts";
+export { LamportClock } from "./lib/_clock.ts";
 export type {
   Backend,
   BackendOptions,
@@ -82,7 +136,13 @@ export {
   createBackend,
   createBroker,
 } from "./lib/connect.ts";
-export type { DeliveryInfo } from "./lib/worker/outcome.ts";
+export type {
+  DeliveryInfo,
+  ErrorShape,
+  Outcome,
+  RequestContext,
+  RunRequest,
+} from "./lib/worker/outcome.ts";
 export { MemoryBroker, type MemoryBrokerOptions } from "./lib/brokers/memory.ts";
 export { MemoryBackend } from "./lib/backends/memory.ts";
 export {

@@ -7,7 +7,10 @@
 import type { Backend, ResultMeta } from "./backends/backend.ts";
 import type { BeatEntries, BeatEntry } from "./beat/entry.ts";
 import type { Broker } from "./brokers/broker.ts";
+import { registerBuiltins } from "./canvas/builtins.ts";
 import { createBackend, createBroker } from "./connect.ts";
+import { Control } from "./control.ts";
+import { type CeleryEvent, receiveEvents, type ReceiveEventsOptions } from "./events.ts";
 import { TaskRevokedError } from "./errors.ts";
 import { errorToInfo } from "./protocol/exceptions.ts";
 import { encodeTask, type SignatureDict, toIso } from "./protocol/message.ts";
@@ -197,6 +200,7 @@ export class App extends EventTarget {
   #backend: Promise<Backend> | undefined;
   #periodic = new Map<string, BeatEntry>();
   #closing: Promise<void> | undefined;
+  #control: Control | undefined;
 
   /**
    * Creates the app.
@@ -231,6 +235,7 @@ export class App extends EventTarget {
       maxDeliveries: options.maxDeliveries ?? 10,
       transportOptions: options.transportOptions ?? {},
     };
+    registerBuiltins(this);
   }
 
   /**
@@ -532,6 +537,26 @@ export class App extends EventTarget {
         }),
       },
     });
+  }
+
+  /**
+   * Remote control of workers: `inspect()`, `revoke()`, `rateLimit()`, `broadcast()`...
+   *
+   * @returns The control client.
+   */
+  get control(): Control {
+    return this.#control ??= new Control(this);
+  }
+
+  /**
+   * Every event on the `celeryev` exchange (from celeriac and Python workers), until
+   * `signal` aborts. Batched `task.multi` messages come out one event at a time.
+   *
+   * @param options Signal and a type filter.
+   * @returns The events.
+   */
+  async *events(options: ReceiveEventsOptions = {}): AsyncGenerator<CeleryEvent> {
+    yield* receiveEvents(await this.getBroker(), options);
   }
 
   /**

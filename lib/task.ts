@@ -7,7 +7,9 @@
 
 import type { App } from "./app.ts";
 import { Retry } from "./errors.ts";
+import { Signature } from "./canvas/signature.ts";
 import type { SignatureDict } from "./protocol/message.ts";
+import { type Chunks, chunks, type XMap, xmap, type XStarmap, xstarmap } from "./canvas/types.ts";
 import type { State } from "./protocol/states.ts";
 import type { AsyncResult, EagerResult } from "./result.ts";
 import type { DeliveryInfo, RequestContext } from "./worker/outcome.ts";
@@ -356,19 +358,71 @@ export class Task<A extends unknown[] = unknown[], R = unknown> {
    * A signature of this task (partial: a parent's result is prepended).
    *
    * @param args Positional arguments.
-   * @returns The signature as Celery serializes it.
+   * @returns The signature; its JSON is Celery's dict.
    */
-  s(...args: unknown[]): SignatureDict {
-    return { task: this.name, args, kwargs: {}, options: {}, subtask_type: null, immutable: false };
+  s(...args: unknown[]): Signature<R> {
+    return this.signature(args);
   }
 
   /**
    * An immutable signature of this task (the parent's result is not prepended).
    *
    * @param args Positional arguments.
-   * @returns The signature as Celery serializes it.
+   * @returns The signature; its JSON is Celery's dict.
    */
-  si(...args: unknown[]): SignatureDict {
-    return { task: this.name, args, kwargs: {}, options: {}, subtask_type: null, immutable: true };
+  si(...args: unknown[]): Signature<R> {
+    return this.signature(args, {}, {}, true);
+  }
+
+  /**
+   * A signature with keyword arguments and options (Celery's option names).
+   *
+   * @param args Positional arguments.
+   * @param kwargs Keyword arguments.
+   * @param options Calling options (`queue`, `countdown`, `task_id` ...).
+   * @param immutable Whether a parent's result is ignored.
+   * @returns The signature.
+   */
+  signature(
+    args: unknown[] = [],
+    kwargs: Record<string, unknown> = {},
+    options: Record<string, unknown> = {},
+    immutable = false,
+  ): Signature<R> {
+    return new Signature<R>(
+      { task: this.name, args, kwargs, options, subtask_type: null, immutable },
+      this.app,
+    );
+  }
+
+  /**
+   * `celery.map`: one task calling this task for each item.
+   *
+   * @param it The items.
+   * @returns The signature.
+   */
+  map(it: unknown[]): XMap<R> {
+    return xmap<R>(this, it);
+  }
+
+  /**
+   * `celery.starmap`: one task calling this task with each argument list.
+   *
+   * @param it The argument lists.
+   * @returns The signature.
+   */
+  starmap(it: unknown[][]): XStarmap<R> {
+    return xstarmap<R>(this, it);
+  }
+
+  /**
+   * `celery.chunks`: the argument lists in `n`-sized starmap tasks, sent as a group.
+   *
+   * @param it The argument lists.
+   * @param n Items per chunk.
+   * @returns The signature.
+   */
+  chunks(it: unknown[][], n: number): Chunks<R> {
+    return chunks<R>(this, it, n);
   }
 }

@@ -35,9 +35,11 @@ import type { Message } from "../protocol/message.ts";
 import type {
   BroadcastMessage,
   Broker,
+  ConsumeDirectOptions,
   ConsumeOptions,
   Delivery,
   PublishOptions,
+  SubscribeOptions,
 } from "./broker.ts";
 import { CLAIM } from "./redis_scripts/claim.ts";
 import { DRAIN } from "./redis_scripts/drain.ts";
@@ -743,7 +745,7 @@ export class RedisBroker implements Broker {
 
   async *subscribe(
     exchange: string,
-    options: { signal?: AbortSignal } = {},
+    options: SubscribeOptions = {},
   ): AsyncGenerator<BroadcastMessage> {
     const signal = AbortSignal.any([
       this.#closed.signal,
@@ -771,6 +773,7 @@ export class RedisBroker implements Broker {
     const patterns = [base, `${base}/*`];
     await subscriber.pSubscribe(patterns, listener);
     try {
+      options.onReady?.();
       while (!signal.aborted) {
         const m = buffer.shift();
         if (m) yield m;
@@ -778,6 +781,77 @@ export class RedisBroker implements Broker {
       }
     } finally {
       if (subscriber.isOpen) await subscriber.pUnsubscribe(patterns, listener).catch(() => {});
+    }
+  }
+
+  async publishDirect(exchange: string, routingKey: string, message: Message): Promise<void> {
+    const client = await this.#connect();
+    const members = await client.sMembers(this.#key(`_kombu.binding.${exchange}`));
+    const queues = new Set<string>();
+    for (const m of members) {
+      const [rk, , queue] = m.split(PRIORITY_SEP);
+      if (rk === routingKey && queue) queues.add(queue);
+    }
+    if (queues.size === 0) return;
+    const priority = message.properties.priority ?? 0;
+    for (const queue of queues) {
+      await client.lPush(
+        this.#listKey(queue, priorityStep(priority)),
+        envelopeText(message, queue, priority, exchange, routingKey),
+      );
+    }
+  }
+
+  async *consumeDirect(
+    exchange: string,
+    routingKey: string,
+    options: ConsumeDirectOptions,
+  ): AsyncGenerator<Message> {
+    const { queue } = options;
+    checkQueue(queue);
+    const signal = AbortSignal.any([
+      this.#closed.signal,
+      ...(options.signal ? [options.signal] : []),
+    ]);
+    if (signal.aborted) return;
+    const client = await this.#connect();
+    const binding = this.#key(`_kombu.binding.${exchange}`);
+    const member = `${routingKey}${PRIORITY_SEP}${PRIORITY_SEP}${queue}`;
+    await client.sAdd(binding, member);
+    const blocker = await this.#dedicated();
+    // A blocked BRPOP ends at once when the stream is aborted.
+    const unblock = () => void blocker.disconnect().catch(() => {});
+    signal.addEventListener("abort", unblock, { once: true });
+    const key = this.#listKey(queue, 0);
+    try {
+      options.onReady?.();
+      while (!signal.aborted) {
+        let popped: { key: string; element: string } | null;
+        try {
+          popped = await blocker.brPop(key, this.#blockTimeout / 1000);
+        } catch (error) {
+          if (signal.aborted) break;
+          this.#onError(error as Error);
+          await delay(100, signal).catch(() => {});
+          continue;
+        }
+        if (!popped) continue;
+        let message: Message;
+        try {
+          message = fromKombuEnvelope(popped.element);
+        } catch (error) {
+          this.#onError(error as Error);
+          continue;
+        }
+        yield message;
+      }
+    } finally {
+      signal.removeEventListener("abort", unblock);
+      this.#others.delete(blocker);
+      await closeRedisClient(blocker, 0);
+      if (client.isReady) {
+        await client.multi().sRem(binding, member).del(key).exec().catch(() => {});
+      }
     }
   }
 

@@ -7,9 +7,9 @@
  */
 
 import { type App, machineName, makeMeta, shapeToInfo } from "../app.ts";
-import type { Backend } from "../backends/backend.ts";
+import type { Backend, ChordPart } from "../backends/backend.ts";
 import type { Broker, Delivery } from "../brokers/broker.ts";
-import { applySignature } from "../canvas.ts";
+import { applySignature, isSignatureLike, leafTasks } from "../canvas.ts";
 import {
   ChordError,
   NotRegistered,
@@ -18,12 +18,21 @@ import {
   WorkerLostError,
 } from "../errors.ts";
 import { errorToInfo } from "../protocol/exceptions.ts";
-import { decodeTask, type Message, type TaskRequest, toIso } from "../protocol/message.ts";
-import { Notifier } from "../_signal.ts";
+import {
+  decodeTask,
+  type Message,
+  type SignatureDict,
+  type TaskRequest,
+  toIso,
+} from "../protocol/message.ts";
+import type { State } from "../protocol/states.ts";
+import { aborted, Notifier } from "../_signal.ts";
 import { InlinePool } from "./inline_pool.ts";
 import type { Outcome, RunRequest } from "./outcome.ts";
 import type { Pool } from "./pool.ts";
 import { WorkersPool } from "./worker_pool.ts";
+import { ControlNode, type HeldRequest } from "./control.ts";
+import { RevokedSet } from "./revoked.ts";
 
 /** Options of {@linkcode Consumer}. */
 export interface ConsumerOptions {
@@ -61,10 +70,25 @@ export interface ConsumerOptions {
   etaHoldMs?: number;
   /** Warm shutdown: stop taking messages, finish running tasks, requeue the rest. */
   signal?: AbortSignal;
+  /**
+   * Send task events (`-E`); worker events (online, heartbeat, offline) are always sent.
+   * @default {false}
+   */
+  taskEvents?: boolean;
+  /**
+   * Seconds between `worker-heartbeat` events; `0` turns them off (`--without-heartbeat`).
+   * @default {2}
+   */
+  heartbeatInterval?: number;
+  /**
+   * At start-up, wait this many ms for other workers' revoked ids (mingle); `0` skips it.
+   * The CLI uses 1000 (as Celery) unless `--without-mingle`.
+   * @default {0}
+   */
+  mingleTimeout?: number;
+  /** A JSON file that keeps revoked ids across restarts (`--statedb`). */
+  statedb?: string;
 }
-
-const REVOKE_KEEP_MS = 3 * 3600 * 1000;
-const REVOKE_MAX = 50_000;
 
 /**
  * Runs a worker over an app's broker.
@@ -100,7 +124,11 @@ export class Consumer {
   #active = 0;
   #slotFreed = new Notifier();
   #inflight = new Set<Promise<void>>();
-  #revoked = new Map<string, number>();
+  /** Revoked task ids (kept 3 hours, at most 50,000). */
+  readonly revokedSet: RevokedSet = new RevokedSet();
+  #held = new Map<Delivery, HeldRequest>();
+  #control: ControlNode | undefined;
+  #round: AbortController | undefined;
   #terminated = new Set<string>();
   #running = new Map<string, TaskRequest>();
   #processed = 0;
@@ -116,7 +144,7 @@ export class Consumer {
     this.app = app;
     this.#options = options;
     this.hostname = options.hostname ?? `celeriac@${machineName()}`;
-    this.queues = options.queues?.length ? options.queues : [app.conf.defaultQueue];
+    this.queues = options.queues?.length ? [...options.queues] : [app.conf.defaultQueue];
     if ((options.pool ?? "workers") === "workers" && !options.appModule) {
       throw new TypeError("Cannot start the workers pool: appModule is required");
     }
@@ -139,7 +167,88 @@ export class Consumer {
 
   /** Ids revoked on this worker. */
   get revoked(): string[] {
-    return [...this.#revoked.keys()];
+    return this.revokedSet.ids();
+  }
+
+  /** The pool, once started. */
+  get pool(): Pool | undefined {
+    return this.#pool;
+  }
+
+  /** `workers` or `inline`. */
+  get poolKind(): string {
+    return this.#options.pool ?? "workers";
+  }
+
+  /** Messages reserved at most (`0`: unlimited). */
+  get prefetchCount(): number {
+    const multiplier = this.#options.prefetchMultiplier ?? 4;
+    return multiplier === 0 ? 0 : (this.#pool?.capacity ?? 0) * multiplier;
+  }
+
+  /** The remote control node, while running. */
+  get control(): ControlNode | undefined {
+    return this.#control;
+  }
+
+  /**
+   * Starts consuming a queue too (remote control `add_consumer`).
+   *
+   * @param queue The queue.
+   */
+  addQueue(queue: string): void {
+    if (typeof queue !== "string" || queue === "") {
+      throw new TypeError(
+        `Cannot add queue ${JSON.stringify(queue)}: it must be a non-empty string`,
+      );
+    }
+    if (this.queues.includes(queue)) return;
+    this.queues.push(queue);
+    this.#round?.abort();
+  }
+
+  /**
+   * Stops consuming a queue (remote control `cancel_consumer`); messages already taken still
+   * run.
+   *
+   * @param queue The queue.
+   */
+  cancelQueue(queue: string): void {
+    const i = this.queues.indexOf(queue);
+    if (i < 0) return;
+    this.queues.splice(i, 1);
+    this.#round?.abort();
+  }
+
+  /**
+   * The tasks this worker holds: running, waiting for a slot, or waiting for their ETA.
+   *
+   * @returns A snapshot.
+   */
+  requests(): HeldRequest[] {
+    return [...this.#held.values()].map((r) => ({ ...r }));
+  }
+
+  /**
+   * Revokes tasks here: they will not start; with `terminate`, running ones are stopped
+   * (their state becomes REVOKED).
+   *
+   * @param ids Task ids.
+   * @param options Terminate or not.
+   * @returns The ids that were running and are being terminated.
+   */
+  revoke(ids: string[], options: { terminate?: boolean; signal?: string } = {}): string[] {
+    const terminated: string[] = [];
+    for (const id of ids) {
+      this.revokedSet.add(id);
+      if (options.terminate && this.#running.has(id)) {
+        this.#terminated.add(id);
+        this.#pool?.terminate(id);
+        terminated.push(id);
+      }
+    }
+    if (ids.length) this.app.logger.info(`Tasks flagged as revoked: ${ids.join(", ")}`);
+    return terminated;
   }
 
   /**
@@ -180,7 +289,20 @@ export class Consumer {
       await this.#pool.close();
       throw error;
     }
-    const control = this.#listenControl();
+    const controlOptions: ConstructorParameters<typeof ControlNode>[2] = {
+      taskEvents: o.taskEvents ?? false,
+      heartbeatInterval: o.heartbeatInterval ?? 2,
+      mingleTimeout: o.mingleTimeout ?? 0,
+    };
+    if (o.statedb) controlOptions.statedb = o.statedb;
+    const control = this.#control = new ControlNode(this, this.#broker, controlOptions);
+    try {
+      await control.start();
+    } catch (error) {
+      await control.close().catch(() => {});
+      await this.#pool.close();
+      throw error;
+    }
     const multiplier = o.prefetchMultiplier ?? 4;
     if (multiplier === 0) {
       app.logger.warn("prefetchMultiplier 0 means unlimited prefetch: this worker may hoard tasks");
@@ -193,23 +315,35 @@ export class Consumer {
     app.dispatchEvent(new CustomEvent("workerReady", { detail: { hostname: this.hostname } }));
     try {
       const prefetch = () => multiplier === 0 ? 0 : this.#pool!.capacity * multiplier;
-      for await (
-        const delivery of this.#broker.consume(this.queues, {
-          prefetch: prefetch(),
-          signal: this.#stop.signal,
-        })
-      ) {
-        this.#reserved++;
-        const p = this.#handle(delivery).catch((error) => {
-          app.logger.error(`Internal error handling a message: ${error}`, { error });
-        }).finally(() => {
-          this.#reserved--;
-          this.#inflight.delete(p);
-          this.#slotFreed.notify();
-        });
-        this.#inflight.add(p);
-        while (prefetch() > 0 && this.#reserved >= prefetch() && !this.#stop.signal.aborted) {
-          await this.#slotFreed.wait(this.#stop.signal);
+      // add_consumer/cancel_consumer end a round; the next one consumes the new queue list.
+      while (!this.#stop.signal.aborted) {
+        const round = this.#round = new AbortController();
+        if (this.queues.length === 0) {
+          const idle = aborted(AbortSignal.any([this.#stop.signal, round.signal]));
+          await idle.promise;
+          idle.dispose();
+          continue;
+        }
+        const signal = AbortSignal.any([this.#stop.signal, round.signal]);
+        for await (
+          const delivery of this.#broker.consume([...this.queues], {
+            prefetch: prefetch(),
+            signal,
+          })
+        ) {
+          this.#reserved++;
+          const p = this.#handle(delivery).catch((error) => {
+            app.logger.error(`Internal error handling a message: ${error}`, { error });
+          }).finally(() => {
+            this.#reserved--;
+            this.#held.delete(delivery);
+            this.#inflight.delete(p);
+            this.#slotFreed.notify();
+          });
+          this.#inflight.add(p);
+          while (prefetch() > 0 && this.#reserved >= prefetch() && !this.#stop.signal.aborted) {
+            await this.#slotFreed.wait(this.#stop.signal);
+          }
         }
       }
     } finally {
@@ -219,7 +353,7 @@ export class Consumer {
       this.#stop.abort();
       while (this.#inflight.size) await Promise.allSettled([...this.#inflight]);
       await this.#pool.close();
-      await control;
+      await control.close();
       app.logger.info(`${this.hostname} stopped`, { processed: this.#processed });
     }
   }
@@ -267,13 +401,7 @@ export class Consumer {
   }
 
   #isRevoked(id: string): boolean {
-    const until = this.#revoked.get(id);
-    if (until === undefined) return false;
-    if (until < Date.now()) {
-      this.#revoked.delete(id);
-      return false;
-    }
-    return true;
+    return this.revokedSet.has(id);
   }
 
   async #handle(delivery: Delivery): Promise<void> {
@@ -297,6 +425,31 @@ export class Consumer {
       await delivery.reject({ requeue: false });
       return;
     }
+    this.#event("taskReceived", {
+      id: req.id,
+      name: req.name,
+      args: req.args,
+      kwargs: req.kwargs,
+      rootId: req.rootId,
+      parentId: req.parentId,
+      retries: req.retries,
+      eta: req.eta,
+      expires: req.expires,
+    });
+    const held: HeldRequest = {
+      id: req.id,
+      name: req.name,
+      args: req.args,
+      kwargs: req.kwargs,
+      state: "reserved",
+      queue: delivery.queue,
+      timeStart: null,
+      acknowledged: false,
+      eta: req.eta,
+      priority: req.priority,
+      redelivered: delivery.redelivered,
+    };
+    this.#held.set(delivery, held);
     if (this.#isRevoked(req.id)) return this.#revoke(delivery, req, "revoked");
     if (req.expires && req.expires.getTime() <= Date.now()) {
       return this.#revoke(delivery, req, "expired");
@@ -311,7 +464,9 @@ export class Consumer {
         await delivery.ack();
         return;
       }
+      held.state = "scheduled";
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      held.state = "reserved";
     }
     // Wait for a free task slot; a warm shutdown meanwhile gives the message back.
     const capacity = this.#pool!.capacity;
@@ -325,6 +480,8 @@ export class Consumer {
     if (this.#isRevoked(req.id)) return this.#revoke(delivery, req, "revoked");
     this.#active++;
     this.#running.set(req.id, req);
+    held.state = "active";
+    held.timeStart = Date.now();
     try {
       await this.#execute(delivery, req);
     } finally {
@@ -343,9 +500,9 @@ export class Consumer {
       expired: why === "expired",
       terminated: why === "terminated",
     });
-    if (!req.ignoreResult) {
-      await this.#store(req, makeMeta(req.id, "REVOKED", errorToInfo(new TaskRevokedError(why))));
-    }
+    const exc = errorToInfo(new TaskRevokedError(why));
+    if (!req.ignoreResult) await this.#store(req, makeMeta(req.id, "REVOKED", exc));
+    await this.#chordPart(req, "REVOKED", exc);
     await delivery.ack();
   }
 
@@ -354,7 +511,11 @@ export class Consumer {
     const task = app.tasks.get(req.name)!;
     const acksLate = task.options.acksLate ?? app.conf.acksLate;
     const ignoreResult = req.ignoreResult || (task.options.ignoreResult ?? false);
-    if (!acksLate) await delivery.ack();
+    if (!acksLate) {
+      await delivery.ack();
+      const held = this.#held.get(delivery);
+      if (held) held.acknowledged = true;
+    }
     if (task.options.trackStarted && !ignoreResult) {
       await this.#store(
         req,
@@ -420,9 +581,14 @@ export class Consumer {
     }
     switch (outcome.kind) {
       case "success": {
-        // Follow-ups go out before the result is stored, as Celery's tracer does.
-        await this.#followUps(req, outcome.value);
-        if (!ignoreResult) await this.#store(req, makeMeta(req.id, "SUCCESS", outcome.value, ids));
+        // Follow-ups go out before the result is stored, as Celery's tracer does, so that
+        // the stored `children` lists them.
+        const children = await this.#followUps(req, outcome.value);
+        if (!ignoreResult) {
+          const meta = makeMeta(req.id, "SUCCESS", outcome.value, ids);
+          meta.children = children;
+          await this.#store(req, meta);
+        }
         await this.#chordPart(req, "SUCCESS", outcome.value);
         if (acksLate) await delivery.ack();
         this.#event("taskSuccess", {
@@ -505,54 +671,120 @@ export class Consumer {
       makeMeta(req.id, "FAILURE", exc, { traceback, parentId: req.parentId, groupId: req.group }),
     );
     this.#event("taskFailure", { id: req.id, name: req.name, exception: exc, traceback });
-    for (const sig of req.embed.errbacks ?? []) {
-      await this.#send(req, () => applySignature(this.app, sig, { prepend: [req.id] }));
-    }
     await this.#chordPart(req, "FAILURE", exc);
+    // The rest of the chain will never run: fail it too, so nobody waits forever on its
+    // results or on a chord it belongs to (Celery's `mark_as_failure`).
+    for (const sig of req.embed.chain ?? []) await this.#failSignature(req, sig, exc, traceback);
+    await this.#errbacks(req, req.embed.errbacks ?? [], req.id);
   }
 
-  async #followUps(req: TaskRequest, value: unknown): Promise<void> {
+  // Errbacks in message form: each gets the failed task's id prepended; each runs once.
+  async #errbacks(req: TaskRequest, errbacks: readonly SignatureDict[], failedId: string) {
+    const seen = new Set<string>();
+    for (const sig of errbacks) {
+      const key = JSON.stringify(sig);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      await this.#send(req, () =>
+        applySignature(this.app, sig, {
+          prepend: [failedId],
+          send: { parentId: failedId, rootId: req.rootId },
+        }));
+    }
+  }
+
+  // Marks every task a signature would have run as failed, completing any chord they were
+  // header members of.
+  async #failSignature(
+    req: TaskRequest,
+    sig: SignatureDict,
+    exc: ReturnType<typeof errorToInfo>,
+    traceback: string | null,
+  ) {
+    let leaves: SignatureDict[];
+    try {
+      leaves = leafTasks(sig);
+    } catch {
+      return;
+    }
+    for (const leaf of leaves) {
+      const id = leaf.options.task_id as string;
+      const o = leaf.options;
+      const groupId = typeof o.group_id === "string" ? o.group_id : null;
+      try {
+        await this.#backend.store(id, makeMeta(id, "FAILURE", exc, { traceback, groupId }));
+      } catch (error) {
+        this.app.logger.error(`Cannot store the failure of ${id}: ${error}`);
+      }
+      if (isSignatureLike(o.chord) && groupId) {
+        await this.#chordPart(
+          {
+            ...req,
+            id,
+            group: groupId,
+            groupIndex: typeof o.group_index === "number" ? o.group_index : null,
+            embed: { ...req.embed, chord: o.chord as SignatureDict },
+          },
+          "FAILURE",
+          exc,
+        );
+      }
+    }
+  }
+
+  async #followUps(req: TaskRequest, value: unknown): Promise<unknown[]> {
     const lineage = { parentId: req.id, rootId: req.rootId };
+    const send = req.priority === null ? lineage : { ...lineage, priority: req.priority };
+    const children: unknown[] = [];
     for (const sig of req.embed.callbacks ?? []) {
-      await this.#send(
-        req,
-        () => applySignature(this.app, sig, { prepend: [value], send: lineage }),
-      );
+      await this.#send(req, async () => {
+        const r = await applySignature(this.app, sig, { prepend: [value], send });
+        children.push(r.asTuple());
+      });
     }
     const chain = req.embed.chain;
     if (chain?.length) {
       const rest = chain.slice(0, -1);
       const next = chain[chain.length - 1]!;
-      const send = rest.length ? { ...lineage, chain: rest } : lineage;
-      await this.#send(req, () => applySignature(this.app, next, { prepend: [value], send }));
+      await this.#send(req, async () => {
+        const r = await applySignature(this.app, next, {
+          prepend: [value],
+          send: { ...send, chain: rest },
+        });
+        children.push(r.asTuple());
+      });
     }
+    return children;
   }
 
-  async #chordPart(req: TaskRequest, status: "SUCCESS" | "FAILURE", result: unknown) {
+  async #chordPart(req: TaskRequest, status: State, result: unknown) {
     const body = req.embed.chord;
     if (!body || !req.group) return;
-    const parts = await this.#backend.chordPartReturn(req.group, req.groupIndex ?? 0, {
-      taskId: req.id,
-      status,
-      result,
-    });
+    let parts: ChordPart[] | null;
+    try {
+      parts = await this.#backend.chordPartReturn(req.group, req.groupIndex ?? 0, {
+        taskId: req.id,
+        status,
+        result,
+      });
+    } catch (error) {
+      this.app.logger.error(`Cannot record chord part ${req.id} of ${req.group}: ${error}`);
+      return;
+    }
     if (!parts) return;
     const failed = parts.find((p) => p.status !== "SUCCESS");
-    const bodyId = typeof body.options?.task_id === "string" ? body.options.task_id : null;
     if (failed) {
-      const error = new ChordError(
-        `Dependency ${failed.taskId} raised ${JSON.stringify(failed.result)}`,
-      );
-      if (bodyId) {
-        await this.#backend.store(bodyId, makeMeta(bodyId, "FAILURE", errorToInfo(error)));
-      }
-      const errbacks = body.options?.link_error;
-      for (const sig of Array.isArray(errbacks) ? errbacks : errbacks ? [errbacks] : []) {
-        await this.#send(
-          req,
-          () => applySignature(this.app, sig, { prepend: [bodyId ?? req.group] }),
-        );
-      }
+      const error = new ChordError(`Dependency ${failed.taskId} raised ${describe(failed.result)}`);
+      const exc = errorToInfo(error);
+      await this.#failSignature(req, body, exc, null);
+      const bodyId = leafTasks(body).at(-1)?.options.task_id;
+      const errbacks = leafTasks(body).flatMap((leaf) => {
+        const e = leaf.options.link_error;
+        return (Array.isArray(e) ? e : e ? [e] : []) as SignatureDict[];
+      });
+      const own = body.options?.link_error;
+      const all = [...(Array.isArray(own) ? own : own ? [own] : []), ...errbacks];
+      await this.#errbacks(req, all as SignatureDict[], String(bodyId ?? req.group));
       return;
     }
     await this.#send(req, () =>
@@ -569,45 +801,18 @@ export class Consumer {
       this.app.logger.error(`Cannot send a follow-up of ${req.name}[${req.id}]: ${error}`);
     }
   }
+}
 
-  // Remote control, the part the core needs: revoke (and terminate).
-  async #listenControl(): Promise<void> {
-    const broker = this.#broker;
-    if (!broker.subscribe) return;
-    try {
-      for await (const m of broker.subscribe("celery.pidbox", { signal: this.#stop.signal })) {
-        let body: {
-          method?: string;
-          arguments?: Record<string, unknown>;
-          destination?: string[] | null;
-        };
-        try {
-          body = JSON.parse(m.message.body);
-        } catch {
-          continue;
-        }
-        if (body.destination && !body.destination.includes(this.hostname)) continue;
-        if (body.method === "revoke") {
-          const args = body.arguments ?? {};
-          const ids = Array.isArray(args.task_id)
-            ? args.task_id as string[]
-            : [String(args.task_id)];
-          for (const id of ids) {
-            this.#revoked.set(id, Date.now() + REVOKE_KEEP_MS);
-            if (this.#revoked.size > REVOKE_MAX) {
-              this.#revoked.delete(this.#revoked.keys().next().value!);
-            }
-            if (args.terminate && this.#running.has(id)) {
-              this.#terminated.add(id);
-              this.#pool?.terminate(id);
-            }
-          }
-        }
-      }
-    } catch (error) {
-      if (!this.#stop.signal.aborted) this.app.logger.error(`Remote control stopped: ${error}`);
-    }
+// Celery's `repr` of a header task's error in a ChordError: `ValueError('boom')`.
+function describe(result: unknown): string {
+  if (result && typeof result === "object" && "exc_type" in result) {
+    const r = result as { exc_type: unknown; exc_message?: unknown };
+    const args = Array.isArray(r.exc_message) ? r.exc_message : [r.exc_message];
+    return `${r.exc_type}(${
+      args.map((a) => typeof a === "string" ? `'${a}'` : JSON.stringify(a)).join(", ")
+    })`;
   }
+  return JSON.stringify(result);
 }
 
 /**
