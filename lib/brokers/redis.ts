@@ -657,7 +657,11 @@ export class RedisBroker implements Broker {
     const client = await this.#connect();
     const token = crypto.randomUUID();
     const mutex = this.#key("unacked_mutex");
-    const locked = await client.set(mutex, token, { NX: true, PX: 300_000 });
+    // kombu holds this mutex for up to 300 s; ours expires after the visibility timeout (5 s at
+    // least), so a consumer killed in the middle of a sweep blocks others' restores only that
+    // long. Overlapping sweeps stay safe: each restore is one script that re-checks the lease.
+    const ttl = Math.min(300_000, Math.max(5_000, this.#visibility));
+    const locked = await client.set(mutex, token, { NX: true, PX: ttl });
     if (locked !== "OK") return 0;
     let restored = 0;
     try {
