@@ -102,6 +102,8 @@ export class AmqpQueueMismatchError extends CeleriacError {
 export interface AmqpSubscribeOptions {
   /** Ends the stream. */
   signal?: AbortSignal;
+  /** Called once the queue is bound, so nothing sent after it is missed (and on rebinds). */
+  onReady?: () => void;
   /**
    * Binding key: `#` (topic), `''` (fanout), required meaning for direct exchanges.
    * @default {"#"}
@@ -680,6 +682,7 @@ export class AmqpBroker implements Broker {
             }, { noAck: true });
             session = s;
             wait = 100;
+            options.onReady?.();
           } catch {
             try {
               await delay(wait, signal);
