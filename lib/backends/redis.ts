@@ -17,6 +17,7 @@ import {
   parseRedisUrl,
   type RedisClient,
   type RedisUrl,
+  retryTransient,
 } from "../_redis.ts";
 import { redact } from "../connect.ts";
 import { parseJson, stringifyJson } from "../protocol/json.ts";
@@ -165,7 +166,13 @@ export class RedisBackend implements Backend {
 
   async store(taskId: string, meta: ResultMeta): Promise<void> {
     const client = await this.#connect();
-    await STORE_RESULT.run(client, [TASK_KEY_PREFIX + taskId], [stringifyJson(meta), this.#ttl()]);
+    const value = stringifyJson(meta);
+    // Repeated after a lost connection or while a restarted server loads: storing the same meta
+    // twice is harmless, and a worker that acked early has no other copy of the result.
+    await retryTransient(
+      () => STORE_RESULT.run(client, [TASK_KEY_PREFIX + taskId], [value, this.#ttl()]),
+      this.#closed.signal,
+    );
   }
 
   async get(taskId: string): Promise<ResultMeta | null> {

@@ -26,6 +26,7 @@ import {
   parseRedisUrl,
   type RedisClient,
   type RedisUrl,
+  retryTransient,
 } from "../_redis.ts";
 import { redact } from "../connect.ts";
 import { stringifyJson } from "../protocol/json.ts";
@@ -287,11 +288,14 @@ export class RedisBroker implements Broker {
     const client = await this.#connect();
     const priority = options.priority ?? message.properties.priority ?? 0;
     const envelope = envelopeText(message, queue, priority);
-    // Both commands leave in the same tick: node-redis pipelines them on one write.
-    await Promise.all([
-      this.#declare(client, queue),
-      client.lPush(this.#listKey(queue, priorityStep(priority)), envelope),
-    ]);
+    // Both commands leave in the same tick: node-redis pipelines them on one write. A publish
+    // cut off by a lost connection or a restarting server is sent again once it is back, as
+    // Celery's default publish retry does: at least once (a lost reply can mean a duplicate).
+    await retryTransient(() =>
+      Promise.all([
+        this.#declare(client, queue),
+        client.lPush(this.#listKey(queue, priorityStep(priority)), envelope),
+      ]), this.#closed.signal);
   }
 
   // kombu's binding for a queue on the default exchange, once per queue per broker.
@@ -321,10 +325,11 @@ export class RedisBroker implements Broker {
       this.#listKey(queue, priorityStep(priority)),
       envelopeText(message, queue, priority),
     ]);
-    await Promise.all([
-      this.#declare(client, queue),
-      client.zAdd(this.#key("celeriac.eta"), { score: eta.getTime(), value: member }),
-    ]);
+    await retryTransient(() =>
+      Promise.all([
+        this.#declare(client, queue),
+        client.zAdd(this.#key("celeriac.eta"), { score: eta.getTime(), value: member }),
+      ]), this.#closed.signal);
     this.#nextPromote = Math.min(this.#nextPromote, eta.getTime());
   }
 
@@ -522,11 +527,13 @@ export class RedisBroker implements Broker {
     const tags = batch.map((a) => a.tag);
     try {
       const client = await (this.#client ?? this.#connect());
-      await client.multi()
-        .zRem(this.#key("unacked_index"), tags)
-        .hDel(this.#key("unacked"), tags)
-        .hDel(this.#key("celeriac.deliveries"), tags)
-        .exec();
+      // Idempotent: repeated after a lost connection or while a restarted server loads.
+      await retryTransient(() =>
+        client.multi()
+          .zRem(this.#key("unacked_index"), tags)
+          .hDel(this.#key("unacked"), tags)
+          .hDel(this.#key("celeriac.deliveries"), tags)
+          .exec(), this.#closed.signal);
       for (const a of batch) a.resolve();
     } catch (error) {
       for (const a of batch) a.reject(error);
@@ -540,14 +547,19 @@ export class RedisBroker implements Broker {
   ): Promise<string> {
     const client = await (this.#client ?? this.#connect());
     const tag = claimed.tag;
+    // Idempotent (a tag no longer unacked is "gone"), so repeated after transient failures.
     return String(
-      await SETTLE.run(client, [
-        this.#key("unacked"),
-        this.#key("unacked_index"),
-        this.#key("celeriac.deliveries"),
-        this.#listKey(claimed.queue, 0),
-        this.#deadKey(claimed.queue),
-      ], [tag, markRedelivered(claimed.raw), mode, this.#maxDeliveries, end]),
+      await retryTransient(
+        () =>
+          SETTLE.run(client, [
+            this.#key("unacked"),
+            this.#key("unacked_index"),
+            this.#key("celeriac.deliveries"),
+            this.#listKey(claimed.queue, 0),
+            this.#deadKey(claimed.queue),
+          ], [tag, markRedelivered(claimed.raw), mode, this.#maxDeliveries, end]),
+        this.#closed.signal,
+      ),
     );
   }
 
@@ -645,7 +657,11 @@ export class RedisBroker implements Broker {
     const client = await this.#connect();
     const token = crypto.randomUUID();
     const mutex = this.#key("unacked_mutex");
-    const locked = await client.set(mutex, token, { NX: true, PX: 300_000 });
+    // kombu holds this mutex for up to 300 s; ours expires after the visibility timeout (5 s at
+    // least), so a consumer killed in the middle of a sweep blocks others' restores only that
+    // long. Overlapping sweeps stay safe: each restore is one script that re-checks the lease.
+    const ttl = Math.min(300_000, Math.max(5_000, this.#visibility));
+    const locked = await client.set(mutex, token, { NX: true, PX: ttl });
     if (locked !== "OK") return 0;
     let restored = 0;
     try {
