@@ -9,6 +9,7 @@ import { Buffer } from "node:buffer";
 import { App, AsyncResult, Consumer } from "@celeriac/celeriac";
 import { eventually } from "./_helpers.ts";
 import type { AmqpBroker } from "../lib/brokers/amqp.ts";
+import { encodeTask } from "../lib/protocol/message.ts";
 import { REDIS_BACKEND, unique } from "./_control_helpers.ts";
 import { type RabbitNode, startRabbitNode } from "./_rabbitmq_node.ts";
 
@@ -174,6 +175,10 @@ Deno.test("amqp restart: a countdown longer than consumer_timeout runs once and 
     runs.push({ name: "once", at: Date.now() });
     return "once";
   });
+  app.task("countdown.python", () => {
+    runs.push({ name: "python", at: Date.now() });
+    return "python";
+  });
   app.task("countdown.after", () => {
     runs.push({ name: "after", at: Date.now() });
     return "after";
@@ -182,12 +187,29 @@ Deno.test("amqp restart: a countdown longer than consumer_timeout runs once and 
   await eventually(async () => (await consumersOf(node, queue)).length === 1);
   const [before] = await consumersOf(node, queue);
   const sent = Date.now();
+  // Two countdowns: celeriac's (parked in RabbitMQ by schedule()) and one as Python Celery
+  // sends it (an `eta` header on a plain publish, which the worker hands back to schedule()).
   const r = await app.sendTask("countdown.once", [], {}, { countdown: 8 });
+  const pyId = crypto.randomUUID();
+  const broker = await app.getBroker();
+  await broker.publish(
+    queue,
+    encodeTask({
+      id: pyId,
+      name: "countdown.python",
+      args: [],
+      kwargs: {},
+      eta: new Date(sent + 8_000),
+    }),
+  );
   assert.equal(await r.get({ timeout: 20_000 }), "once");
-  assert.ok(runs[0]!.at - sent >= 7_900, `ran after ${runs[0]!.at - sent} ms`);
+  assert.equal(await new AsyncResult(pyId, app).get({ timeout: 5_000 }), "python");
+  for (const run of runs) {
+    assert.ok(run.at - sent >= 7_900, `${run.name} after ${run.at - sent} ms`);
+  }
   // Longer than a consumer_timeout tick: no second delivery shows up.
   await new Promise((r) => setTimeout(r, 2_000));
-  assert.deepEqual(runs.map((x) => x.name), ["once"]);
+  assert.deepEqual(runs.map((x) => x.name).sort(), ["once", "python"]);
   // The worker's consumer is the same one (same tag, same channel) and still takes work.
   const after = await app.sendTask("countdown.after");
   assert.equal(await after.get({ timeout: 5_000 }), "after");
