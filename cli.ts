@@ -52,6 +52,8 @@ Options:
       --time-limit S           Hard time limit per task, seconds
       --soft-time-limit S      Soft time limit per task, seconds
       --max-tasks-per-child N  Recycle a Web Worker after N tasks
+      --max-memory-per-child K Recycle a Web Worker after a task once its heap exceeds K KiB
+      --autoscale MAX,MIN      Grow the pool to MAX while tasks wait, shrink to MIN when idle
   -E, --task-events            Send task events (for 'celery events', Flower, 'events')
       --heartbeat-interval S   Seconds between worker-heartbeat events (default: 2)
       --without-heartbeat      Send no worker-heartbeat events
@@ -189,6 +191,8 @@ async function worker(argv: string[]): Promise<number> {
       "time-limit": { type: "string" },
       "soft-time-limit": { type: "string" },
       "max-tasks-per-child": { type: "string" },
+      "max-memory-per-child": { type: "string" },
+      autoscale: { type: "string" },
       "task-events": { type: "boolean", short: "E" },
       "heartbeat-interval": { type: "string" },
       "without-heartbeat": { type: "boolean" },
@@ -228,6 +232,15 @@ async function worker(argv: string[]): Promise<number> {
   set("timeLimit", num(values["time-limit"], "time-limit"));
   set("softTimeLimit", num(values["soft-time-limit"], "soft-time-limit"));
   set("maxTasksPerChild", int(values["max-tasks-per-child"], "max-tasks-per-child", 1));
+  set("maxMemoryPerChild", int(values["max-memory-per-child"], "max-memory-per-child", 1));
+  if (values.autoscale !== undefined) {
+    const [max, min = "1"] = values.autoscale.split(",");
+    const scale = { max: int(max, "autoscale max", 1)!, min: int(min, "autoscale min", 1)! };
+    if (scale.max < scale.min) {
+      throw new UsageError(`--autoscale needs MAX >= MIN, got ${values.autoscale}`);
+    }
+    options.autoscale = scale;
+  }
   set("taskEvents", values["task-events"]);
   set("heartbeatInterval", num(values["heartbeat-interval"], "heartbeat-interval"));
   if (values["without-heartbeat"]) options.heartbeatInterval = 0;

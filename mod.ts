@@ -28,6 +28,10 @@
 
 export { App, type AppOptions, type Logger, type Routes } from "./lib/app.ts";
 export {
+  type ErrorClass,
+  type ErrorMatcher,
+  matchesError,
+  type RateLimit,
   type SendOptions,
   Task,
   TaskContext,
@@ -35,6 +39,22 @@ export {
   type TaskOptions,
   type TaskRetryOptions,
 } from "./lib/task.ts";
+export {
+  AppEvent,
+  type AppEventDetails,
+  type AppEventMap,
+  type AppEventType,
+  type TaskEventBase,
+} from "./lib/signals.ts";
+export { backoffCountdown, type BackoffOptions } from "./lib/backoff.ts";
+export {
+  BaseRateLimiter,
+  createRateLimiter,
+  MemoryRateLimiter,
+  parseRate,
+  type RateLimiter,
+  type Reservation,
+} from "./lib/worker/rate_limit.ts";
 export {
   AsyncResult,
   EagerResult,
@@ -76,6 +96,7 @@ export {
   CeleriacError,
   ChordError,
   Ignore,
+  MaxRetriesExceededError,
   MessageDecodeError,
   NotRegistered,
   Reject,
@@ -136,6 +157,7 @@ export {
   createBackend,
   createBroker,
 } from "./lib/connect.ts";
+export type { ExceptionInfo } from "./lib/protocol/exceptions.ts";
 export type {
   DeliveryInfo,
   ErrorShape,
@@ -145,6 +167,8 @@ export type {
 } from "./lib/worker/outcome.ts";
 export { MemoryBroker, type MemoryBrokerOptions } from "./lib/brokers/memory.ts";
 export { MemoryBackend } from "./lib/backends/memory.ts";
+export { KvBroker, type KvBrokerOptions } from "./lib/brokers/kv.ts";
+export { KvBackend, type KvBackendOptions } from "./lib/backends/kv.ts";
 export {
   decodeTask,
   type Embed,

@@ -771,7 +771,7 @@ export class AmqpBroker implements Broker {
 
   // Consumes a private queue without acks (subscriptions, reply queues) on its own channel.
   // `setup` declares and binds the queue; it runs again on a new connection after a lost
-  // one. `onReady` fires once, after the first consumer is in place; `cleanup` runs on the
+  // one. `onReady` fires each time a consumer is in place; `cleanup` runs on the
   // open channel when the stream ends.
   async *#privateStream<T>(
     setup: (channel: amqp.Channel) => Promise<string>,
@@ -786,7 +786,6 @@ export class AmqpBroker implements Broker {
     const notifier = new Notifier();
     const buffer: T[] = [];
     let session: { channel: amqp.Channel; broken: boolean } | null = null;
-    let ready = false;
     let wait = 100;
     const wake = () => notifier.notify();
     signal.addEventListener("abort", wake);
@@ -821,10 +820,8 @@ export class AmqpBroker implements Broker {
             }, { noAck: true });
             session = s;
             wait = 100;
-            if (!ready) {
-              ready = true;
-              options.onReady?.();
-            }
+            // Also after a rebind: anything sent from now on arrives.
+            options.onReady?.();
           } catch (error) {
             await channel?.close().catch(() => {});
             // A refusal (e.g. PRECONDITION_FAILED on an existing queue) will not fix itself.

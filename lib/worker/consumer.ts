@@ -26,10 +26,13 @@ import {
   toIso,
 } from "../protocol/message.ts";
 import type { State } from "../protocol/states.ts";
-import { aborted, Notifier } from "../_signal.ts";
+import { AppEvent, type AppEventDetails, type AppEventType } from "../signals.ts";
+import type { RateLimit } from "../task.ts";
+import { aborted, delay, Notifier } from "../_signal.ts";
 import { InlinePool } from "./inline_pool.ts";
 import type { Outcome, RunRequest } from "./outcome.ts";
 import type { Pool } from "./pool.ts";
+import { createRateLimiter, MemoryRateLimiter, parseRate, type RateLimiter } from "./rate_limit.ts";
 import { WorkersPool } from "./worker_pool.ts";
 import { ControlNode, type HeldRequest } from "./control.ts";
 import { RevokedSet } from "./revoked.ts";
@@ -62,6 +65,34 @@ export interface ConsumerOptions {
   softTimeLimit?: number;
   /** Recycle a Web Worker after this many tasks. */
   maxTasksPerChild?: number;
+  /**
+   * Recycle a Web Worker after a task once its isolate's memory (JavaScript heap plus
+   * ArrayBuffers) exceeds this many KiB (Celery `--max-memory-per-child`, which measures the
+   * child's RSS; Web Workers share the process's RSS, so celeriac measures the isolate).
+   */
+  maxMemoryPerChild?: number;
+  /**
+   * Grow the pool up to `max` while tasks wait for a slot, and shrink it back towards `min`
+   * after `autoscaleKeepaliveMs` without that load (Celery `--autoscale max,min`). Sizes count
+   * Web Workers (`workers`) or tasks (`inline`); the pool starts at `min`.
+   */
+  autoscale?: { max: number; min: number };
+  /**
+   * How long the pool stays grown after the load is gone.
+   * @default {30_000}
+   */
+  autoscaleKeepaliveMs?: number;
+  /**
+   * The limiter of tasks' `globalRateLimit`.
+   * @default {the broker's: Redis or Deno KV, shared by the process on memory://}
+   */
+  rateLimiter?: RateLimiter;
+  /**
+   * A rate-limited task waits in the worker at most this long; a later slot sends it back to
+   * the broker (`schedule`) until then, so it does not hold a prefetch slot.
+   * @default {2000}
+   */
+  rateLimitHoldMs?: number;
   /**
    * ETAs further than this many ms away go back to the broker (`schedule`) instead of waiting
    * in memory.
@@ -133,6 +164,13 @@ export class Consumer {
   #running = new Map<string, TaskRequest>();
   #processed = 0;
   #ran: Promise<void> | undefined;
+  #localLimiter = new MemoryRateLimiter();
+  #globalLimiter: Promise<RateLimiter> | undefined;
+  #rates = new Map<string, number>();
+  #poolSize = 0;
+  #childConcurrency = 1;
+  #growing = false;
+  #lastBusy = 0;
 
   /**
    * Creates the worker; `run()` starts it.
@@ -251,6 +289,24 @@ export class Consumer {
     return terminated;
   }
 
+  /** Web Workers (`workers`) or task slots (`inline`) in the pool now. */
+  get poolSize(): number {
+    return this.#poolSize;
+  }
+
+  /**
+   * Changes the per-worker rate limit of a task type at run time (Celery's `rate_limit`
+   * control command); `0`, `""` or `null` removes it, `undefined` restores the task's own.
+   *
+   * @param name The task name.
+   * @param rate `"10/s"`, `"100/m"`, `"1/h"`, or tasks per second.
+   * @throws {TypeError} When the rate cannot be read.
+   */
+  setRateLimit(name: string, rate: RateLimit | null | undefined): void {
+    if (rate === undefined) this.#rates.delete(name);
+    else this.#rates.set(name, parseRate(rate));
+  }
+
   /**
    * Runs until warm shutdown (the `signal`) and the drain finish.
    *
@@ -266,18 +322,30 @@ export class Consumer {
     this.#backend = await app.getBackend();
     const o = this.#options;
     const kind = o.pool ?? "workers";
-    const concurrency = o.concurrency ?? (kind === "workers" ? navigator.hardwareConcurrency : 100);
+    const concurrency = o.autoscale?.min ??
+      o.concurrency ?? (kind === "workers" ? navigator.hardwareConcurrency : 100);
     if (!Number.isInteger(concurrency) || concurrency < 1) {
       throw new RangeError(
         `Cannot set concurrency: it must be a positive integer, got ${concurrency}`,
       );
     }
+    if (
+      o.autoscale &&
+      (!Number.isInteger(o.autoscale.max) || o.autoscale.max < o.autoscale.min)
+    ) {
+      throw new RangeError(
+        `Cannot autoscale: max must be an integer >= min, got ${o.autoscale.max},${o.autoscale.min}`,
+      );
+    }
+    this.#poolSize = concurrency;
+    this.#childConcurrency = kind === "workers" ? o.childConcurrency ?? 1 : 1;
     this.#pool = kind === "workers"
       ? new WorkersPool({
         appModule: o.appModule!,
         size: concurrency,
         childConcurrency: o.childConcurrency ?? 1,
         maxTasksPerChild: o.maxTasksPerChild ?? Infinity,
+        maxMemoryPerChild: o.maxMemoryPerChild ?? Infinity,
         broker: this.#broker,
         backend: this.#backend,
         logger: app.logger,
@@ -312,7 +380,8 @@ export class Consumer {
       pool: kind,
       concurrency: this.#pool.capacity,
     });
-    app.dispatchEvent(new CustomEvent("workerReady", { detail: { hostname: this.hostname } }));
+    app.dispatchEvent(new AppEvent("workerReady", { hostname: this.hostname }));
+    const scaler = o.autoscale ? this.#autoscaler(o.autoscale.min) : undefined;
     try {
       const prefetch = () => multiplier === 0 ? 0 : this.#pool!.capacity * multiplier;
       // add_consumer/cancel_consumer end a round; the next one consumes the new queue list.
@@ -347,13 +416,14 @@ export class Consumer {
         }
       }
     } finally {
-      app.dispatchEvent(
-        new CustomEvent("workerShuttingDown", { detail: { hostname: this.hostname } }),
-      );
+      app.dispatchEvent(new AppEvent("workerShuttingDown", { hostname: this.hostname }));
       this.#stop.abort();
       while (this.#inflight.size) await Promise.allSettled([...this.#inflight]);
       await this.#pool.close();
       await control.close();
+      await scaler;
+      const limiter = await this.#globalLimiter?.catch(() => undefined);
+      if (limiter && !o.rateLimiter) await limiter.close().catch(() => {});
       app.logger.info(`${this.hostname} stopped`, { processed: this.#processed });
     }
   }
@@ -394,10 +464,100 @@ export class Consumer {
     }
   }
 
-  #event(type: string, detail: Record<string, unknown>): void {
+  #event<K extends AppEventType>(
+    type: K,
+    detail: Omit<AppEventDetails[K], "hostname">,
+  ): void {
     this.app.dispatchEvent(
-      new CustomEvent(type, { detail: { hostname: this.hostname, ...detail } }),
+      new AppEvent(type, { hostname: this.hostname, ...detail } as AppEventDetails[K]),
     );
+  }
+
+  // Shrinks the pool back towards `min` once it has not been busy for the keepalive.
+  async #autoscaler(min: number): Promise<void> {
+    const keepalive = this.#options.autoscaleKeepaliveMs ?? 30_000;
+    const tick = Math.min(1000, keepalive / 4);
+    while (!this.#stop.signal.aborted) {
+      try {
+        await delay(tick, this.#stop.signal);
+      } catch {
+        return;
+      }
+      const wanted = Math.max(min, Math.ceil(this.#reserved / this.#childConcurrency));
+      if (wanted >= this.#poolSize) this.#lastBusy = Date.now();
+      else if (Date.now() - this.#lastBusy >= keepalive && !this.#growing) {
+        const n = this.#poolSize - wanted;
+        this.#poolSize = wanted;
+        await this.#pool!.shrink(n);
+        this.app.logger.info(`${this.hostname} autoscale: shrunk to ${wanted}`);
+      }
+    }
+  }
+
+  // The broker's key prefix, so that the shared limiter's keys sit with the broker's.
+  #limiterOptions(): { prefix?: string } {
+    const t = this.app.conf.transportOptions;
+    const prefix = t.global_keyprefix ?? t.keyPrefix;
+    return typeof prefix === "string" ? { prefix } : {};
+  }
+
+  // Grows the pool by one while tasks wait for a slot (autoscale).
+  #maybeGrow(): void {
+    const max = this.#options.autoscale?.max;
+    if (max === undefined || this.#growing || this.#poolSize >= max) return;
+    this.#growing = true;
+    this.#poolSize++;
+    this.#lastBusy = Date.now();
+    this.#pool!.grow(1).then(
+      () => this.app.logger.info(`${this.hostname} autoscale: grew to ${this.#poolSize}`),
+      (error) => {
+        this.#poolSize--;
+        this.app.logger.error(`Cannot grow the pool: ${error}`);
+      },
+    ).finally(() => {
+      this.#growing = false;
+      this.#slotFreed.notify();
+    });
+  }
+
+  // Waits for the task's rate limits. Returns false when the message went back to the broker
+  // (its slot is further away than rateLimitHoldMs) or the worker is stopping.
+  async #rateLimit(delivery: Delivery, req: TaskRequest): Promise<boolean> {
+    const task = this.app.tasks.get(req.name)!;
+    const hold = this.#options.rateLimitHoldMs ?? 2000;
+    const local = this.#rates.get(req.name) ?? parseRate(task.options.rateLimit);
+    const global = parseRate(task.options.globalRateLimit);
+    const limits: [() => Promise<RateLimiter>, number][] = [];
+    if (local > 0) limits.push([() => Promise.resolve(this.#localLimiter), local]);
+    if (global > 0) {
+      limits.push([
+        () =>
+          this.#globalLimiter ??= this.#options.rateLimiter
+            ? Promise.resolve(this.#options.rateLimiter)
+            : createRateLimiter(this.app.conf.brokerUrl, this.#limiterOptions()),
+        global,
+      ]);
+    }
+    for (const [limiter, rate] of limits) {
+      const { reserved, waitMs } = await (await limiter()).reserve(req.name, rate, hold);
+      if (!reserved) {
+        const eta = new Date(Date.now() + waitMs);
+        await this.#broker.schedule(delivery.queue, delivery.message, eta, {
+          priority: req.priority ?? 0,
+        });
+        await delivery.ack();
+        return false;
+      }
+      if (waitMs > 0) {
+        try {
+          await delay(waitMs, this.#stop.signal);
+        } catch {
+          await delivery.reject({ requeue: true });
+          return false;
+        }
+      }
+    }
+    return true;
   }
 
   #isRevoked(id: string): boolean {
@@ -413,7 +573,14 @@ export class Consumer {
       app.logger.error(
         `Rejected a malformed message from ${delivery.queue}: ${(error as Error).message}`,
       );
-      this.#event("taskRejected", { queue: delivery.queue, error, message: delivery.message });
+      this.#event("taskRejected", {
+        id: null,
+        name: null,
+        queue: delivery.queue,
+        requeue: false,
+        reason: (error as Error).message,
+        message: delivery.message,
+      });
       await delivery.reject({ requeue: false });
       return;
     }
@@ -424,6 +591,9 @@ export class Consumer {
       await this.#store(req, makeMeta(req.id, "FAILURE", errorToInfo(new NotRegistered(req.name))));
       await delivery.reject({ requeue: false });
       return;
+    }
+    if (delivery.deliveryCount > app.conf.maxDeliveries) {
+      return this.#deadLetter(delivery, req, `delivered ${delivery.deliveryCount} times`);
     }
     this.#event("taskReceived", {
       id: req.id,
@@ -468,9 +638,10 @@ export class Consumer {
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       held.state = "reserved";
     }
+    if (!(await this.#rateLimit(delivery, req))) return;
     // Wait for a free task slot; a warm shutdown meanwhile gives the message back.
-    const capacity = this.#pool!.capacity;
-    while (this.#active >= capacity && !this.#stop.signal.aborted) {
+    while (this.#active >= this.#pool!.capacity && !this.#stop.signal.aborted) {
+      this.#maybeGrow();
       await this.#slotFreed.wait(this.#stop.signal);
     }
     if (this.#stop.signal.aborted) {
@@ -490,6 +661,29 @@ export class Consumer {
       this.#processed++;
       this.#slotFreed.notify();
     }
+  }
+
+  // A message delivered too often (its worker keeps dying): dead-letter it and fail the task,
+  // so that a poison message neither loops nor leaves its caller waiting.
+  async #deadLetter(delivery: Delivery, req: TaskRequest, why: string): Promise<void> {
+    const message =
+      `Task ${req.name}[${req.id}] dead-lettered: ${why} (maxDeliveries ${this.app.conf.maxDeliveries})`;
+    this.app.logger.error(message);
+    this.#event("taskRejected", {
+      id: req.id,
+      name: req.name,
+      queue: delivery.queue,
+      requeue: false,
+      reason: message,
+    });
+    await this.#store(
+      req,
+      makeMeta(req.id, "FAILURE", errorToInfo(new WorkerLostError(message)), {
+        parentId: req.parentId,
+        groupId: req.group,
+      }),
+    );
+    await delivery.reject({ requeue: false });
   }
 
   async #revoke(delivery: Delivery, req: TaskRequest, why: "revoked" | "expired" | "terminated") {
@@ -550,6 +744,7 @@ export class Consumer {
       },
     };
     this.#event("taskPrerun", { id: req.id, name: req.name, args: req.args, kwargs: req.kwargs });
+    const storeErrors = !ignoreResult || (task.options.storeErrorsEvenIfIgnored ?? false);
     const [hard, soft] = req.timeLimit;
     const outcome = await this.#pool!.run(run, {
       hardLimit: hard ?? task.options.timeLimit ?? this.#options.timeLimit ?? null,
@@ -557,16 +752,24 @@ export class Consumer {
       onState: (state, meta) =>
         this.#backend.store(req.id, makeMeta(req.id, state, meta), { replyTo: req.replyTo }),
     });
-    await this.#settle(delivery, req, outcome, { acksLate, ignoreResult });
-    this.#event("taskPostrun", { id: req.id, name: req.name, outcome: outcome.kind });
+    const state = await this.#settle(delivery, req, outcome, {
+      acksLate,
+      ignoreResult,
+      storeErrors,
+    });
+    this.#event("taskPostrun", { id: req.id, name: req.name, state });
   }
 
   async #settle(
     delivery: Delivery,
     req: TaskRequest,
     outcome: Outcome,
-    { acksLate, ignoreResult }: { acksLate: boolean; ignoreResult: boolean },
-  ): Promise<void> {
+    { acksLate, ignoreResult, storeErrors }: {
+      acksLate: boolean;
+      ignoreResult: boolean;
+      storeErrors: boolean;
+    },
+  ): Promise<State> {
     const app = this.app;
     const task = app.tasks.get(req.name)!;
     const ids = { parentId: req.parentId, groupId: req.group };
@@ -577,7 +780,7 @@ export class Consumer {
         makeMeta(req.id, "REVOKED", errorToInfo(new TaskRevokedError("terminated")), ids),
       );
       if (acksLate) await delivery.ack();
-      return;
+      return "REVOKED";
     }
     switch (outcome.kind) {
       case "success": {
@@ -597,7 +800,7 @@ export class Consumer {
           result: outcome.value,
           runtime: outcome.runtime,
         });
-        return;
+        return "SUCCESS";
       }
       case "retry": {
         const eta = outcome.eta
@@ -614,48 +817,76 @@ export class Consumer {
         const exc = outcome.error
           ? shapeToInfo(outcome.error)
           : errorToInfo(new Error("Retry in the future"));
-        await this.#store(
-          req,
-          makeMeta(req.id, "RETRY", exc, { ...ids, traceback: outcome.error?.stack ?? null }),
-        );
+        if (!ignoreResult) {
+          await this.#store(
+            req,
+            makeMeta(req.id, "RETRY", exc, { ...ids, traceback: outcome.error?.stack ?? null }),
+          );
+        }
         if (acksLate) await delivery.ack();
-        this.#event("taskRetry", { id: req.id, name: req.name, eta, error: outcome.error });
-        return;
+        app.logger.info(`Task ${req.name}[${req.id}] retry in ${eta.getTime() - Date.now()} ms`);
+        this.#event("taskRetry", {
+          id: req.id,
+          name: req.name,
+          eta,
+          retries: req.retries,
+          reason: outcome.error ? exc : null,
+          traceback: outcome.error?.stack ?? null,
+        });
+        return "RETRY";
       }
       case "reject":
-        this.#event("taskRejected", { id: req.id, name: req.name, requeue: outcome.requeue });
+        this.#event("taskRejected", {
+          id: req.id,
+          name: req.name,
+          queue: delivery.queue,
+          requeue: outcome.requeue,
+          reason: outcome.error.message,
+        });
         if (acksLate) await delivery.reject({ requeue: outcome.requeue });
         else if (outcome.requeue) await this.#broker.publish(delivery.queue, delivery.message);
-        return;
+        return "REJECTED";
       case "ignore":
         if (acksLate) await delivery.ack();
-        return;
+        return "IGNORED";
       case "lost": {
         const cold = this.#cold.signal.aborted;
         if (acksLate && (cold || task.options.rejectOnWorkerLost)) {
+          // Bounded by the broker's redelivery counter: a message that keeps killing its
+          // worker is dead-lettered instead of looping.
+          if (!cold && delivery.deliveryCount >= app.conf.maxDeliveries) {
+            await this.#deadLetter(
+              delivery,
+              req,
+              `its worker was lost on each of ${delivery.deliveryCount} deliveries`,
+            );
+            return "FAILURE";
+          }
           await delivery.reject({ requeue: true });
-          return;
+          return "REJECTED";
         }
         const error = new WorkerLostError(outcome.error.message);
-        await this.#fail(req, errorToInfo(error), outcome.error.stack);
+        await this.#fail(req, errorToInfo(error), outcome.error.stack, storeErrors);
         if (acksLate) await this.#ackFailure(delivery, task.options.acksOnFailureOrTimeout);
-        return;
+        return "FAILURE";
       }
       case "timeout": {
         app.logger.error(
           `Hard time limit (${outcome.seconds}s) exceeded for ${req.name}[${req.id}]`,
         );
-        await this.#fail(req, errorToInfo(new TimeLimitExceeded(outcome.seconds)), null);
+        const exc = errorToInfo(new TimeLimitExceeded(outcome.seconds));
+        await this.#fail(req, exc, null, storeErrors);
         if (acksLate) await this.#ackFailure(delivery, task.options.acksOnFailureOrTimeout);
-        return;
+        return "FAILURE";
       }
       case "failure": {
-        app.logger.warn(
-          `Task ${req.name}[${req.id}] raised ${outcome.error.name}: ${outcome.error.message}`,
-        );
-        await this.#fail(req, shapeToInfo(outcome.error), outcome.error.stack);
+        const text =
+          `Task ${req.name}[${req.id}] raised ${outcome.error.name}: ${outcome.error.message}`;
+        if (outcome.error.expected) app.logger.info(text);
+        else app.logger.warn(text, { traceback: outcome.error.stack });
+        await this.#fail(req, shapeToInfo(outcome.error), outcome.error.stack, storeErrors);
         if (acksLate) await this.#ackFailure(delivery, task.options.acksOnFailureOrTimeout);
-        return;
+        return "FAILURE";
       }
     }
   }
@@ -665,11 +896,18 @@ export class Consumer {
     else await delivery.reject({ requeue: false });
   }
 
-  async #fail(req: TaskRequest, exc: ReturnType<typeof errorToInfo>, traceback: string | null) {
-    await this.#store(
-      req,
-      makeMeta(req.id, "FAILURE", exc, { traceback, parentId: req.parentId, groupId: req.group }),
-    );
+  async #fail(
+    req: TaskRequest,
+    exc: ReturnType<typeof errorToInfo>,
+    traceback: string | null,
+    store = true,
+  ) {
+    if (store) {
+      await this.#store(
+        req,
+        makeMeta(req.id, "FAILURE", exc, { traceback, parentId: req.parentId, groupId: req.group }),
+      );
+    }
     this.#event("taskFailure", { id: req.id, name: req.name, exception: exc, traceback });
     await this.#chordPart(req, "FAILURE", exc);
     // The rest of the chain will never run: fail it too, so nobody waits forever on its

@@ -689,6 +689,12 @@ export class ControlNode {
   }
 
   async #mingle(timeout: number): Promise<void> {
+    if (!this.#broker.consumeDirect) {
+      this.worker.app.logger.debug(
+        `mingle skipped: ${redact(this.#broker.url)} has no reply queues`,
+      );
+      return;
+    }
     const control = new Control(this.worker.app, { broker: this.#broker });
     let nodes = 0;
     try {
@@ -827,10 +833,11 @@ const TASK_EVENTS = new Map<
     exception: exceptionRepr(d.exception),
     traceback: d.traceback ?? null,
   })]],
-  ["taskRetry", ["task-retried", (d) => {
-    const error = d.error as { stack?: string } | undefined;
-    return { uuid: d.id, exception: exceptionRepr(error), traceback: error?.stack ?? null };
-  }]],
+  ["taskRetry", ["task-retried", (d) => ({
+    uuid: d.id,
+    exception: exceptionRepr(d.reason),
+    traceback: d.traceback ?? null,
+  })]],
   ["taskRevoked", ["task-revoked", (d) => ({
     uuid: d.id,
     terminated: d.terminated ?? false,
