@@ -2,7 +2,10 @@
 // queues (celery.pidbox, reply.celery.pidbox, celeryev), Python's `celery inspect`,
 // `celery control terminate` and `celery events --dump` against a celeriac worker, and
 // celeriac's client against a Python worker.
+// @ts-types="@types/amqplib"
+import amqp from "amqplib";
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { App } from "@celeriac/celeriac";
 import { eventually, startWorker } from "./_helpers.ts";
 import { background, celeryOn, pythonWorker, REDIS_BACKEND, unique } from "./_control_helpers.ts";
@@ -134,6 +137,84 @@ Deno.test("amqp control: node, reply and event queues are declared as Celery dec
   }
   // Once the worker stops, its node queue goes (auto-delete).
   await eventually(async () => !(await listQueues()).has(`${host}.celery.pidbox`), 10_000);
+});
+
+Deno.test("amqp control: commands, replies and events carry kombu's properties and headers", async () => {
+  const queue = unique("ctl-amqp-q");
+  const host = `${unique("celeriac")}@test`;
+  await using app = amqpApp(queue);
+  const conn = await amqp.connect(AMQP_URL.replace(/\/\/$/, "/%2F"));
+  const ch = await conn.createChannel();
+  const got: Record<string, amqp.ConsumeMessage[]> = { ev: [], cmd: [], reply: [] };
+  const oid = crypto.randomUUID();
+  const bind = async (key: string, exchange: string, routingKey: string) => {
+    const { queue: q } = await ch.assertQueue("", { exclusive: true, autoDelete: true });
+    await ch.bindQueue(q, exchange, routingKey);
+    await ch.consume(q, (m) => m && got[key]!.push(m), { noAck: true });
+  };
+  try {
+    await ch.assertExchange("celeryev", "topic", { durable: true });
+    await ch.assertExchange("celery.pidbox", "fanout", { durable: false });
+    await ch.assertExchange("reply.celery.pidbox", "direct", { durable: false });
+    await bind("ev", "celeryev", "worker.#");
+    await bind("cmd", "celery.pidbox", "");
+    await bind("reply", "reply.celery.pidbox", oid);
+    await using _w = startWorker(app, { pool: "inline", hostname: host, heartbeatInterval: 0 });
+    await eventually(() => got.ev!.some((m) => m.properties.headers?.hostname === host));
+    const online = got.ev!.find((m) => m.properties.headers?.hostname === host)!;
+    assert.equal(online.fields.routingKey, "worker.online");
+    assert.equal(online.properties.deliveryMode, 1);
+    assert.equal(online.properties.contentType, "application/json");
+    assert.equal(JSON.parse(online.content.toString()).type, "worker-online");
+    // celeriac's client sends a command as kombu's Mailbox does.
+    await app.control.inspect({ destination: [host], timeout: 2000 }).ping().collect();
+    const cmd = got.cmd!.find((m) => JSON.parse(m.content.toString()).destination?.[0] === host)!;
+    assert.equal(cmd.properties.deliveryMode, 1);
+    assert.equal(cmd.properties.contentType, "application/json");
+    assert.equal(typeof cmd.properties.headers?.clock, "number");
+    assert.ok(cmd.properties.headers?.expires > Date.now() / 1000);
+    const body = JSON.parse(cmd.content.toString());
+    assert.deepEqual(Object.keys(body).sort(), [
+      "arguments",
+      "destination",
+      "matcher",
+      "method",
+      "pattern",
+      "reply_to",
+      "ticket",
+    ]);
+    assert.equal(body.reply_to.exchange, "reply.celery.pidbox");
+    // The worker replies as kombu's Node does: `ticket` and `clock` headers, transient.
+    const ticket = crypto.randomUUID();
+    ch.publish(
+      "celery.pidbox",
+      "",
+      Buffer.from(JSON.stringify({
+        method: "ping",
+        arguments: {},
+        destination: [host],
+        pattern: null,
+        matcher: null,
+        ticket,
+        reply_to: { exchange: "reply.celery.pidbox", routing_key: oid },
+      })),
+      {
+        contentType: "application/json",
+        contentEncoding: "utf-8",
+        deliveryMode: 1,
+        headers: { clock: 1, expires: Date.now() / 1000 + 5 },
+      },
+    );
+    await eventually(() => got.reply!.length === 1);
+    const reply = got.reply![0]!;
+    assert.equal(reply.properties.headers?.ticket, ticket);
+    assert.equal(typeof reply.properties.headers?.clock, "number");
+    assert.equal(reply.properties.deliveryMode, 1);
+    assert.deepEqual(JSON.parse(reply.content.toString()), { [host]: { ok: "pong" } });
+  } finally {
+    await conn.close();
+    await cleanup(taskQueueNames(queue));
+  }
 });
 
 Deno.test("amqp control: Python `celery inspect ping` and `inspect registered` list a celeriac worker", async () => {
