@@ -15,6 +15,10 @@ import { clockOf } from "./_clock.ts";
 const PIDBOX_EXCHANGE = "celery.pidbox";
 /** The exchange replies come back on. */
 const REPLY_EXCHANGE = "reply.celery.pidbox";
+/** Celery's `control_queue_ttl` (300 s) in milliseconds: TTL of node and reply queues. */
+export const CONTROL_QUEUE_TTL = 300_000;
+/** Celery's `control_queue_expires` (10 s) in milliseconds: expiry of node and reply queues. */
+export const CONTROL_QUEUE_EXPIRES = 10_000;
 
 /** One worker's reply. */
 export interface NodeReply {
@@ -371,7 +375,8 @@ export class Control {
       queue: `${oid}.${REPLY_EXCHANGE}`,
       signal,
       onReady: ready.resolve,
-      expires: 10_000,
+      expires: CONTROL_QUEUE_EXPIRES,
+      messageTtl: CONTROL_QUEUE_TTL,
     })[Symbol.asyncIterator]();
     let next = it.next();
     let timer: ReturnType<typeof setTimeout> | undefined;

@@ -12,20 +12,25 @@ export function unique(prefix: string): string {
   return `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
 }
 
-function pythonEnv(queue = "celery"): Record<string, string> {
+function pythonEnv(queue = "celery", broker = REDIS): Record<string, string> {
   return {
-    CELERIAC_TEST_BROKER: REDIS,
+    CELERIAC_TEST_BROKER: broker,
     CELERIAC_TEST_BACKEND: REDIS_BACKEND,
     CELERIAC_TEST_QUEUE: queue,
   };
 }
 
 /** Runs `celery -A control_app -b REDIS <args>`; returns exit code and output. */
-export async function celery(...args: string[]) {
+export function celery(...args: string[]) {
+  return celeryOn(REDIS, ...args);
+}
+
+/** Runs `celery -A control_app -b <broker> <args>`; returns exit code and output. */
+export async function celeryOn(broker: string, ...args: string[]) {
   const out = await new Deno.Command("/usr/bin/python3", {
-    args: ["-m", "celery", "-A", "control_app", "-b", REDIS, ...args],
+    args: ["-m", "celery", "-A", "control_app", "-b", broker, ...args],
     cwd: PYTHON_DIR,
-    env: pythonEnv(),
+    env: pythonEnv("celery", broker),
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -103,14 +108,14 @@ export function background(cmd: string, args: string[], env: Record<string, stri
 }
 
 /** Starts a Python Celery worker (`-P solo`) on `queue` named `py-<id>@<host>`. */
-export function pythonWorker(name: string, queue: string): Background {
+export function pythonWorker(name: string, queue: string, broker = REDIS): Background {
   return background("/usr/bin/python3", [
     "-m",
     "celery",
     "-A",
     "control_app",
     "-b",
-    REDIS,
+    broker,
     "worker",
     "-P",
     "solo",
@@ -120,5 +125,5 @@ export function pythonWorker(name: string, queue: string): Background {
     queue,
     "-l",
     "INFO",
-  ], pythonEnv(queue));
+  ], pythonEnv(queue, broker));
 }

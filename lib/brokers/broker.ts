@@ -104,6 +104,15 @@ export interface SubscribeOptions {
   signal?: AbortSignal;
   /** Called once the subscription is in place (nothing published later is missed). */
   onReady?: () => void;
+  /**
+   * The name of the subscription's queue on brokers that have one (AMQP), e.g. the worker's
+   * `<hostname>.celery.pidbox`. Unset: a fresh name (`celeryev.<uuid>` for events).
+   */
+  queue?: string;
+  /** Message TTL of that queue in milliseconds (AMQP `x-message-ttl`). */
+  messageTtl?: number;
+  /** Unused-queue expiry of that queue in milliseconds (AMQP `x-expires`). */
+  expires?: number;
 }
 
 /** Options of {@linkcode Broker.consumeDirect}. */

@@ -16,7 +16,7 @@ import { redact } from "../connect.ts";
 import type { Pool } from "./pool.ts";
 import type { RevokedSet } from "./revoked.ts";
 import { EventDispatcher, SOFTWARE, systemName } from "./events.ts";
-import { Control } from "../control.ts";
+import { Control, CONTROL_QUEUE_EXPIRES, CONTROL_QUEUE_TTL } from "../control.ts";
 
 /** The exchange commands arrive on. */
 export const PIDBOX_EXCHANGE = "celery.pidbox";
@@ -633,7 +633,14 @@ export class ControlNode {
   async #listen(ready: () => void): Promise<void> {
     const signal = this.#stop.signal;
     try {
-      const stream = this.#broker.subscribe!(PIDBOX_EXCHANGE, { signal, onReady: ready });
+      // Celery's node queue name (`kombu/pidbox.py` `Mailbox.get_queue`), where one exists.
+      const stream = this.#broker.subscribe!(PIDBOX_EXCHANGE, {
+        signal,
+        onReady: ready,
+        queue: `${this.worker.hostname}.${PIDBOX_EXCHANGE}`,
+        messageTtl: CONTROL_QUEUE_TTL,
+        expires: CONTROL_QUEUE_EXPIRES,
+      });
       for await (const m of stream) {
         // Commands run concurrently: a slow one (pool_grow) does not hold up a ping.
         const p = this.#handle(m).catch((e) =>
