@@ -20,6 +20,7 @@ import { App, type Logger } from "./lib/app.ts";
 import { startBeat } from "./lib/beat/beat.ts";
 import { Consumer } from "./lib/worker/consumer.ts";
 import { redact } from "./lib/connect.ts";
+import { events, purge, remote, status } from "./lib/cli/monitor.ts";
 
 const USAGE: Record<string, string> = {
   main: `celeriac: Celery-compatible task queue for Deno
@@ -31,6 +32,11 @@ Commands:
   beat     Send the app's periodic tasks on schedule (safe to run several)
   call     Send a task by name
   result   Print a task's result
+  inspect  Ask workers about their state (ping, stats, active, registered, ...)
+  control  Change workers (revoke, terminate, rate_limit, pool_grow, shutdown, ...)
+  status   List the workers online
+  events   Watch workers and tasks live, or dump events as JSON lines (--dump)
+  purge    Remove every waiting message from queues
 
 Run 'deno run -A cli.ts <command> --help' for a command's options.`,
   worker: `Usage: deno run -A cli.ts worker --app ./tasks.ts [options]
@@ -46,6 +52,13 @@ Options:
       --time-limit S           Hard time limit per task, seconds
       --soft-time-limit S      Soft time limit per task, seconds
       --max-tasks-per-child N  Recycle a Web Worker after N tasks
+      --max-memory-per-child K Recycle a Web Worker after a task once its heap exceeds K KiB
+      --autoscale MAX,MIN      Grow the pool to MAX while tasks wait, shrink to MIN when idle
+  -E, --task-events            Send task events (for 'celery events', Flower, 'events')
+      --heartbeat-interval S   Seconds between worker-heartbeat events (default: 2)
+      --without-heartbeat      Send no worker-heartbeat events
+      --without-mingle         Do not ask other workers for revoked ids at start-up
+      --statedb FILE           Keep revoked task ids in FILE across restarts (JSON)
   -B, --beat                   Also run beat (the app's periodic tasks) in this process
   -l, --loglevel LEVEL         debug, info, warn or error (default: info)
   -h, --help                   Show this help
@@ -178,6 +191,13 @@ async function worker(argv: string[]): Promise<number> {
       "time-limit": { type: "string" },
       "soft-time-limit": { type: "string" },
       "max-tasks-per-child": { type: "string" },
+      "max-memory-per-child": { type: "string" },
+      autoscale: { type: "string" },
+      "task-events": { type: "boolean", short: "E" },
+      "heartbeat-interval": { type: "string" },
+      "without-heartbeat": { type: "boolean" },
+      "without-mingle": { type: "boolean" },
+      statedb: { type: "string" },
       beat: { type: "boolean", short: "B" },
       loglevel: { type: "string", short: "l" },
       help: { type: "boolean", short: "h" },
@@ -212,6 +232,20 @@ async function worker(argv: string[]): Promise<number> {
   set("timeLimit", num(values["time-limit"], "time-limit"));
   set("softTimeLimit", num(values["soft-time-limit"], "soft-time-limit"));
   set("maxTasksPerChild", int(values["max-tasks-per-child"], "max-tasks-per-child", 1));
+  set("maxMemoryPerChild", int(values["max-memory-per-child"], "max-memory-per-child", 1));
+  if (values.autoscale !== undefined) {
+    const [max, min = "1"] = values.autoscale.split(",");
+    const scale = { max: int(max, "autoscale max", 1)!, min: int(min, "autoscale min", 1)! };
+    if (scale.max < scale.min) {
+      throw new UsageError(`--autoscale needs MAX >= MIN, got ${values.autoscale}`);
+    }
+    options.autoscale = scale;
+  }
+  set("taskEvents", values["task-events"]);
+  set("heartbeatInterval", num(values["heartbeat-interval"], "heartbeat-interval"));
+  if (values["without-heartbeat"]) options.heartbeatInterval = 0;
+  options.mingleTimeout = values["without-mingle"] ? 0 : 1000;
+  set("statedb", values.statedb);
   const consumer = new Consumer(app, options);
   logger.info(`broker ${redact(app.conf.brokerUrl)}, backend ${redact(app.conf.backendUrl)}`);
 
@@ -390,7 +424,25 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   beat,
   call,
   result,
+  inspect: (argv) => remote("inspect", argv),
+  control: (argv) => remote("control", argv),
+  status,
+  events: (argv) => untilSignal((signal) => events(argv, signal)),
+  purge,
 };
+
+// Runs a command that streams until SIGINT/SIGTERM.
+async function untilSignal(run: (signal: AbortSignal) => Promise<number>): Promise<number> {
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  for (const s of signals) Deno.addSignalListener(s, stop);
+  try {
+    return await run(controller.signal);
+  } finally {
+    for (const s of signals) Deno.removeSignalListener(s, stop);
+  }
+}
 
 /**
  * Runs the command line.
@@ -409,7 +461,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!run) throw new UsageError(`unknown command '${command}'`);
     return await run(rest);
   } catch (error) {
-    const usage = error instanceof UsageError ||
+    const usage = error instanceof UsageError || (error as Error)?.name === "UsageError" ||
       (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
     if (usage) {
       console.error(`celeriac: ${(error as Error).message}. See --help.`);

@@ -28,6 +28,10 @@
 
 export { App, type AppOptions, type Logger, type Routes } from "./lib/app.ts";
 export {
+  type ErrorClass,
+  type ErrorMatcher,
+  matchesError,
+  type RateLimit,
   type SendOptions,
   Task,
   TaskContext,
@@ -36,18 +40,63 @@ export {
   type TaskRetryOptions,
 } from "./lib/task.ts";
 export {
+  AppEvent,
+  type AppEventDetails,
+  type AppEventMap,
+  type AppEventType,
+  type TaskEventBase,
+} from "./lib/signals.ts";
+export { backoffCountdown, type BackoffOptions } from "./lib/backoff.ts";
+export {
+  BaseRateLimiter,
+  createRateLimiter,
+  MemoryRateLimiter,
+  parseRate,
+  type RateLimiter,
+  type Reservation,
+} from "./lib/worker/rate_limit.ts";
+export {
   AsyncResult,
   EagerResult,
   type GetOptions,
   GroupResult,
+  resultFromTuple,
   type RevokeOptions,
 } from "./lib/result.ts";
-export { applySignature, type ApplySignatureOptions, signature } from "./lib/canvas.ts";
+export {
+  applySignature,
+  type ApplySignatureOptions,
+  type CanvasSendOptions,
+  Chain,
+  chain,
+  Chord,
+  chord,
+  Chunks,
+  chunks,
+  fromDict,
+  Group,
+  group,
+  isSignatureLike,
+  leafTasks,
+  pipe,
+  registerBuiltins,
+  type ResultNode,
+  Signature,
+  signature,
+  type SignatureLike,
+  type TaskLike,
+  toDict,
+  XMap,
+  xmap,
+  XStarmap,
+  xstarmap,
+} from "./lib/canvas.ts";
 export { Consumer, type ConsumerOptions } from "./lib/worker/consumer.ts";
 export {
   CeleriacError,
   ChordError,
   Ignore,
+  MaxRetriesExceededError,
   MessageDecodeError,
   NotRegistered,
   Reject,
@@ -64,15 +113,42 @@ export {
 export type {
   BroadcastMessage,
   Broker,
+  ConsumeDirectOptions,
   ConsumeOptions,
   Delivery,
   PublishOptions,
+  SubscribeOptions,
 } from "./lib/brokers/broker.ts";
+export {
+  type BroadcastOptions,
+  Control,
+  type ControlOptions,
+  type ControlRevokeOptions,
+  Inspect,
+  type InspectOptions,
+  type NodeReply,
+  ReplyStream,
+} from "./lib/control.ts";
+export { type CeleryEvent, receiveEvents, type ReceiveEventsOptions } from "./lib/events.ts";
+export {
+  CONTROL_COMMANDS,
+  type ControlHandler,
+  type ControlledWorker,
+  ControlNode,
+  type ControlNodeOptions,
+  type HeldRequest,
+  isForNode,
+} from "./lib/worker/control.ts";
+export { EventDispatcher, type EventDispatcherOptions } from "./lib/worker/events.ts";
+export type { Pool, PoolRunOptions } from "./lib/worker/pool.ts";
+export { RevokedSet, type RevokedSetOptions } from "./lib/worker/revoked.ts";
+export { LamportClock } from "./lib/_clock.ts";
 export type {
   Backend,
   BackendOptions,
   ChordPart,
   ResultMeta,
+  StoreOptions,
   WaitOptions,
 } from "./lib/backends/backend.ts";
 export {
@@ -81,9 +157,18 @@ export {
   createBackend,
   createBroker,
 } from "./lib/connect.ts";
-export type { DeliveryInfo } from "./lib/worker/outcome.ts";
+export type { ExceptionInfo } from "./lib/protocol/exceptions.ts";
+export type {
+  DeliveryInfo,
+  ErrorShape,
+  Outcome,
+  RequestContext,
+  RunRequest,
+} from "./lib/worker/outcome.ts";
 export { MemoryBroker, type MemoryBrokerOptions } from "./lib/brokers/memory.ts";
 export { MemoryBackend } from "./lib/backends/memory.ts";
+export { KvBroker, type KvBrokerOptions } from "./lib/brokers/kv.ts";
+export { KvBackend, type KvBackendOptions } from "./lib/backends/kv.ts";
 export {
   decodeTask,
   type Embed,

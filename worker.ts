@@ -24,6 +24,17 @@ const client = new ProxyClient((m) => scope.postMessage(m));
 const running = new Map<string, AbortController>();
 let app: App | undefined;
 
+// This isolate's memory: its JavaScript heap plus external memory (ArrayBuffers). RSS would be
+// the whole process's, shared by every Web Worker.
+function heapUsed(): number {
+  try {
+    const m = Deno.memoryUsage();
+    return m.heapUsed + m.external;
+  } catch {
+    return 0;
+  }
+}
+
 function findApp(mod: Record<string, unknown>): App {
   for (const candidate of [mod.default, mod.app]) {
     const c = candidate as Partial<App> | undefined;
@@ -52,10 +63,12 @@ async function run(m: Extract<ToWorker, { type: "run" }>): Promise<void> {
   try {
     const outcome = await execute(app!, request, controller.signal, async (state, meta) => {
       const backend = await app!.getBackend();
-      await backend.store(request.id, makeMeta(request.id, state, meta));
+      await backend.store(request.id, makeMeta(request.id, state, meta), {
+        replyTo: request.context.replyTo,
+      });
     });
     try {
-      scope.postMessage({ type: "done", id: request.id, outcome });
+      scope.postMessage({ type: "done", id: request.id, outcome, heapUsed: heapUsed() });
     } catch (error) {
       // The return value could not be cloned (a function, a class with private fields...).
       scope.postMessage({

@@ -7,7 +7,13 @@
  */
 
 import { createHash } from "node:crypto";
-import { createClient } from "redis";
+import {
+  ConnectionTimeoutError,
+  createClient,
+  ErrorReply,
+  SocketClosedUnexpectedlyError,
+} from "redis";
+import { delay } from "./_signal.ts";
 
 /** A node-redis client, as {@linkcode createRedisClient} makes it. */
 export type RedisClient = ReturnType<typeof createClient>;
@@ -138,6 +144,67 @@ export async function closeRedisClient(client: RedisClient, timeout = 2000): Pro
       await client.disconnect();
     } catch {
       // Already gone.
+    }
+  }
+}
+
+// Server replies that mean "not now": a restarted server still loading its data set, a MULTI
+// discarded because of that, a busy script, a replica without its master.
+const TRANSIENT_REPLY = /^(LOADING|EXECABORT|BUSY|TRYAGAIN|MASTERDOWN)\b/;
+const TRANSIENT_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT"]);
+
+/**
+ * Whether a command failed only because the server went away or is not ready yet (it restarted,
+ * the connection dropped with the command in flight, the data set is still loading), so that
+ * running an idempotent command again once the client has reconnected is right.
+ *
+ * @param error What the command threw.
+ * @returns `true` for a transient failure.
+ * @example
+ * ```ts
+ * import { isTransientRedisError } from "./_redis.ts";
+ * console.assert(!isTransientRedisError(new Error("WRONGTYPE")));
+ * ```
+ */
+export function isTransientRedisError(error: unknown): boolean {
+  if (error instanceof SocketClosedUnexpectedlyError) return true;
+  if (error instanceof ConnectionTimeoutError) return true;
+  if (error instanceof ErrorReply) return TRANSIENT_REPLY.test(error.message);
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && TRANSIENT_CODES.has(code);
+}
+
+/**
+ * Runs `fn` again after transient failures ({@linkcode isTransientRedisError}), with a short
+ * backoff, until it succeeds, fails otherwise, `signal` aborts or `timeout` ms have passed.
+ * Only for commands that are safe to repeat: a command whose reply was lost may have run.
+ *
+ * @param fn The commands.
+ * @param signal Stops retrying (the last error is thrown).
+ * @param timeout Longest time to keep retrying, in ms.
+ * @returns What `fn` returns.
+ * @example
+ * ```ts ignore
+ * import { retryTransient } from "./_redis.ts";
+ * await retryTransient(() => client.hDel("unacked", tag));
+ * ```
+ */
+export async function retryTransient<T>(
+  fn: () => Promise<T>,
+  signal?: AbortSignal,
+  timeout = 30_000,
+): Promise<T> {
+  const until = Date.now() + timeout;
+  for (let attempt = 0;; attempt++) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (!isTransientRedisError(error) || signal?.aborted || Date.now() >= until) throw error;
+      try {
+        await delay(Math.min(25 * 2 ** attempt, 500), signal);
+      } catch {
+        throw error;
+      }
     }
   }
 }

@@ -7,15 +7,19 @@
 import type { Backend, ResultMeta } from "./backends/backend.ts";
 import type { BeatEntries, BeatEntry } from "./beat/entry.ts";
 import type { Broker } from "./brokers/broker.ts";
+import { registerBuiltins } from "./canvas/builtins.ts";
 import { createBackend, createBroker } from "./connect.ts";
-import { TaskRevokedError } from "./errors.ts";
+import { TimeLimitExceeded } from "./errors.ts";
+import { Control } from "./control.ts";
+import { type CeleryEvent, receiveEvents, type ReceiveEventsOptions } from "./events.ts";
 import { errorToInfo } from "./protocol/exceptions.ts";
 import { encodeTask, type SignatureDict, toIso } from "./protocol/message.ts";
 import type { State } from "./protocol/states.ts";
 import { AsyncResult, EagerResult, type RevokeOptions } from "./result.ts";
+import { AppEvent, type AppEventMap } from "./signals.ts";
 import { type SendOptions, Task, type TaskFunction, type TaskOptions } from "./task.ts";
 import { currentTask, execute } from "./worker/execute.ts";
-import type { ErrorShape, RequestContext } from "./worker/outcome.ts";
+import type { ErrorShape, Outcome, RequestContext } from "./worker/outcome.ts";
 
 /** A structured logger. The library never writes to the console itself. */
 export interface Logger {
@@ -40,12 +44,12 @@ export type Routes =
 export interface AppOptions {
   /**
    * Broker URL (`memory://`, `kv://`, `redis://`, `amqp://`) or a broker instance.
-   * @default {Deno.env CELERIAC_BROKER_URL, else "memory://"}
+   * @default {Deno.env CELERIAC_BROKER_URL, else "kv://" (Deno KV in .celeriac/)}
    */
   broker?: string | Broker;
   /**
    * Result backend URL (`memory://`, `kv://`, `redis://`, `rpc://`) or an instance.
-   * @default {Deno.env CELERIAC_RESULT_BACKEND, else "memory://"}
+   * @default {Deno.env CELERIAC_RESULT_BACKEND, else "kv://" (Deno KV in .celeriac/)}
    */
   backend?: string | Backend;
   /**
@@ -158,6 +162,25 @@ export function shapeToInfo(error: ErrorShape): ReturnType<typeof errorToInfo> {
   return errorToInfo(e);
 }
 
+function eagerMeta(id: string, outcome: Outcome): ResultMeta {
+  switch (outcome.kind) {
+    case "success":
+      return makeMeta(id, "SUCCESS", outcome.value);
+    case "retry":
+      return makeMeta(id, "RETRY", outcome.error ? shapeToInfo(outcome.error) : null);
+    case "failure":
+    case "lost":
+    case "reject":
+      return makeMeta(id, "FAILURE", shapeToInfo(outcome.error), {
+        traceback: outcome.error.stack,
+      });
+    case "ignore":
+      return makeMeta(id, "IGNORED", null);
+    case "timeout":
+      return makeMeta(id, "FAILURE", errorToInfo(new TimeLimitExceeded(outcome.seconds)));
+  }
+}
+
 /**
  * A celeriac application: tasks are registered on it and sent through it.
  *
@@ -197,6 +220,7 @@ export class App extends EventTarget {
   #backend: Promise<Backend> | undefined;
   #periodic = new Map<string, BeatEntry>();
   #closing: Promise<void> | undefined;
+  #control: Control | undefined;
 
   /**
    * Creates the app.
@@ -207,10 +231,10 @@ export class App extends EventTarget {
     super();
     const brokerUrl = typeof options.broker === "string"
       ? options.broker
-      : options.broker?.url ?? env("CELERIAC_BROKER_URL") ?? "memory://";
+      : options.broker?.url ?? env("CELERIAC_BROKER_URL") ?? "kv://";
     const backendUrl = typeof options.backend === "string"
       ? options.backend
-      : options.backend?.url ?? env("CELERIAC_RESULT_BACKEND") ?? "memory://";
+      : options.backend?.url ?? env("CELERIAC_RESULT_BACKEND") ?? "kv://";
     if (typeof options.broker === "object") this.#broker = Promise.resolve(options.broker);
     if (typeof options.backend === "object") this.#backend = Promise.resolve(options.backend);
     this.logger = options.logger ?? silent;
@@ -231,6 +255,71 @@ export class App extends EventTarget {
       maxDeliveries: options.maxDeliveries ?? 10,
       transportOptions: options.transportOptions ?? {},
     };
+    registerBuiltins(this);
+  }
+
+  /**
+   * Listens to a signal; `event.detail` is typed by the event name (see `AppEventDetails`).
+   *
+   * @param type The event name, e.g. `"taskSuccess"`.
+   * @param listener Called with the event.
+   * @param options As `EventTarget.addEventListener`.
+   */
+  override addEventListener<K extends keyof AppEventMap>(
+    type: K,
+    listener: (this: App, event: AppEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  /**
+   * Listens to any event by name.
+   *
+   * @param type The event name.
+   * @param listener Called with the event.
+   * @param options As `EventTarget.addEventListener`.
+   */
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    super.addEventListener(type, listener, options);
+  }
+
+  /**
+   * Stops listening to a signal.
+   *
+   * @param type The event name.
+   * @param listener The listener given to `addEventListener`.
+   * @param options As `EventTarget.removeEventListener`.
+   */
+  override removeEventListener<K extends keyof AppEventMap>(
+    type: K,
+    listener: (this: App, event: AppEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  /**
+   * Stops listening to any event by name.
+   *
+   * @param type The event name.
+   * @param listener The listener given to `addEventListener`.
+   * @param options As `EventTarget.removeEventListener`.
+   */
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void {
+    super.removeEventListener(type, listener, options);
   }
 
   /**
@@ -389,6 +478,13 @@ export class App extends EventTarget {
     const list = (v: SignatureDict | SignatureDict[] | undefined) =>
       v === undefined ? null : Array.isArray(v) ? v : [v];
     const queue = this.route(name, options.queue);
+    let replyTo = this.oid;
+    if (this.conf.backendUrl.startsWith("rpc:")) {
+      // rpc:// results come back to this process's reply queue: declare it before sending.
+      const backend = await this.getBackend();
+      await backend.ready?.();
+      replyTo = backend.replyTo ?? replyTo;
+    }
     const message = encodeTask({
       id,
       name,
@@ -406,7 +502,7 @@ export class App extends EventTarget {
       softTimeLimit: options.softTimeLimit ?? null,
       origin: `${Deno.pid}@${machineName()}`,
       ignoreResult: options.ignoreResult ?? false,
-      replyTo: this.oid,
+      replyTo,
       priority: options.priority ?? null,
       headers: options.headers ?? {},
       callbacks: list(options.link),
@@ -415,7 +511,7 @@ export class App extends EventTarget {
       chord: options.chord ?? null,
     });
     const detail = { name, id, queue, message };
-    this.dispatchEvent(new CustomEvent("beforeTaskPublish", { detail }));
+    this.dispatchEvent(new AppEvent("beforeTaskPublish", detail));
     const broker = await this.getBroker();
     const publishOptions = options.priority === undefined ? {} : { priority: options.priority };
     if (eta && eta.getTime() > Date.now()) {
@@ -423,7 +519,7 @@ export class App extends EventTarget {
     } else {
       await broker.publish(queue, message, publishOptions);
     }
-    this.dispatchEvent(new CustomEvent("afterTaskPublish", { detail }));
+    this.dispatchEvent(new AppEvent("afterTaskPublish", detail));
     return new AsyncResult<R>(id, this);
   }
 
@@ -462,29 +558,48 @@ export class App extends EventTarget {
           deliveryInfo: { queue: "", redelivered: false, deliveryCount: 1, priority: null },
           hostname: machineName(),
           isEager: true,
+          replyTo: null,
         };
+        const hostname = context.hostname;
+        this.dispatchEvent(new AppEvent("taskPrerun", { id, name, hostname, args, kwargs }));
         const outcome = await execute(
           this,
           { id, name, args, kwargs, context },
           controller.signal,
           () => Promise.resolve(),
         );
-        switch (outcome.kind) {
-          case "success":
-            return makeMeta(id, "SUCCESS", outcome.value);
-          case "retry":
-            continue;
-          case "failure":
-          case "lost":
-          case "reject":
-            return makeMeta(id, "FAILURE", shapeToInfo(outcome.error), {
-              traceback: outcome.error.stack,
-            });
-          case "ignore":
-            return makeMeta(id, "IGNORED", null);
-          case "timeout":
-            return makeMeta(id, "FAILURE", errorToInfo(new TaskRevokedError("timeout")));
+        const meta = eagerMeta(id, outcome);
+        const base = { id, name, hostname };
+        if (outcome.kind === "retry") {
+          // Eager retries run at once, as Celery's: the countdown is not waited for.
+          const reason = outcome.error ? shapeToInfo(outcome.error) : null;
+          const eta = new Date(Date.now() + (outcome.countdown ?? 0) * 1000);
+          const traceback = outcome.error?.stack ?? null;
+          this.dispatchEvent(
+            new AppEvent("taskRetry", { ...base, eta, retries, reason, traceback }),
+          );
+          this.dispatchEvent(new AppEvent("taskPostrun", { ...base, state: "RETRY" }));
+          continue;
         }
+        if (outcome.kind === "success") {
+          this.dispatchEvent(
+            new AppEvent("taskSuccess", {
+              ...base,
+              result: outcome.value,
+              runtime: outcome.runtime,
+            }),
+          );
+        } else if (meta.status === "FAILURE") {
+          this.dispatchEvent(
+            new AppEvent("taskFailure", {
+              ...base,
+              exception: meta.result as ReturnType<typeof errorToInfo>,
+              traceback: meta.traceback,
+            }),
+          );
+        }
+        this.dispatchEvent(new AppEvent("taskPostrun", { ...base, state: meta.status }));
+        return meta;
       }
     };
     return new EagerResult<R>(id, run());
@@ -524,6 +639,26 @@ export class App extends EventTarget {
         }),
       },
     });
+  }
+
+  /**
+   * Remote control of workers: `inspect()`, `revoke()`, `rateLimit()`, `broadcast()`...
+   *
+   * @returns The control client.
+   */
+  get control(): Control {
+    return this.#control ??= new Control(this);
+  }
+
+  /**
+   * Every event on the `celeryev` exchange (from celeriac and Python workers), until
+   * `signal` aborts. Batched `task.multi` messages come out one event at a time.
+   *
+   * @param options Signal and a type filter.
+   * @returns The events.
+   */
+  async *events(options: ReceiveEventsOptions = {}): AsyncGenerator<CeleryEvent> {
+    yield* receiveEvents(await this.getBroker(), options);
   }
 
   /**

@@ -48,6 +48,13 @@ const BROKERS: Record<string, () => Promise<BrokerFactory>> = {
     const { MemoryBroker } = await import("./brokers/memory.ts");
     return (url, options) => new MemoryBroker(url, options);
   },
+  "kv:": async () => {
+    const { KvBroker } = await import("./brokers/kv.ts");
+    return (url, options) =>
+      new KvBroker(url, { ...options.transportOptions, ...definedOf(options) });
+  },
+  "kv+https:": async () => (await BROKERS["kv:"]!()),
+  "kv+http:": async () => (await BROKERS["kv:"]!()),
   "redis:": loadRedisBroker,
   "rediss:": loadRedisBroker,
 };
@@ -61,9 +68,24 @@ const BACKENDS: Record<string, () => Promise<BackendFactory>> = {
     const { MemoryBackend } = await import("./backends/memory.ts");
     return (url, options) => new MemoryBackend(url, options);
   },
+  "kv:": async () => {
+    const { KvBackend } = await import("./backends/kv.ts");
+    return (url, options) =>
+      new KvBackend(url, {
+        ...options.transportOptions,
+        ...(options.resultExpires === undefined ? {} : { resultExpires: options.resultExpires }),
+      });
+  },
+  "kv+https:": async () => (await BACKENDS["kv:"]!()),
+  "kv+http:": async () => (await BACKENDS["kv:"]!()),
   "redis:": loadRedisBackend,
   "rediss:": loadRedisBackend,
 };
+
+// The broker options that are set, so they do not hide transport options with `undefined`.
+function definedOf(options: BrokerConnectOptions): { maxDeliveries?: number } {
+  return options.maxDeliveries === undefined ? {} : { maxDeliveries: options.maxDeliveries };
+}
 
 async function loadRedisBroker(): Promise<BrokerFactory> {
   const { redisBrokerFromUrl } = await import("./brokers/redis.ts");

@@ -336,3 +336,27 @@ export class TaskError extends CeleriacError {
     this.traceback = traceback;
   }
 }
+
+/**
+ * A task called `retry()` without an error after using up its retries. Celery:
+ * `celery.exceptions.MaxRetriesExceededError`.
+ *
+ * @example
+ * ```ts
+ * import { MaxRetriesExceededError } from "@celeriac/celeriac";
+ * const e = new MaxRetriesExceededError("Can't retry tasks.x[1]");
+ * console.assert(e.name === "MaxRetriesExceededError");
+ * ```
+ */
+export class MaxRetriesExceededError extends CeleriacError {
+  /**
+   * Creates the error.
+   *
+   * @param message Which task could not retry.
+   * @param options The `cause`, when there is one.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "MaxRetriesExceededError";
+  }
+}

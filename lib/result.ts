@@ -87,6 +87,11 @@ export class AsyncResult<R = unknown> {
   readonly id: string;
   /** The app whose backend holds the result. */
   readonly app: App;
+  /**
+   * The previous step, for a chain's results (kept client-side, as Celery); for a chord's
+   * body, the header's `GroupResult`.
+   */
+  parent: AsyncResult | GroupResult | undefined;
 
   /**
    * Use `app.asyncResult(id)` or the value of `delay()`.
@@ -192,6 +197,43 @@ export class AsyncResult<R = unknown> {
   }
 
   /**
+   * The tasks this one sent (callbacks, the next link of a chain, tasks sent from inside
+   * it), read from the stored meta's `children`.
+   *
+   * @returns Their handles; empty while PENDING.
+   */
+  async children(): Promise<(AsyncResult | GroupResult)[]> {
+    const meta = await this.meta();
+    const children = Array.isArray(meta?.children) ? meta.children : [];
+    return children.flatMap((c) => {
+      const r = resultFromTuple(this.app, c);
+      return r ? [r] : [];
+    });
+  }
+
+  /**
+   * Walks the result graph breadth first from this task through `children`, waiting for
+   * each node and yielding it with its value (Celery's `collect()`).
+   *
+   * @param options Timeout (ms, per node), signal, propagate.
+   * @returns `[handle, value]` pairs.
+   */
+  collect(
+    options: GetOptions = {},
+  ): AsyncGenerator<[AsyncResult | GroupResult, unknown]> {
+    return collectGraph(this, options);
+  }
+
+  /**
+   * Celery's result tuple `[[id, parent tuple], null]`, as stored in `children`.
+   *
+   * @returns The tuple.
+   */
+  asTuple(): unknown[] {
+    return [[this.id, this.parent ? this.parent.asTuple() : null], null];
+  }
+
+  /**
    * Asks every worker not to run the task (and to stop it with `terminate`).
    *
    * @param options Terminate or not.
@@ -279,6 +321,20 @@ export class GroupResult<R = unknown> {
   readonly results: readonly AsyncResult<R>[];
   /** The app. */
   readonly app: App;
+  /** The previous step, when the group is part of a chain. */
+  parent: AsyncResult | GroupResult | undefined;
+
+  /**
+   * Reads a group saved with {@linkcode GroupResult.save}.
+   *
+   * @param app The app whose backend holds it.
+   * @param id The group id.
+   * @returns The group, or `null` when none is saved.
+   */
+  static async restore<R = unknown>(app: App, id: string): Promise<GroupResult<R> | null> {
+    const ids = await (await app.getBackend()).restoreGroup(id);
+    return ids ? new GroupResult<R>(id, ids.map((i) => new AsyncResult<R>(i, app)), app) : null;
+  }
 
   /**
    * Creates the handle.
@@ -366,4 +422,142 @@ export class GroupResult<R = unknown> {
   async save(): Promise<void> {
     await (await this.app.getBackend()).saveGroup(this.id, this.results.map((r) => r.id));
   }
+
+  /**
+   * Deletes the saved group (not the members' results).
+   *
+   * @returns When deleted.
+   */
+  async delete(): Promise<void> {
+    await (await this.app.getBackend()).deleteGroup(this.id);
+  }
+
+  /**
+   * Whether every member finished.
+   *
+   * @returns The answer.
+   */
+  async ready(): Promise<boolean> {
+    return (await this.completedCount()) === this.results.length;
+  }
+
+  /**
+   * Whether every member succeeded.
+   *
+   * @returns The answer.
+   */
+  async successful(): Promise<boolean> {
+    const states = await Promise.all(this.results.map((r) => r.state()));
+    return states.every((s) => s === "SUCCESS");
+  }
+
+  /**
+   * Whether any member failed.
+   *
+   * @returns The answer.
+   */
+  async failed(): Promise<boolean> {
+    const states = await Promise.all(this.results.map((r) => r.state()));
+    return states.some((s) => s === "FAILURE");
+  }
+
+  /**
+   * Deletes every member's result.
+   *
+   * @returns When deleted.
+   */
+  async forget(): Promise<void> {
+    await Promise.all(this.results.map((r) => r.forget()));
+  }
+
+  /**
+   * Asks every worker not to run the members.
+   *
+   * @param options Terminate or not.
+   * @returns When the request is sent.
+   */
+  revoke(options: RevokeOptions = {}): Promise<void> {
+    return this.app.revoke(this.results.map((r) => r.id), options);
+  }
+
+  /**
+   * The members (Celery's `GroupResult.children`).
+   *
+   * @returns The members.
+   */
+  children(): Promise<(AsyncResult | GroupResult)[]> {
+    return Promise.resolve([...this.results]);
+  }
+
+  /**
+   * Walks the graph from this group: the group with its values, then each member and its
+   * children.
+   *
+   * @param options Timeout (ms, per node), signal, propagate.
+   * @returns `[handle, value]` pairs.
+   */
+  collect(
+    options: GetOptions = {},
+  ): AsyncGenerator<[AsyncResult | GroupResult, unknown]> {
+    return collectGraph(this, options);
+  }
+
+  /**
+   * Celery's result tuple `[[id, parent tuple], [member tuples]]`.
+   *
+   * @returns The tuple.
+   */
+  asTuple(): unknown[] {
+    return [
+      [this.id, this.parent ? this.parent.asTuple() : null],
+      this.results.map((r) => r.asTuple()),
+    ];
+  }
+}
+
+async function* collectGraph(
+  start: AsyncResult | GroupResult,
+  options: GetOptions,
+): AsyncGenerator<[AsyncResult | GroupResult, unknown]> {
+  const queue: (AsyncResult | GroupResult)[] = [start];
+  const seen = new Set<string>();
+  while (queue.length) {
+    const node = queue.shift()!;
+    const key = `${node instanceof GroupResult ? "g" : "t"}:${node.id}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    yield [node, await node.get(options)];
+    queue.push(...await node.children());
+  }
+}
+
+/**
+ * Rebuilds a result handle from Celery's result tuple (`[[id, parent], null]` for a task,
+ * `[[id, parent], [members...]]` for a group), as stored in a meta's `children`.
+ *
+ * @param app The app.
+ * @param tuple The tuple.
+ * @returns The handle, or `null` when the tuple is malformed.
+ * @example
+ * ```ts
+ * import { App, resultFromTuple } from "@celeriac/celeriac";
+ * await using app = new App({ broker: "memory://", backend: "memory://" });
+ * console.assert(resultFromTuple(app, [["abc", null], null])?.id === "abc");
+ * ```
+ */
+export function resultFromTuple(app: App, tuple: unknown): AsyncResult | GroupResult | null {
+  if (!Array.isArray(tuple)) return typeof tuple === "string" ? new AsyncResult(tuple, app) : null;
+  const [head, nodes] = tuple;
+  const [id, parentTuple] = Array.isArray(head) ? head : [head, null];
+  if (typeof id !== "string") return null;
+  const parent = parentTuple ? resultFromTuple(app, parentTuple) ?? undefined : undefined;
+  let result: AsyncResult | GroupResult;
+  if (Array.isArray(nodes)) {
+    const members = nodes.map((n) => resultFromTuple(app, n)).filter((r) =>
+      r instanceof AsyncResult
+    ) as AsyncResult[];
+    result = new GroupResult(id, members, app);
+  } else result = new AsyncResult(id, app);
+  result.parent = parent;
+  return result;
 }

@@ -6,11 +6,27 @@
  */
 
 import type { App } from "./app.ts";
-import { Retry } from "./errors.ts";
+import { MaxRetriesExceededError, Retry } from "./errors.ts";
+
+import { Signature } from "./canvas/signature.ts";
 import type { SignatureDict } from "./protocol/message.ts";
+import { type Chunks, chunks, type XMap, xmap, type XStarmap, xstarmap } from "./canvas/types.ts";
 import type { State } from "./protocol/states.ts";
 import type { AsyncResult, EagerResult } from "./result.ts";
 import type { DeliveryInfo, RequestContext } from "./worker/outcome.ts";
+
+/** An error class, for `autoretryFor`, `dontAutoretryFor` and `throws`. */
+// deno-lint-ignore no-explicit-any
+export type ErrorClass = abstract new (...args: any[]) => Error;
+
+/** Which errors match: a list of error classes (`instanceof`) or a predicate. */
+export type ErrorMatcher = readonly ErrorClass[] | ((error: unknown) => boolean);
+
+/**
+ * A rate: `"10/s"`, `"100/m"`, `"1/h"`, or a number of tasks per second.
+ * `0`, `"0"` and `""` mean no limit.
+ */
+export type RateLimit = string | number;
 
 /** Per-task options, as Celery's task attributes. */
 export interface TaskOptions {
@@ -59,6 +75,74 @@ export interface TaskOptions {
   priority?: number;
   /** Parameter names, for binding Python keyword arguments; read from the source if absent. */
   params?: string[];
+  /**
+   * Errors that retry the task automatically (Celery `autoretry_for`): error classes, or a
+   * predicate. The retry uses `retryKwargs`, `retryBackoff` and `maxRetries`; once retries
+   * run out the task fails with the last error.
+   */
+  autoretryFor?: ErrorMatcher;
+  /**
+   * Errors that never retry automatically, even when `autoretryFor` matches them (Celery
+   * `dont_autoretry_for`): mark unrecoverable failures here.
+   */
+  dontAutoretryFor?: ErrorMatcher;
+  /** Options of automatic retries (Celery `retry_kwargs`). */
+  retryKwargs?: { countdown?: number; maxRetries?: number | null };
+  /**
+   * Exponential backoff for automatic retries: `factor * 2 ** retries` seconds; `true` means
+   * factor 1 (Celery `retry_backoff`).
+   * @default {false}
+   */
+  retryBackoff?: boolean | number;
+  /**
+   * Cap of the backoff, seconds (Celery `retry_backoff_max`).
+   * @default {600}
+   */
+  retryBackoffMax?: number;
+  /**
+   * Full jitter on the backoff: a random countdown between 0 and the computed one
+   * (Celery `retry_jitter`).
+   * @default {true}
+   */
+  retryJitter?: boolean;
+  /** Expected errors (Celery `throws`): logged as info without a traceback. */
+  throws?: ErrorMatcher;
+  /**
+   * Store failures even when `ignoreResult` is set (Celery `store_errors_even_if_ignored`).
+   * @default {false}
+   */
+  storeErrorsEvenIfIgnored?: boolean;
+  /**
+   * Most runs of this task per worker (Celery `rate_limit`): `"10/s"`, `"100/m"`, `"1/h"`.
+   * Tasks over the rate wait, they are not dropped.
+   */
+  rateLimit?: RateLimit;
+  /**
+   * Most runs of this task across every worker sharing the broker (Redis, Deno KV; on
+   * `memory://` every worker of the process). Celery has no equivalent.
+   */
+  globalRateLimit?: RateLimit;
+  /** Default expiry of a call, seconds from sending (Celery `expires`). */
+  expires?: number;
+}
+
+/**
+ * Whether an error matches a list of classes or a predicate.
+ *
+ * @param matcher Classes or a predicate.
+ * @param error The error.
+ * @returns `true` on a match.
+ * @example
+ * ```ts
+ * import { matchesError } from "./task.ts";
+ * console.assert(matchesError([TypeError], new TypeError("x")));
+ * console.assert(!matchesError([TypeError], new RangeError("x")));
+ * ```
+ */
+export function matchesError(matcher: ErrorMatcher | undefined, error: unknown): boolean {
+  if (!matcher) return false;
+  if (typeof matcher === "function") return matcher(error);
+  return matcher.some((cls) => error instanceof cls);
 }
 
 /** Options of a single call (`applyAsync`, `sendTask`). Times are in seconds, as Celery. */
@@ -221,13 +305,11 @@ export class TaskContext {
     const max = options.maxRetries === undefined ? this.#maxRetries : options.maxRetries;
     if (max !== null && this.retries >= max) {
       if (options.exc !== undefined) throw options.exc;
-      const error = new Error(
+      throw new MaxRetriesExceededError(
         `Can't retry ${this.name}[${this.id}] args:${JSON.stringify(this.args)} kwargs:${
           JSON.stringify(this.kwargs)
         }`,
       );
-      error.name = "MaxRetriesExceededError";
-      throw error;
     }
     const retryOptions: { countdown?: number; eta?: Date; cause?: unknown } = {};
     if (options.eta) retryOptions.eta = options.eta;
@@ -333,6 +415,9 @@ export class Task<A extends unknown[] = unknown[], R = unknown> {
     if (merged.ignoreResult === undefined && this.options.ignoreResult) {
       merged.ignoreResult = true;
     }
+    if (merged.expires === undefined && this.options.expires !== undefined) {
+      merged.expires = this.options.expires;
+    }
     return this.app.sendTask<R>(this.name, args, kwargs, merged);
   }
 
@@ -356,19 +441,71 @@ export class Task<A extends unknown[] = unknown[], R = unknown> {
    * A signature of this task (partial: a parent's result is prepended).
    *
    * @param args Positional arguments.
-   * @returns The signature as Celery serializes it.
+   * @returns The signature; its JSON is Celery's dict.
    */
-  s(...args: unknown[]): SignatureDict {
-    return { task: this.name, args, kwargs: {}, options: {}, subtask_type: null, immutable: false };
+  s(...args: unknown[]): Signature<R> {
+    return this.signature(args);
   }
 
   /**
    * An immutable signature of this task (the parent's result is not prepended).
    *
    * @param args Positional arguments.
-   * @returns The signature as Celery serializes it.
+   * @returns The signature; its JSON is Celery's dict.
    */
-  si(...args: unknown[]): SignatureDict {
-    return { task: this.name, args, kwargs: {}, options: {}, subtask_type: null, immutable: true };
+  si(...args: unknown[]): Signature<R> {
+    return this.signature(args, {}, {}, true);
+  }
+
+  /**
+   * A signature with keyword arguments and options (Celery's option names).
+   *
+   * @param args Positional arguments.
+   * @param kwargs Keyword arguments.
+   * @param options Calling options (`queue`, `countdown`, `task_id` ...).
+   * @param immutable Whether a parent's result is ignored.
+   * @returns The signature.
+   */
+  signature(
+    args: unknown[] = [],
+    kwargs: Record<string, unknown> = {},
+    options: Record<string, unknown> = {},
+    immutable = false,
+  ): Signature<R> {
+    return new Signature<R>(
+      { task: this.name, args, kwargs, options, subtask_type: null, immutable },
+      this.app,
+    );
+  }
+
+  /**
+   * `celery.map`: one task calling this task for each item.
+   *
+   * @param it The items.
+   * @returns The signature.
+   */
+  map(it: unknown[]): XMap<R> {
+    return xmap<R>(this, it);
+  }
+
+  /**
+   * `celery.starmap`: one task calling this task with each argument list.
+   *
+   * @param it The argument lists.
+   * @returns The signature.
+   */
+  starmap(it: unknown[][]): XStarmap<R> {
+    return xstarmap<R>(this, it);
+  }
+
+  /**
+   * `celery.chunks`: the argument lists in `n`-sized starmap tasks, sent as a group.
+   *
+   * @param it The argument lists.
+   * @param n Items per chunk.
+   * @returns The signature.
+   */
+  chunks(it: unknown[][], n: number): Chunks<R> {
+    return chunks<R>(this, it, n);
   }
 }

@@ -63,3 +63,114 @@ export async function deleteByPrefix(prefix: string, url = REDIS): Promise<void>
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A child process whose stderr is collected; `stop()` kills it (if alive) and reaps it. */
+export interface Child {
+  child: Deno.ChildProcess;
+  log(): string;
+  stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
+}
+
+function collect(child: Deno.ChildProcess): Child {
+  let log = "";
+  const decoder = new TextDecoder();
+  const reading = (async () => {
+    for await (const chunk of child.stderr) log += decoder.decode(chunk, { stream: true });
+  })();
+  let stopped: Promise<Deno.CommandStatus> | undefined;
+  return {
+    child,
+    log: () => log,
+    stop(signal: Deno.Signal = "SIGTERM") {
+      return stopped ??= (async () => {
+        try {
+          child.kill(signal);
+        } catch {
+          // Already exited.
+        }
+        const status = await child.status;
+        await reading;
+        return status;
+      })();
+    },
+  };
+}
+
+/** Starts a Python `celery -A pytasks worker -P solo` on one queue (tests/python/pytasks.py). */
+export function spawnPythonWorker(
+  queue: string,
+  env: { broker: string; backend: string; prefix: string; visibility?: number },
+): Child {
+  const name = `py-${crypto.randomUUID()}@%h`;
+  return collect(
+    new Deno.Command("/usr/bin/python3", {
+      args: [
+        "-m",
+        "celery",
+        "-A",
+        "pytasks",
+        "worker",
+        "-Q",
+        queue,
+        "-P",
+        "solo",
+        "-c",
+        "1",
+        "--without-heartbeat",
+        "--without-gossip",
+        "--without-mingle",
+        "-n",
+        name,
+        "--loglevel",
+        "INFO",
+      ],
+      cwd: new URL("./python/", import.meta.url).pathname,
+      env: {
+        CELERIAC_TEST_BROKER: env.broker,
+        CELERIAC_TEST_BACKEND: env.backend,
+        CELERIAC_TEST_PREFIX: env.prefix,
+        ...(env.visibility !== undefined
+          ? { CELERIAC_TEST_VISIBILITY: String(env.visibility) }
+          : {}),
+      },
+      stdout: "null",
+      stderr: "piped",
+    }).spawn(),
+  );
+}
+
+/** Starts `cli.ts worker` over tests/apps/redis_app.ts (inline pool unless `extra` says). */
+export function spawnCliWorker(
+  queue: string,
+  env: { broker: string; backend: string; prefix: string; visibility?: number },
+  extra: string[] = [],
+): Child {
+  return collect(
+    new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("../cli.ts", import.meta.url).pathname,
+        "worker",
+        "--app",
+        new URL("./apps/redis_app.ts", import.meta.url).pathname,
+        "-Q",
+        queue,
+        "--pool",
+        "inline",
+        ...extra,
+      ],
+      env: {
+        CELERIAC_BROKER_URL: env.broker,
+        CELERIAC_RESULT_BACKEND: env.backend,
+        CELERIAC_TEST_PREFIX: env.prefix,
+        ...(env.visibility !== undefined
+          ? { CELERIAC_TEST_VISIBILITY: String(env.visibility) }
+          : {}),
+        NO_COLOR: "1",
+      },
+      stdout: "null",
+      stderr: "piped",
+    }).spawn(),
+  );
+}

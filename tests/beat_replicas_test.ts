@@ -20,12 +20,31 @@ interface Sent {
   label: string;
 }
 
-function spawn(args: string[]): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
+function spawn(args: string[]): { child: Deno.ChildProcess; ready: Promise<void> } {
+  const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", PROC, ...args],
-    stdout: "null",
+    stdout: "piped",
     stderr: "inherit",
   }).spawn();
+  // Resolves when the replica prints "ready"; keeps draining stdout until it exits.
+  const ready = (async () => {
+    let seen = "";
+    const decoder = new TextDecoder();
+    let resolved = false;
+    const { promise, resolve } = Promise.withResolvers<void>();
+    (async () => {
+      for await (const chunk of child.stdout) {
+        seen += decoder.decode(chunk);
+        if (!resolved && seen.includes("ready")) {
+          resolved = true;
+          resolve();
+        }
+      }
+      resolve();
+    })();
+    await promise;
+  })();
+  return { child, ready };
 }
 
 function check(group: string, sent: Sent[], maxGap: number) {
@@ -51,11 +70,16 @@ Deno.test({
       "kv-free": ["kv", kvPath, `free-${run}`, "nolease"],
     };
     const procs = new Map<string, Deno.ChildProcess>();
+    const started: Promise<void>[] = [];
     for (const [group, args] of Object.entries(groups)) {
       for (const who of ["A", "B"]) {
-        procs.set(`${group}-${who}`, spawn([...args, `${group}-${who}`]));
+        const { child, ready } = spawn([...args, `${group}-${who}`]);
+        procs.set(`${group}-${who}`, child);
+        started.push(ready);
       }
     }
+    // Eight Deno processes starting at once on a loaded machine can take a while.
+    await Promise.all(started);
     const redis = createClient({ url: REDIS });
     await redis.connect();
     const kv = await Deno.openKv(kvPath);

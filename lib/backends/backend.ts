@@ -47,15 +47,28 @@ export interface ChordPart {
   result: unknown;
 }
 
+/** Options of {@linkcode Backend.store}. */
+export interface StoreOptions {
+  /** The task's `reply_to`: where `rpc://` sends the result. */
+  replyTo?: string | null;
+}
+
 /** A result backend. Connections open lazily; `close()` is idempotent. */
 export interface Backend extends AsyncDisposable {
   /** The URL the backend was made from, with any password hidden. */
   readonly url: string;
   /**
+   * The queue results must be sent to for this process to read them (`rpc://` only); the
+   * producer puts it in the task's `reply_to`.
+   */
+  readonly replyTo?: string;
+  /** Gets ready to receive results before a task is sent (`rpc://` declares its queue). */
+  ready?(): Promise<void>;
+  /**
    * Stores a task's meta, and wakes its waiters. A SUCCESS already stored is never
    * overwritten (as Celery).
    */
-  store(taskId: string, meta: ResultMeta): Promise<void>;
+  store(taskId: string, meta: ResultMeta, options?: StoreOptions): Promise<void>;
   /** Reads a task's meta; `null` means PENDING. */
   get(taskId: string): Promise<ResultMeta | null>;
   /**

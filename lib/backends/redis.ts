@@ -17,6 +17,7 @@ import {
   parseRedisUrl,
   type RedisClient,
   type RedisUrl,
+  retryTransient,
 } from "../_redis.ts";
 import { redact } from "../connect.ts";
 import { parseJson, stringifyJson } from "../protocol/json.ts";
@@ -227,9 +228,15 @@ export class RedisBackend implements Backend {
     if (!batch) return;
     this.#stores = undefined;
     const ttl = this.#ttl();
-    const ran = batch.keys.length === 1
-      ? STORE_RESULT.run(client, batch.keys, [batch.values[0]!, ttl])
-      : STORE_RESULTS.run(client, batch.keys, [ttl, ...batch.values]);
+    // Repeated after a lost connection or while a restarted server loads: storing the same meta
+    // twice is harmless, and a worker that acked early has no other copy of the result.
+    const ran = retryTransient(
+      () =>
+        batch.keys.length === 1
+          ? STORE_RESULT.run(client, batch.keys, [batch.values[0]!, ttl])
+          : STORE_RESULTS.run(client, batch.keys, [ttl, ...batch.values]),
+      this.#closed.signal,
+    );
     ran.then(() => batch.done.resolve(), batch.done.reject);
   }
 

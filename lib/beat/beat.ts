@@ -36,8 +36,12 @@ export async function beatStoreFor(url: string): Promise<BeatStore> {
   }
   if (url.startsWith("kv:")) {
     const { KvBeatStore } = await import("./store_kv.ts");
-    const { kvPathOf } = await import("../_kv_path.ts");
-    return new KvBeatStore(kvPathOf(url));
+    const { kvTarget } = await import("../_kv.ts");
+    const { target, local } = kvTarget(url);
+    if (local) {
+      await Deno.mkdir(target.replace(/\/[^/]*$/, ""), { recursive: true }).catch(() => {});
+    }
+    return new KvBeatStore(target);
   }
   const { MemoryBeatStore } = await import("./store_memory.ts");
   return new MemoryBeatStore();

@@ -16,7 +16,13 @@
  *   crash in between duplicates rather than loses. Native dead-letter arguments are not put on
  *   task queues because Python Celery declares the same queues without them (a mismatch is a
  *   `PRECONDITION_FAILED`);
- * - `schedule()` parks messages in TTL queues (see `_amqp_delay.ts`), never in a worker.
+ * - `schedule()` parks messages in TTL queues (see `_amqp_delay.ts`), never in a worker;
+ * - remote control and events use Celery's exchanges and queues (§2.4, §2.6): commands go to
+ *   the fanout `celery.pidbox` (non-durable), each worker consumes `<hostname>.celery.pidbox`;
+ *   replies go to the direct `reply.celery.pidbox` and its `<oid>.reply.celery.pidbox`
+ *   queues (both auto-delete, `x-message-ttl` 300 s, `x-expires` 10 s); events go to the
+ *   durable topic `celeryev` as transient messages, read through `celeryev.<uuid>` queues
+ *   bound with `#` (auto-delete, TTL 5 s, expiry 60 s). These queues are consumed without acks.
  *
  * @module
  */
@@ -31,9 +37,11 @@ import { redact } from "../connect.ts";
 import type {
   BroadcastMessage,
   Broker,
+  ConsumeDirectOptions,
   ConsumeOptions,
   Delivery,
   PublishOptions,
+  SubscribeOptions,
 } from "./broker.ts";
 import { AmqpConnection, type AmqpConnectionOptions } from "./_amqp_connection.ts";
 import {
@@ -99,20 +107,55 @@ export class AmqpQueueMismatchError extends CeleriacError {
 }
 
 /** Options of {@linkcode AmqpBroker.subscribe}. */
-export interface AmqpSubscribeOptions {
-  /** Ends the stream. */
-  signal?: AbortSignal;
+export interface AmqpSubscribeOptions extends SubscribeOptions {
   /**
    * Binding key: `#` (topic), `''` (fanout), required meaning for direct exchanges.
    * @default {"#"}
    */
   routingKey?: string;
-  /**
-   * Queue arguments, e.g. `{"x-message-ttl": 5000, "x-expires": 60000}` as Celery's event
-   * receivers use.
-   * @default {{}}
-   */
+  /** More queue arguments, merged over the TTLs (e.g. `{"x-max-length": 1000}`). */
   queueArguments?: Record<string, unknown>;
+}
+
+/** Celery's `event_queue_ttl` (5 s) and `event_queue_expires` (60 s), in milliseconds. */
+export const EVENT_QUEUE_TTL = 5_000;
+/** Celery's `event_queue_expires`, in milliseconds. */
+export const EVENT_QUEUE_EXPIRES = 60_000;
+/** Celery's `control_queue_ttl` (300 s), in milliseconds. */
+export const CONTROL_QUEUE_TTL = 300_000;
+/** Celery's `control_queue_expires` (10 s), in milliseconds. */
+export const CONTROL_QUEUE_EXPIRES = 10_000;
+
+/**
+ * The queue a subscription to `exchange` consumes from, as Celery names and declares it:
+ * `*.pidbox` exchanges get `<queue or uuid>.celery.pidbox`-style queues with the control TTLs
+ * (`celery/app/control.py`, `kombu/pidbox.py`), other exchanges (`celeryev`) get
+ * `<exchange>.<uuid>` with the event TTLs (`celery/events/receiver.py`).
+ *
+ * @param exchange The exchange.
+ * @param options Queue name, TTLs and extra arguments.
+ * @returns The queue name and its arguments.
+ * @example
+ * ```ts
+ * import { subscriptionLayout } from "./amqp.ts";
+ * subscriptionLayout("celeryev").arguments; // {"x-message-ttl": 5000, "x-expires": 60000}
+ * ```
+ */
+export function subscriptionLayout(
+  exchange: string,
+  options: AmqpSubscribeOptions = {},
+): { queue: string; arguments: Record<string, unknown> } {
+  const pidbox = exchange.endsWith(".pidbox");
+  const queue = options.queue ??
+    (pidbox ? `${crypto.randomUUID()}.${exchange}` : `${exchange}.${crypto.randomUUID()}`);
+  return {
+    queue,
+    arguments: {
+      "x-message-ttl": options.messageTtl ?? (pidbox ? CONTROL_QUEUE_TTL : EVENT_QUEUE_TTL),
+      "x-expires": options.expires ?? (pidbox ? CONTROL_QUEUE_EXPIRES : EVENT_QUEUE_EXPIRES),
+      ...options.queueArguments,
+    },
+  };
 }
 
 const errorCode = (e: unknown) => (e as { code?: number })?.code;
@@ -198,6 +241,7 @@ export class AmqpBroker implements Broker {
   #delayBound = new Set<string>();
   #closing: Promise<void> | null = null;
   #sessions = new Set<ConsumerSession>();
+  #exchangesDeclared = new WeakMap<amqp.Channel, Set<string>>();
 
   /**
    * Creates the broker; it connects on first use.
@@ -614,73 +658,177 @@ export class AmqpBroker implements Broker {
     const properties = toAmqpProperties(message);
     const content = Buffer.from(message.body, "utf8");
     return this.#withPublisher(async (ch) => {
-      await ch.assertExchange(exchange, this.#exchangeType(exchange), {
-        durable: this.#exchangeDurable(exchange),
-      });
+      await this.#declareExchange(ch, exchange, this.#exchangeType(exchange));
       await this.#send(ch, exchange, routingKey, content, properties);
     });
   }
 
   /**
-   * Streams the messages of an exchange through an exclusive auto-delete queue; after a lost
-   * connection a new queue is bound (messages sent in between are lost, as with Celery).
+   * Streams the messages of an exchange through a private auto-delete queue laid out as
+   * Celery's (see {@linkcode subscriptionLayout}): `celeryev.<uuid>` for events, the worker's
+   * `<hostname>.celery.pidbox` when `queue` is given. After a lost connection the queue is
+   * declared and bound again (messages sent in between are lost, as with Celery).
    *
    * @param exchange The exchange (`celery.pidbox`, `celeryev`, ...).
-   * @param options Signal, binding key, queue arguments.
+   * @param options Signal, `onReady`, queue name, TTLs, binding key, extra queue arguments.
    * @returns The messages.
    */
-  async *subscribe(
+  subscribe(
     exchange: string,
     options: AmqpSubscribeOptions = {},
   ): AsyncGenerator<BroadcastMessage> {
+    const type = this.#exchangeType(exchange);
+    const key = options.routingKey ?? (type === "topic" ? "#" : "");
+    const layout = subscriptionLayout(exchange, options);
+    return this.#privateStream(
+      async (channel) => {
+        await channel.assertExchange(exchange, type, { durable: this.#exchangeDurable(exchange) });
+        await channel.assertQueue(layout.queue, {
+          durable: false,
+          autoDelete: true,
+          arguments: layout.arguments,
+        });
+        await channel.bindQueue(layout.queue, exchange, key);
+        return layout.queue;
+      },
+      (msg) => ({
+        exchange: msg.fields.exchange,
+        routingKey: msg.fields.routingKey,
+        message: fromAmqpMessage(msg),
+      }),
+      options,
+    );
+  }
+
+  /**
+   * Publishes to a direct exchange (declared non-durable unless `exchangeTypes`/the name says
+   * otherwise, as kombu declares `reply.celery.pidbox`); unroutable messages are dropped.
+   *
+   * @param exchange The exchange, e.g. `reply.celery.pidbox`.
+   * @param routingKey The routing key (the client's oid).
+   * @param message The message (kept transient when `delivery_mode` is 1).
+   * @returns Nothing.
+   */
+  publishDirect(exchange: string, routingKey: string, message: Message): Promise<void> {
+    const properties = toAmqpProperties(message);
+    const content = Buffer.from(message.body, "utf8");
+    return this.#withPublisher(async (ch) => {
+      await this.#declareExchange(ch, exchange, "direct");
+      await this.#send(ch, exchange, routingKey, content, properties);
+    });
+  }
+
+  /**
+   * Declares `options.queue` (non-durable, auto-delete, `x-expires` = `expires`,
+   * `x-message-ttl` = `messageTtl`), binds it to the direct `exchange` with `routingKey`,
+   * streams its messages until `signal` aborts, then deletes it.
+   *
+   * @param exchange The direct exchange (`reply.celery.pidbox`).
+   * @param routingKey The binding key (the client's oid).
+   * @param options Queue name, signal, TTLs, `onReady`.
+   * @returns The messages.
+   */
+  consumeDirect(
+    exchange: string,
+    routingKey: string,
+    options: ConsumeDirectOptions,
+  ): AsyncGenerator<Message> {
+    const { queue } = options;
+    if (typeof queue !== "string" || queue === "") {
+      throw new TypeError("Cannot consume a reply queue: options.queue must be a non-empty name");
+    }
+    const args: Record<string, unknown> = { "x-expires": options.expires ?? 10_000 };
+    if (options.messageTtl !== undefined) args["x-message-ttl"] = options.messageTtl;
+    return this.#privateStream(
+      async (channel) => {
+        await channel.assertExchange(exchange, "direct", {
+          durable: this.#exchangeDurable(exchange),
+        });
+        await channel.assertQueue(queue, { durable: false, autoDelete: true, arguments: args });
+        await channel.bindQueue(queue, exchange, routingKey);
+        return queue;
+      },
+      fromAmqpMessage,
+      options,
+      async (channel) => {
+        await channel.deleteQueue(queue);
+      },
+    );
+  }
+
+  async #declareExchange(
+    ch: amqp.Channel,
+    exchange: string,
+    type: "direct" | "fanout" | "topic",
+  ): Promise<void> {
+    // Per channel: a new connection (RabbitMQ restarted) lost the non-durable exchanges.
+    let seen = this.#exchangesDeclared.get(ch);
+    if (!seen) this.#exchangesDeclared.set(ch, seen = new Set());
+    if (seen.has(exchange)) return;
+    await ch.assertExchange(exchange, type, { durable: this.#exchangeDurable(exchange) });
+    seen.add(exchange);
+  }
+
+  // Consumes a private queue without acks (subscriptions, reply queues) on its own channel.
+  // `setup` declares and binds the queue; it runs again on a new connection after a lost
+  // one. `onReady` fires each time a consumer is in place; `cleanup` runs on the
+  // open channel when the stream ends.
+  async *#privateStream<T>(
+    setup: (channel: amqp.Channel) => Promise<string>,
+    map: (msg: amqp.Message) => T,
+    options: { signal?: AbortSignal; onReady?: () => void },
+    cleanup?: (channel: amqp.Channel) => Promise<void>,
+  ): AsyncGenerator<T> {
     const signal = AbortSignal.any([
       this.#conn.closedSignal,
       ...(options.signal ? [options.signal] : []),
     ]);
-    const type = this.#exchangeType(exchange);
-    const key = options.routingKey ?? (type === "topic" ? "#" : "");
     const notifier = new Notifier();
-    const buffer: BroadcastMessage[] = [];
+    const buffer: T[] = [];
     let session: { channel: amqp.Channel; broken: boolean } | null = null;
     let wait = 100;
+    const wake = () => notifier.notify();
+    signal.addEventListener("abort", wake);
     try {
       while (!signal.aborted) {
         if (!session || session.broken) {
           session = null;
+          let channel: amqp.Channel | undefined;
           try {
-            const model = await this.#conn.connection();
-            const channel = await model.createChannel();
+            const model = await this.#conn.connection(signal);
+            channel = await model.createChannel();
             const s = { channel, broken: false };
             channel.on("error", () => {});
             channel.on("close", () => {
               s.broken = true;
               notifier.notify();
             });
-            await channel.assertExchange(exchange, type, {
-              durable: this.#exchangeDurable(exchange),
-            });
-            const { queue } = await channel.assertQueue(
-              `${exchange}.celeriac.${crypto.randomUUID()}`,
-              {
-                exclusive: true,
-                autoDelete: true,
-                durable: false,
-                arguments: options.queueArguments ?? {},
-              },
-            );
-            await channel.bindQueue(queue, exchange, key);
+            const queue = await setup(channel);
             await channel.consume(queue, (msg) => {
-              if (!msg) return;
-              buffer.push({
-                exchange: msg.fields.exchange,
-                routingKey: msg.fields.routingKey,
-                message: fromAmqpMessage(msg),
-              });
+              if (!msg) {
+                // The server cancelled the consumer (queue deleted): declare it again.
+                s.broken = true;
+                channel!.close().catch(() => {});
+              } else {
+                try {
+                  buffer.push(map(msg));
+                } catch {
+                  // Not a message we can read: skip it.
+                }
+              }
               notifier.notify();
             }, { noAck: true });
             session = s;
             wait = 100;
-          } catch {
+            // Also after a rebind: anything sent from now on arrives.
+            options.onReady?.();
+          } catch (error) {
+            await channel?.close().catch(() => {});
+            // A refusal (e.g. PRECONDITION_FAILED on an existing queue) will not fix itself.
+            const code = errorCode(error);
+            if (typeof code === "number" && code >= 400 && code < 600 && code !== 320) {
+              throw error;
+            }
             try {
               await delay(wait, signal);
             } catch {
@@ -691,15 +839,17 @@ export class AmqpBroker implements Broker {
           continue;
         }
         const next = buffer.shift();
-        if (next) {
+        if (next !== undefined) {
           yield next;
           continue;
         }
         await notifier.wait(signal);
       }
     } finally {
-      if (session) {
+      signal.removeEventListener("abort", wake);
+      if (session && !session.broken) {
         session.broken = true;
+        if (cleanup) await cleanup(session.channel).catch(() => {});
         await session.channel.close().catch(() => {});
       }
     }

@@ -78,8 +78,55 @@ export interface Broker extends AsyncDisposable {
   /** Streams fan-out messages of an exchange. Optional. */
   subscribe?(
     exchange: string,
-    options?: { signal?: AbortSignal },
+    options?: SubscribeOptions,
   ): AsyncIterable<BroadcastMessage>;
+  /**
+   * Publishes to a direct exchange: every queue bound to `exchange` with `routingKey` gets a
+   * copy (pidbox replies to `reply.celery.pidbox`). Optional.
+   */
+  publishDirect?(exchange: string, routingKey: string, message: Message): Promise<void>;
+  /**
+   * Declares a private queue bound to the direct `exchange` with `routingKey`, streams its
+   * messages until `signal` aborts, then unbinds and deletes it (pidbox reply queues). Optional.
+   */
+  consumeDirect?(
+    exchange: string,
+    routingKey: string,
+    options: ConsumeDirectOptions,
+  ): AsyncIterable<Message>;
   /** Closes connections; idempotent. */
   close(): Promise<void>;
+}
+
+/** Options of {@linkcode Broker.subscribe}. */
+export interface SubscribeOptions {
+  /** Ends the stream. */
+  signal?: AbortSignal;
+  /** Called once the subscription is in place (nothing published later is missed). */
+  onReady?: () => void;
+  /**
+   * The name of the subscription's queue on brokers that have one (AMQP), e.g. the worker's
+   * `<hostname>.celery.pidbox`. Unset: a fresh name (`celeryev.<uuid>` for events).
+   */
+  queue?: string;
+  /** Message TTL of that queue in milliseconds (AMQP `x-message-ttl`). */
+  messageTtl?: number;
+  /** Unused-queue expiry of that queue in milliseconds (AMQP `x-expires`). */
+  expires?: number;
+}
+
+/** Options of {@linkcode Broker.consumeDirect}. */
+export interface ConsumeDirectOptions {
+  /** The queue name, e.g. `<oid>.reply.celery.pidbox`. */
+  queue: string;
+  /** Ends the stream; the queue is deleted. */
+  signal?: AbortSignal;
+  /** Message TTL in milliseconds (AMQP `x-message-ttl`). */
+  messageTtl?: number;
+  /** Unused-queue expiry in milliseconds (AMQP `x-expires`). @default {10_000} */
+  expires?: number;
+  /**
+   * Called once the queue is bound, so a command can be sent without losing early replies.
+   */
+  onReady?: () => void;
 }

@@ -10,9 +10,11 @@ import type { Message } from "../protocol/message.ts";
 import type {
   BroadcastMessage,
   Broker,
+  ConsumeDirectOptions,
   ConsumeOptions,
   Delivery,
   PublishOptions,
+  SubscribeOptions,
 } from "./broker.ts";
 
 interface Entry {
@@ -27,6 +29,8 @@ class Store {
   deadLetters = new Map<string, Message[]>();
   notifier = new Notifier();
   subscribers = new Set<(m: BroadcastMessage) => void>();
+  // Direct exchange bindings: "exchange\0routingKey" -> listeners.
+  direct = new Map<string, Set<(m: Message) => void>>();
   seq = 0;
 
   push(queue: string, entry: Entry): void {
@@ -193,7 +197,7 @@ export class MemoryBroker implements Broker {
 
   async *subscribe(
     exchange: string,
-    options: { signal?: AbortSignal } = {},
+    options: SubscribeOptions = {},
   ): AsyncGenerator<BroadcastMessage> {
     const signal = AbortSignal.any([
       this.#closed.signal,
@@ -209,6 +213,7 @@ export class MemoryBroker implements Broker {
     };
     this.#store.subscribers.add(listener);
     try {
+      options.onReady?.();
       while (!signal.aborted) {
         const m = buffer.shift();
         if (m) yield m;
@@ -216,6 +221,44 @@ export class MemoryBroker implements Broker {
       }
     } finally {
       this.#store.subscribers.delete(listener);
+    }
+  }
+
+  publishDirect(exchange: string, routingKey: string, message: Message): Promise<void> {
+    for (const l of this.#store.direct.get(`${exchange}\0${routingKey}`) ?? []) l(message);
+    return Promise.resolve();
+  }
+
+  async *consumeDirect(
+    exchange: string,
+    routingKey: string,
+    options: ConsumeDirectOptions,
+  ): AsyncGenerator<Message> {
+    const signal = AbortSignal.any([
+      this.#closed.signal,
+      ...(options.signal ? [options.signal] : []),
+    ]);
+    if (signal.aborted) return;
+    const key = `${exchange}\0${routingKey}`;
+    const buffer: Message[] = [];
+    const notifier = new Notifier();
+    const listener = (m: Message) => {
+      buffer.push(m);
+      notifier.notify();
+    };
+    let set = this.#store.direct.get(key);
+    if (!set) this.#store.direct.set(key, set = new Set());
+    set.add(listener);
+    try {
+      options.onReady?.();
+      while (!signal.aborted) {
+        const m = buffer.shift();
+        if (m) yield m;
+        else await notifier.wait(signal);
+      }
+    } finally {
+      set.delete(listener);
+      if (set.size === 0) this.#store.direct.delete(key);
     }
   }
 

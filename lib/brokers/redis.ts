@@ -27,6 +27,7 @@ import {
   parseRedisUrl,
   type RedisClient,
   type RedisUrl,
+  retryTransient,
 } from "../_redis.ts";
 import { redact } from "../connect.ts";
 import { stringifyJson } from "../protocol/json.ts";
@@ -35,9 +36,11 @@ import type { Message } from "../protocol/message.ts";
 import type {
   BroadcastMessage,
   Broker,
+  ConsumeDirectOptions,
   ConsumeOptions,
   Delivery,
   PublishOptions,
+  SubscribeOptions,
 } from "./broker.ts";
 import { CLAIM } from "./redis_scripts/claim.ts";
 import { DRAIN } from "./redis_scripts/drain.ts";
@@ -295,8 +298,12 @@ export class RedisBroker implements Broker {
     const client = await this.#connect();
     const priority = options.priority ?? message.properties.priority ?? 0;
     const envelope = envelopeText(message, queue, priority);
-    // Both commands leave in the same tick: node-redis pipelines them on one write.
-    const declared = this.#declare(client, queue);
+    // Both commands leave in the same tick: node-redis pipelines them on one write. A publish
+    // cut off by a lost connection or a restarting server is sent again once it is back, as
+    // Celery's default publish retry does: at least once (a lost reply can mean a duplicate).
+    const declared = this.#declared.has(queue)
+      ? undefined
+      : retryTransient(async () => await this.#declare(client, queue), this.#closed.signal);
     const pushed = this.#push(client, this.#listKey(queue, priorityStep(priority)), envelope);
     await (declared ? Promise.all([declared, pushed]) : pushed);
   }
@@ -327,7 +334,8 @@ export class RedisBroker implements Broker {
   }
 
   #sendPush(client: RedisClient, key: string, batch: PushBatch): void {
-    client.lPush(key, batch.values).then(() => batch.done.resolve(), batch.done.reject);
+    retryTransient(() => client.lPush(key, batch.values), this.#closed.signal)
+      .then(() => batch.done.resolve(), batch.done.reject);
   }
 
   // kombu's binding for a queue on the default exchange, once per queue per broker.
@@ -357,10 +365,11 @@ export class RedisBroker implements Broker {
       this.#listKey(queue, priorityStep(priority)),
       envelopeText(message, queue, priority),
     ]);
-    await Promise.all([
-      this.#declare(client, queue),
-      client.zAdd(this.#key("celeriac.eta"), { score: eta.getTime(), value: member }),
-    ]);
+    await retryTransient(() =>
+      Promise.all([
+        this.#declare(client, queue),
+        client.zAdd(this.#key("celeriac.eta"), { score: eta.getTime(), value: member }),
+      ]), this.#closed.signal);
     this.#nextPromote = Math.min(this.#nextPromote, eta.getTime());
   }
 
@@ -560,11 +569,13 @@ export class RedisBroker implements Broker {
     const tags = batch.map((a) => a.tag);
     try {
       const client = await (this.#client ?? this.#connect());
-      await client.multi()
-        .zRem(this.#key("unacked_index"), tags)
-        .hDel(this.#key("unacked"), tags)
-        .hDel(this.#key("celeriac.deliveries"), tags)
-        .exec();
+      // Idempotent: repeated after a lost connection or while a restarted server loads.
+      await retryTransient(() =>
+        client.multi()
+          .zRem(this.#key("unacked_index"), tags)
+          .hDel(this.#key("unacked"), tags)
+          .hDel(this.#key("celeriac.deliveries"), tags)
+          .exec(), this.#closed.signal);
       for (const a of batch) a.resolve();
     } catch (error) {
       for (const a of batch) a.reject(error);
@@ -578,14 +589,19 @@ export class RedisBroker implements Broker {
   ): Promise<string> {
     const client = await (this.#client ?? this.#connect());
     const tag = claimed.tag;
+    // Idempotent (a tag no longer unacked is "gone"), so repeated after transient failures.
     return String(
-      await SETTLE.run(client, [
-        this.#key("unacked"),
-        this.#key("unacked_index"),
-        this.#key("celeriac.deliveries"),
-        this.#listKey(claimed.queue, 0),
-        this.#deadKey(claimed.queue),
-      ], [tag, markRedelivered(claimed.raw), mode, this.#maxDeliveries, end]),
+      await retryTransient(
+        () =>
+          SETTLE.run(client, [
+            this.#key("unacked"),
+            this.#key("unacked_index"),
+            this.#key("celeriac.deliveries"),
+            this.#listKey(claimed.queue, 0),
+            this.#deadKey(claimed.queue),
+          ], [tag, markRedelivered(claimed.raw), mode, this.#maxDeliveries, end]),
+        this.#closed.signal,
+      ),
     );
   }
 
@@ -683,7 +699,11 @@ export class RedisBroker implements Broker {
     const client = await this.#connect();
     const token = crypto.randomUUID();
     const mutex = this.#key("unacked_mutex");
-    const locked = await client.set(mutex, token, { NX: true, PX: 300_000 });
+    // kombu holds this mutex for up to 300 s; ours expires after the visibility timeout (5 s at
+    // least), so a consumer killed in the middle of a sweep blocks others' restores only that
+    // long. Overlapping sweeps stay safe: each restore is one script that re-checks the lease.
+    const ttl = Math.min(300_000, Math.max(5_000, this.#visibility));
+    const locked = await client.set(mutex, token, { NX: true, PX: ttl });
     if (locked !== "OK") return 0;
     let restored = 0;
     try {
@@ -771,7 +791,7 @@ export class RedisBroker implements Broker {
 
   async *subscribe(
     exchange: string,
-    options: { signal?: AbortSignal } = {},
+    options: SubscribeOptions = {},
   ): AsyncGenerator<BroadcastMessage> {
     const signal = AbortSignal.any([
       this.#closed.signal,
@@ -799,6 +819,7 @@ export class RedisBroker implements Broker {
     const patterns = [base, `${base}/*`];
     await subscriber.pSubscribe(patterns, listener);
     try {
+      options.onReady?.();
       while (!signal.aborted) {
         const m = buffer.shift();
         if (m) yield m;
@@ -806,6 +827,77 @@ export class RedisBroker implements Broker {
       }
     } finally {
       if (subscriber.isOpen) await subscriber.pUnsubscribe(patterns, listener).catch(() => {});
+    }
+  }
+
+  async publishDirect(exchange: string, routingKey: string, message: Message): Promise<void> {
+    const client = await this.#connect();
+    const members = await client.sMembers(this.#key(`_kombu.binding.${exchange}`));
+    const queues = new Set<string>();
+    for (const m of members) {
+      const [rk, , queue] = m.split(PRIORITY_SEP);
+      if (rk === routingKey && queue) queues.add(queue);
+    }
+    if (queues.size === 0) return;
+    const priority = message.properties.priority ?? 0;
+    for (const queue of queues) {
+      await client.lPush(
+        this.#listKey(queue, priorityStep(priority)),
+        envelopeText(message, queue, priority, exchange, routingKey),
+      );
+    }
+  }
+
+  async *consumeDirect(
+    exchange: string,
+    routingKey: string,
+    options: ConsumeDirectOptions,
+  ): AsyncGenerator<Message> {
+    const { queue } = options;
+    checkQueue(queue);
+    const signal = AbortSignal.any([
+      this.#closed.signal,
+      ...(options.signal ? [options.signal] : []),
+    ]);
+    if (signal.aborted) return;
+    const client = await this.#connect();
+    const binding = this.#key(`_kombu.binding.${exchange}`);
+    const member = `${routingKey}${PRIORITY_SEP}${PRIORITY_SEP}${queue}`;
+    await client.sAdd(binding, member);
+    const blocker = await this.#dedicated();
+    // A blocked BRPOP ends at once when the stream is aborted.
+    const unblock = () => void blocker.disconnect().catch(() => {});
+    signal.addEventListener("abort", unblock, { once: true });
+    const key = this.#listKey(queue, 0);
+    try {
+      options.onReady?.();
+      while (!signal.aborted) {
+        let popped: { key: string; element: string } | null;
+        try {
+          popped = await blocker.brPop(key, this.#blockTimeout / 1000);
+        } catch (error) {
+          if (signal.aborted) break;
+          this.#onError(error as Error);
+          await delay(100, signal).catch(() => {});
+          continue;
+        }
+        if (!popped) continue;
+        let message: Message;
+        try {
+          message = fromKombuEnvelope(popped.element);
+        } catch (error) {
+          this.#onError(error as Error);
+          continue;
+        }
+        yield message;
+      }
+    } finally {
+      signal.removeEventListener("abort", unblock);
+      this.#others.delete(blocker);
+      await closeRedisClient(blocker, 0);
+      if (client.isReady) {
+        await client.multi().sRem(binding, member).del(key).exec().catch(() => {});
+      }
     }
   }
 

@@ -8,6 +8,7 @@
 import {
   ChordError,
   Ignore,
+  MaxRetriesExceededError,
   NotRegistered,
   Reject,
   Retry,
@@ -38,6 +39,7 @@ const CELERY_ERRORS: Record<string, string> = {
   TaskRevokedError: "celery.exceptions",
   NotRegistered: "celery.exceptions",
   ChordError: "celery.exceptions",
+  MaxRetriesExceededError: "celery.exceptions",
 };
 
 // Built-in Python exception types that JavaScript errors map to by name.
@@ -144,6 +146,8 @@ export function infoToError(info: ExceptionInfo, traceback: string | null = null
       return new TaskRevokedError(message, { cause });
     case "ChordError":
       return new ChordError(message, { cause });
+    case "MaxRetriesExceededError":
+      return new MaxRetriesExceededError(message, { cause });
     case "WorkerLostError":
       return new WorkerLostError(message, { cause });
     case "NotRegistered":

@@ -6,7 +6,13 @@
  * @module
  */
 
-import type { Backend, ChordPart, ResultMeta, WaitOptions } from "../backends/backend.ts";
+import type {
+  Backend,
+  ChordPart,
+  ResultMeta,
+  StoreOptions,
+  WaitOptions,
+} from "../backends/backend.ts";
 import type { BroadcastMessage, Broker, Delivery, PublishOptions } from "../brokers/broker.ts";
 import type { Message } from "../protocol/message.ts";
 
@@ -178,8 +184,8 @@ export class ProxyBackend implements Backend {
     this.url = url;
     this.#client = client;
   }
-  store(taskId: string, meta: ResultMeta): Promise<void> {
-    return this.#client.call("backend.store", taskId, meta);
+  store(taskId: string, meta: ResultMeta, options: StoreOptions = {}): Promise<void> {
+    return this.#client.call("backend.store", taskId, meta, options);
   }
   get(taskId: string): Promise<ResultMeta | null> {
     return this.#client.call("backend.get", taskId);

@@ -7,9 +7,9 @@
  */
 
 import { type App, machineName, makeMeta, shapeToInfo } from "../app.ts";
-import type { Backend } from "../backends/backend.ts";
+import type { Backend, ChordPart } from "../backends/backend.ts";
 import type { Broker, Delivery } from "../brokers/broker.ts";
-import { applySignature } from "../canvas.ts";
+import { applySignature, isSignatureLike, leafTasks } from "../canvas.ts";
 import {
   ChordError,
   NotRegistered,
@@ -18,12 +18,24 @@ import {
   WorkerLostError,
 } from "../errors.ts";
 import { errorToInfo } from "../protocol/exceptions.ts";
-import { decodeTask, type Message, type TaskRequest, toIso } from "../protocol/message.ts";
-import { Notifier } from "../_signal.ts";
+import {
+  decodeTask,
+  type Message,
+  type SignatureDict,
+  type TaskRequest,
+  toIso,
+} from "../protocol/message.ts";
+import type { State } from "../protocol/states.ts";
+import { AppEvent, type AppEventDetails, type AppEventType } from "../signals.ts";
+import type { RateLimit } from "../task.ts";
+import { aborted, delay, Notifier } from "../_signal.ts";
 import { InlinePool } from "./inline_pool.ts";
 import type { Outcome, RunRequest } from "./outcome.ts";
 import type { Pool } from "./pool.ts";
+import { createRateLimiter, MemoryRateLimiter, parseRate, type RateLimiter } from "./rate_limit.ts";
 import { WorkersPool } from "./worker_pool.ts";
+import { ControlNode, type HeldRequest } from "./control.ts";
+import { RevokedSet } from "./revoked.ts";
 
 /** Options of {@linkcode Consumer}. */
 export interface ConsumerOptions {
@@ -54,6 +66,34 @@ export interface ConsumerOptions {
   /** Recycle a Web Worker after this many tasks. */
   maxTasksPerChild?: number;
   /**
+   * Recycle a Web Worker after a task once its isolate's memory (JavaScript heap plus
+   * ArrayBuffers) exceeds this many KiB (Celery `--max-memory-per-child`, which measures the
+   * child's RSS; Web Workers share the process's RSS, so celeriac measures the isolate).
+   */
+  maxMemoryPerChild?: number;
+  /**
+   * Grow the pool up to `max` while tasks wait for a slot, and shrink it back towards `min`
+   * after `autoscaleKeepaliveMs` without that load (Celery `--autoscale max,min`). Sizes count
+   * Web Workers (`workers`) or tasks (`inline`); the pool starts at `min`.
+   */
+  autoscale?: { max: number; min: number };
+  /**
+   * How long the pool stays grown after the load is gone.
+   * @default {30_000}
+   */
+  autoscaleKeepaliveMs?: number;
+  /**
+   * The limiter of tasks' `globalRateLimit`.
+   * @default {the broker's: Redis or Deno KV, shared by the process on memory://}
+   */
+  rateLimiter?: RateLimiter;
+  /**
+   * A rate-limited task waits in the worker at most this long; a later slot sends it back to
+   * the broker (`schedule`) until then, so it does not hold a prefetch slot.
+   * @default {2000}
+   */
+  rateLimitHoldMs?: number;
+  /**
    * ETAs further than this many ms away go back to the broker (`schedule`) instead of waiting
    * in memory.
    * @default {1000}
@@ -61,10 +101,25 @@ export interface ConsumerOptions {
   etaHoldMs?: number;
   /** Warm shutdown: stop taking messages, finish running tasks, requeue the rest. */
   signal?: AbortSignal;
+  /**
+   * Send task events (`-E`); worker events (online, heartbeat, offline) are always sent.
+   * @default {false}
+   */
+  taskEvents?: boolean;
+  /**
+   * Seconds between `worker-heartbeat` events; `0` turns them off (`--without-heartbeat`).
+   * @default {2}
+   */
+  heartbeatInterval?: number;
+  /**
+   * At start-up, wait this many ms for other workers' revoked ids (mingle); `0` skips it.
+   * The CLI uses 1000 (as Celery) unless `--without-mingle`.
+   * @default {0}
+   */
+  mingleTimeout?: number;
+  /** A JSON file that keeps revoked ids across restarts (`--statedb`). */
+  statedb?: string;
 }
-
-const REVOKE_KEEP_MS = 3 * 3600 * 1000;
-const REVOKE_MAX = 50_000;
 
 /**
  * Runs a worker over an app's broker.
@@ -100,11 +155,22 @@ export class Consumer {
   #active = 0;
   #slotFreed = new Notifier();
   #inflight = new Set<Promise<void>>();
-  #revoked = new Map<string, number>();
+  /** Revoked task ids (kept 3 hours, at most 50,000). */
+  readonly revokedSet: RevokedSet = new RevokedSet();
+  #held = new Map<Delivery, HeldRequest>();
+  #control: ControlNode | undefined;
+  #round: AbortController | undefined;
   #terminated = new Set<string>();
   #running = new Map<string, TaskRequest>();
   #processed = 0;
   #ran: Promise<void> | undefined;
+  #localLimiter = new MemoryRateLimiter();
+  #globalLimiter: Promise<RateLimiter> | undefined;
+  #rates = new Map<string, number>();
+  #poolSize = 0;
+  #childConcurrency = 1;
+  #growing = false;
+  #lastBusy = 0;
 
   /**
    * Creates the worker; `run()` starts it.
@@ -116,7 +182,7 @@ export class Consumer {
     this.app = app;
     this.#options = options;
     this.hostname = options.hostname ?? `celeriac@${machineName()}`;
-    this.queues = options.queues?.length ? options.queues : [app.conf.defaultQueue];
+    this.queues = options.queues?.length ? [...options.queues] : [app.conf.defaultQueue];
     if ((options.pool ?? "workers") === "workers" && !options.appModule) {
       throw new TypeError("Cannot start the workers pool: appModule is required");
     }
@@ -139,7 +205,106 @@ export class Consumer {
 
   /** Ids revoked on this worker. */
   get revoked(): string[] {
-    return [...this.#revoked.keys()];
+    return this.revokedSet.ids();
+  }
+
+  /** The pool, once started. */
+  get pool(): Pool | undefined {
+    return this.#pool;
+  }
+
+  /** `workers` or `inline`. */
+  get poolKind(): string {
+    return this.#options.pool ?? "workers";
+  }
+
+  /** Messages reserved at most (`0`: unlimited). */
+  get prefetchCount(): number {
+    const multiplier = this.#options.prefetchMultiplier ?? 4;
+    return multiplier === 0 ? 0 : (this.#pool?.capacity ?? 0) * multiplier;
+  }
+
+  /** The remote control node, while running. */
+  get control(): ControlNode | undefined {
+    return this.#control;
+  }
+
+  /**
+   * Starts consuming a queue too (remote control `add_consumer`).
+   *
+   * @param queue The queue.
+   */
+  addQueue(queue: string): void {
+    if (typeof queue !== "string" || queue === "") {
+      throw new TypeError(
+        `Cannot add queue ${JSON.stringify(queue)}: it must be a non-empty string`,
+      );
+    }
+    if (this.queues.includes(queue)) return;
+    this.queues.push(queue);
+    this.#round?.abort();
+  }
+
+  /**
+   * Stops consuming a queue (remote control `cancel_consumer`); messages already taken still
+   * run.
+   *
+   * @param queue The queue.
+   */
+  cancelQueue(queue: string): void {
+    const i = this.queues.indexOf(queue);
+    if (i < 0) return;
+    this.queues.splice(i, 1);
+    this.#round?.abort();
+  }
+
+  /**
+   * The tasks this worker holds: running, waiting for a slot, or waiting for their ETA.
+   *
+   * @returns A snapshot.
+   */
+  requests(): HeldRequest[] {
+    return [...this.#held.values()].map((r) => ({ ...r }));
+  }
+
+  /**
+   * Revokes tasks here: they will not start; with `terminate`, running ones are stopped
+   * (their state becomes REVOKED).
+   *
+   * @param ids Task ids.
+   * @param options Terminate or not.
+   * @returns The ids that were running and are being terminated.
+   */
+  revoke(ids: string[], options: { terminate?: boolean; signal?: string } = {}): string[] {
+    const terminated: string[] = [];
+    for (const id of ids) {
+      this.revokedSet.add(id);
+      if (options.terminate && this.#running.has(id)) {
+        this.#terminated.add(id);
+        this.#pool?.terminate(id);
+        terminated.push(id);
+      }
+    }
+    if (ids.length) this.app.logger.info(`Tasks flagged as revoked: ${ids.join(", ")}`);
+    return terminated;
+  }
+
+  /** Web Workers (`workers`) or task slots (`inline`) in the pool now. */
+  get poolSize(): number {
+    return this.#poolSize;
+  }
+
+  /**
+   * Changes the per-worker rate limit of a task type at run time (Celery's `rate_limit`
+   * control command); `0`, `""` or `null` removes it, `undefined` restores the task's own.
+   *
+   * @param name The task name.
+   * @param rate `"10/s"`, `"100/m"`, `"1/h"`, or tasks per second.
+   * @throws {TypeError} When the rate cannot be read.
+   */
+  setRateLimit(name: string, rate: RateLimit | null | undefined): void {
+    if (rate === undefined) this.#rates.delete(name);
+    else this.#rates.set(name, parseRate(rate));
   }
 
   /**
@@ -157,18 +322,30 @@ export class Consumer {
     this.#backend = await app.getBackend();
     const o = this.#options;
     const kind = o.pool ?? "workers";
-    const concurrency = o.concurrency ?? (kind === "workers" ? navigator.hardwareConcurrency : 100);
+    const concurrency = o.autoscale?.min ??
+      o.concurrency ?? (kind === "workers" ? navigator.hardwareConcurrency : 100);
     if (!Number.isInteger(concurrency) || concurrency < 1) {
       throw new RangeError(
         `Cannot set concurrency: it must be a positive integer, got ${concurrency}`,
       );
     }
+    if (
+      o.autoscale &&
+      (!Number.isInteger(o.autoscale.max) || o.autoscale.max < o.autoscale.min)
+    ) {
+      throw new RangeError(
+        `Cannot autoscale: max must be an integer >= min, got ${o.autoscale.max},${o.autoscale.min}`,
+      );
+    }
+    this.#poolSize = concurrency;
+    this.#childConcurrency = kind === "workers" ? o.childConcurrency ?? 1 : 1;
     this.#pool = kind === "workers"
       ? new WorkersPool({
         appModule: o.appModule!,
         size: concurrency,
         childConcurrency: o.childConcurrency ?? 1,
         maxTasksPerChild: o.maxTasksPerChild ?? Infinity,
+        maxMemoryPerChild: o.maxMemoryPerChild ?? Infinity,
         broker: this.#broker,
         backend: this.#backend,
         logger: app.logger,
@@ -180,7 +357,20 @@ export class Consumer {
       await this.#pool.close();
       throw error;
     }
-    const control = this.#listenControl();
+    const controlOptions: ConstructorParameters<typeof ControlNode>[2] = {
+      taskEvents: o.taskEvents ?? false,
+      heartbeatInterval: o.heartbeatInterval ?? 2,
+      mingleTimeout: o.mingleTimeout ?? 0,
+    };
+    if (o.statedb) controlOptions.statedb = o.statedb;
+    const control = this.#control = new ControlNode(this, this.#broker, controlOptions);
+    try {
+      await control.start();
+    } catch (error) {
+      await control.close().catch(() => {});
+      await this.#pool.close();
+      throw error;
+    }
     const multiplier = o.prefetchMultiplier ?? 4;
     if (multiplier === 0) {
       app.logger.warn("prefetchMultiplier 0 means unlimited prefetch: this worker may hoard tasks");
@@ -190,36 +380,50 @@ export class Consumer {
       pool: kind,
       concurrency: this.#pool.capacity,
     });
-    app.dispatchEvent(new CustomEvent("workerReady", { detail: { hostname: this.hostname } }));
+    app.dispatchEvent(new AppEvent("workerReady", { hostname: this.hostname }));
+    const scaler = o.autoscale ? this.#autoscaler(o.autoscale.min) : undefined;
     try {
       const prefetch = () => multiplier === 0 ? 0 : this.#pool!.capacity * multiplier;
-      for await (
-        const delivery of this.#broker.consume(this.queues, {
-          prefetch: prefetch(),
-          signal: this.#stop.signal,
-        })
-      ) {
-        this.#reserved++;
-        const p = this.#handle(delivery).catch((error) => {
-          app.logger.error(`Internal error handling a message: ${error}`, { error });
-        }).finally(() => {
-          this.#reserved--;
-          this.#inflight.delete(p);
-          this.#slotFreed.notify();
-        });
-        this.#inflight.add(p);
-        while (prefetch() > 0 && this.#reserved >= prefetch() && !this.#stop.signal.aborted) {
-          await this.#slotFreed.wait(this.#stop.signal);
+      // add_consumer/cancel_consumer end a round; the next one consumes the new queue list.
+      while (!this.#stop.signal.aborted) {
+        const round = this.#round = new AbortController();
+        if (this.queues.length === 0) {
+          const idle = aborted(AbortSignal.any([this.#stop.signal, round.signal]));
+          await idle.promise;
+          idle.dispose();
+          continue;
+        }
+        const signal = AbortSignal.any([this.#stop.signal, round.signal]);
+        for await (
+          const delivery of this.#broker.consume([...this.queues], {
+            prefetch: prefetch(),
+            signal,
+          })
+        ) {
+          this.#reserved++;
+          const p = this.#handle(delivery).catch((error) => {
+            app.logger.error(`Internal error handling a message: ${error}`, { error });
+          }).finally(() => {
+            this.#reserved--;
+            this.#held.delete(delivery);
+            this.#inflight.delete(p);
+            this.#slotFreed.notify();
+          });
+          this.#inflight.add(p);
+          while (prefetch() > 0 && this.#reserved >= prefetch() && !this.#stop.signal.aborted) {
+            await this.#slotFreed.wait(this.#stop.signal);
+          }
         }
       }
     } finally {
-      app.dispatchEvent(
-        new CustomEvent("workerShuttingDown", { detail: { hostname: this.hostname } }),
-      );
+      app.dispatchEvent(new AppEvent("workerShuttingDown", { hostname: this.hostname }));
       this.#stop.abort();
       while (this.#inflight.size) await Promise.allSettled([...this.#inflight]);
       await this.#pool.close();
-      await control;
+      await control.close();
+      await scaler;
+      const limiter = await this.#globalLimiter?.catch(() => undefined);
+      if (limiter && !o.rateLimiter) await limiter.close().catch(() => {});
       app.logger.info(`${this.hostname} stopped`, { processed: this.#processed });
     }
   }
@@ -254,26 +458,110 @@ export class Consumer {
 
   async #store(req: TaskRequest, meta: ReturnType<typeof makeMeta>): Promise<void> {
     try {
-      await this.#backend.store(req.id, meta);
+      await this.#backend.store(req.id, meta, { replyTo: req.replyTo });
     } catch (error) {
       this.app.logger.error(`Cannot store the result of ${req.name}[${req.id}]: ${error}`);
     }
   }
 
-  #event(type: string, detail: Record<string, unknown>): void {
+  #event<K extends AppEventType>(
+    type: K,
+    detail: Omit<AppEventDetails[K], "hostname">,
+  ): void {
     this.app.dispatchEvent(
-      new CustomEvent(type, { detail: { hostname: this.hostname, ...detail } }),
+      new AppEvent(type, { hostname: this.hostname, ...detail } as AppEventDetails[K]),
     );
   }
 
-  #isRevoked(id: string): boolean {
-    const until = this.#revoked.get(id);
-    if (until === undefined) return false;
-    if (until < Date.now()) {
-      this.#revoked.delete(id);
-      return false;
+  // Shrinks the pool back towards `min` once it has not been busy for the keepalive.
+  async #autoscaler(min: number): Promise<void> {
+    const keepalive = this.#options.autoscaleKeepaliveMs ?? 30_000;
+    const tick = Math.min(1000, keepalive / 4);
+    while (!this.#stop.signal.aborted) {
+      try {
+        await delay(tick, this.#stop.signal);
+      } catch {
+        return;
+      }
+      const wanted = Math.max(min, Math.ceil(this.#reserved / this.#childConcurrency));
+      if (wanted >= this.#poolSize) this.#lastBusy = Date.now();
+      else if (Date.now() - this.#lastBusy >= keepalive && !this.#growing) {
+        const n = this.#poolSize - wanted;
+        this.#poolSize = wanted;
+        await this.#pool!.shrink(n);
+        this.app.logger.info(`${this.hostname} autoscale: shrunk to ${wanted}`);
+      }
+    }
+  }
+
+  // The broker's key prefix, so that the shared limiter's keys sit with the broker's.
+  #limiterOptions(): { prefix?: string } {
+    const t = this.app.conf.transportOptions;
+    const prefix = t.global_keyprefix ?? t.keyPrefix;
+    return typeof prefix === "string" ? { prefix } : {};
+  }
+
+  // Grows the pool by one while tasks wait for a slot (autoscale).
+  #maybeGrow(): void {
+    const max = this.#options.autoscale?.max;
+    if (max === undefined || this.#growing || this.#poolSize >= max) return;
+    this.#growing = true;
+    this.#poolSize++;
+    this.#lastBusy = Date.now();
+    this.#pool!.grow(1).then(
+      () => this.app.logger.info(`${this.hostname} autoscale: grew to ${this.#poolSize}`),
+      (error) => {
+        this.#poolSize--;
+        this.app.logger.error(`Cannot grow the pool: ${error}`);
+      },
+    ).finally(() => {
+      this.#growing = false;
+      this.#slotFreed.notify();
+    });
+  }
+
+  // Waits for the task's rate limits. Returns false when the message went back to the broker
+  // (its slot is further away than rateLimitHoldMs) or the worker is stopping.
+  async #rateLimit(delivery: Delivery, req: TaskRequest): Promise<boolean> {
+    const task = this.app.tasks.get(req.name)!;
+    const hold = this.#options.rateLimitHoldMs ?? 2000;
+    const local = this.#rates.get(req.name) ?? parseRate(task.options.rateLimit);
+    const global = parseRate(task.options.globalRateLimit);
+    const limits: [() => Promise<RateLimiter>, number][] = [];
+    if (local > 0) limits.push([() => Promise.resolve(this.#localLimiter), local]);
+    if (global > 0) {
+      limits.push([
+        () =>
+          this.#globalLimiter ??= this.#options.rateLimiter
+            ? Promise.resolve(this.#options.rateLimiter)
+            : createRateLimiter(this.app.conf.brokerUrl, this.#limiterOptions()),
+        global,
+      ]);
+    }
+    for (const [limiter, rate] of limits) {
+      const { reserved, waitMs } = await (await limiter()).reserve(req.name, rate, hold);
+      if (!reserved) {
+        const eta = new Date(Date.now() + waitMs);
+        await this.#broker.schedule(delivery.queue, delivery.message, eta, {
+          priority: req.priority ?? 0,
+        });
+        await delivery.ack();
+        return false;
+      }
+      if (waitMs > 0) {
+        try {
+          await delay(waitMs, this.#stop.signal);
+        } catch {
+          await delivery.reject({ requeue: true });
+          return false;
+        }
+      }
     }
     return true;
+  }
+
+  #isRevoked(id: string): boolean {
+    return this.revokedSet.has(id);
   }
 
   async #handle(delivery: Delivery): Promise<void> {
@@ -285,7 +573,14 @@ export class Consumer {
       app.logger.error(
         `Rejected a malformed message from ${delivery.queue}: ${(error as Error).message}`,
       );
-      this.#event("taskRejected", { queue: delivery.queue, error, message: delivery.message });
+      this.#event("taskRejected", {
+        id: null,
+        name: null,
+        queue: delivery.queue,
+        requeue: false,
+        reason: (error as Error).message,
+        message: delivery.message,
+      });
       await delivery.reject({ requeue: false });
       return;
     }
@@ -297,6 +592,34 @@ export class Consumer {
       await delivery.reject({ requeue: false });
       return;
     }
+    if (delivery.deliveryCount > app.conf.maxDeliveries) {
+      return this.#deadLetter(delivery, req, `delivered ${delivery.deliveryCount} times`);
+    }
+    this.#event("taskReceived", {
+      id: req.id,
+      name: req.name,
+      args: req.args,
+      kwargs: req.kwargs,
+      rootId: req.rootId,
+      parentId: req.parentId,
+      retries: req.retries,
+      eta: req.eta,
+      expires: req.expires,
+    });
+    const held: HeldRequest = {
+      id: req.id,
+      name: req.name,
+      args: req.args,
+      kwargs: req.kwargs,
+      state: "reserved",
+      queue: delivery.queue,
+      timeStart: null,
+      acknowledged: false,
+      eta: req.eta,
+      priority: req.priority,
+      redelivered: delivery.redelivered,
+    };
+    this.#held.set(delivery, held);
     if (this.#isRevoked(req.id)) return this.#revoke(delivery, req, "revoked");
     if (req.expires && req.expires.getTime() <= Date.now()) {
       return this.#revoke(delivery, req, "expired");
@@ -311,11 +634,14 @@ export class Consumer {
         await delivery.ack();
         return;
       }
+      held.state = "scheduled";
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      held.state = "reserved";
     }
+    if (!(await this.#rateLimit(delivery, req))) return;
     // Wait for a free task slot; a warm shutdown meanwhile gives the message back.
-    const capacity = this.#pool!.capacity;
-    while (this.#active >= capacity && !this.#stop.signal.aborted) {
+    while (this.#active >= this.#pool!.capacity && !this.#stop.signal.aborted) {
+      this.#maybeGrow();
       await this.#slotFreed.wait(this.#stop.signal);
     }
     if (this.#stop.signal.aborted) {
@@ -325,12 +651,14 @@ export class Consumer {
     if (this.#isRevoked(req.id)) return this.#revoke(delivery, req, "revoked");
     this.#active++;
     this.#running.set(req.id, req);
+    held.state = "active";
+    held.timeStart = Date.now();
     // The slot frees when the pool returns, so the next task starts while this one's result
     // is stored and its message settled (those are broker/backend round trips, not pool work).
-    let held = true;
+    let holding = true;
     const release = () => {
-      if (!held) return;
-      held = false;
+      if (!holding) return;
+      holding = false;
       this.#active--;
       this.#running.delete(req.id);
       this.#slotFreed.notify();
@@ -343,6 +671,29 @@ export class Consumer {
     }
   }
 
+  // A message delivered too often (its worker keeps dying): dead-letter it and fail the task,
+  // so that a poison message neither loops nor leaves its caller waiting.
+  async #deadLetter(delivery: Delivery, req: TaskRequest, why: string): Promise<void> {
+    const message =
+      `Task ${req.name}[${req.id}] dead-lettered: ${why} (maxDeliveries ${this.app.conf.maxDeliveries})`;
+    this.app.logger.error(message);
+    this.#event("taskRejected", {
+      id: req.id,
+      name: req.name,
+      queue: delivery.queue,
+      requeue: false,
+      reason: message,
+    });
+    await this.#store(
+      req,
+      makeMeta(req.id, "FAILURE", errorToInfo(new WorkerLostError(message)), {
+        parentId: req.parentId,
+        groupId: req.group,
+      }),
+    );
+    await delivery.reject({ requeue: false });
+  }
+
   async #revoke(delivery: Delivery, req: TaskRequest, why: "revoked" | "expired" | "terminated") {
     this.app.logger.info(`Discarding ${why} task ${req.name}[${req.id}]`);
     this.#event("taskRevoked", {
@@ -351,9 +702,9 @@ export class Consumer {
       expired: why === "expired",
       terminated: why === "terminated",
     });
-    if (!req.ignoreResult) {
-      await this.#store(req, makeMeta(req.id, "REVOKED", errorToInfo(new TaskRevokedError(why))));
-    }
+    const exc = errorToInfo(new TaskRevokedError(why));
+    if (!req.ignoreResult) await this.#store(req, makeMeta(req.id, "REVOKED", exc));
+    await this.#chordPart(req, "REVOKED", exc);
     await delivery.ack();
   }
 
@@ -362,7 +713,11 @@ export class Consumer {
     const task = app.tasks.get(req.name)!;
     const acksLate = task.options.acksLate ?? app.conf.acksLate;
     const ignoreResult = req.ignoreResult || (task.options.ignoreResult ?? false);
-    if (!acksLate) await delivery.ack();
+    if (!acksLate) {
+      await delivery.ack();
+      const held = this.#held.get(delivery);
+      if (held) held.acknowledged = true;
+    }
     if (task.options.trackStarted && !ignoreResult) {
       await this.#store(
         req,
@@ -393,26 +748,37 @@ export class Consumer {
         },
         hostname: this.hostname,
         isEager: false,
+        replyTo: req.replyTo,
       },
     };
     this.#event("taskPrerun", { id: req.id, name: req.name, args: req.args, kwargs: req.kwargs });
+    const storeErrors = !ignoreResult || (task.options.storeErrorsEvenIfIgnored ?? false);
     const [hard, soft] = req.timeLimit;
     const outcome = await this.#pool!.run(run, {
       hardLimit: hard ?? task.options.timeLimit ?? this.#options.timeLimit ?? null,
       softLimit: soft ?? task.options.softTimeLimit ?? this.#options.softTimeLimit ?? null,
-      onState: (state, meta) => this.#backend.store(req.id, makeMeta(req.id, state, meta)),
+      onState: (state, meta) =>
+        this.#backend.store(req.id, makeMeta(req.id, state, meta), { replyTo: req.replyTo }),
     });
     release();
-    await this.#settle(delivery, req, outcome, { acksLate, ignoreResult });
-    this.#event("taskPostrun", { id: req.id, name: req.name, outcome: outcome.kind });
+    const state = await this.#settle(delivery, req, outcome, {
+      acksLate,
+      ignoreResult,
+      storeErrors,
+    });
+    this.#event("taskPostrun", { id: req.id, name: req.name, state });
   }
 
   async #settle(
     delivery: Delivery,
     req: TaskRequest,
     outcome: Outcome,
-    { acksLate, ignoreResult }: { acksLate: boolean; ignoreResult: boolean },
-  ): Promise<void> {
+    { acksLate, ignoreResult, storeErrors }: {
+      acksLate: boolean;
+      ignoreResult: boolean;
+      storeErrors: boolean;
+    },
+  ): Promise<State> {
     const app = this.app;
     const task = app.tasks.get(req.name)!;
     const ids = { parentId: req.parentId, groupId: req.group };
@@ -423,13 +789,18 @@ export class Consumer {
         makeMeta(req.id, "REVOKED", errorToInfo(new TaskRevokedError("terminated")), ids),
       );
       if (acksLate) await delivery.ack();
-      return;
+      return "REVOKED";
     }
     switch (outcome.kind) {
       case "success": {
-        // Follow-ups go out before the result is stored, as Celery's tracer does.
-        await this.#followUps(req, outcome.value);
-        if (!ignoreResult) await this.#store(req, makeMeta(req.id, "SUCCESS", outcome.value, ids));
+        // Follow-ups go out before the result is stored, as Celery's tracer does, so that
+        // the stored `children` lists them.
+        const children = await this.#followUps(req, outcome.value);
+        if (!ignoreResult) {
+          const meta = makeMeta(req.id, "SUCCESS", outcome.value, ids);
+          meta.children = children;
+          await this.#store(req, meta);
+        }
         await this.#chordPart(req, "SUCCESS", outcome.value);
         if (acksLate) await delivery.ack();
         this.#event("taskSuccess", {
@@ -438,7 +809,7 @@ export class Consumer {
           result: outcome.value,
           runtime: outcome.runtime,
         });
-        return;
+        return "SUCCESS";
       }
       case "retry": {
         const eta = outcome.eta
@@ -455,48 +826,76 @@ export class Consumer {
         const exc = outcome.error
           ? shapeToInfo(outcome.error)
           : errorToInfo(new Error("Retry in the future"));
-        await this.#store(
-          req,
-          makeMeta(req.id, "RETRY", exc, { ...ids, traceback: outcome.error?.stack ?? null }),
-        );
+        if (!ignoreResult) {
+          await this.#store(
+            req,
+            makeMeta(req.id, "RETRY", exc, { ...ids, traceback: outcome.error?.stack ?? null }),
+          );
+        }
         if (acksLate) await delivery.ack();
-        this.#event("taskRetry", { id: req.id, name: req.name, eta, error: outcome.error });
-        return;
+        app.logger.info(`Task ${req.name}[${req.id}] retry in ${eta.getTime() - Date.now()} ms`);
+        this.#event("taskRetry", {
+          id: req.id,
+          name: req.name,
+          eta,
+          retries: req.retries,
+          reason: outcome.error ? exc : null,
+          traceback: outcome.error?.stack ?? null,
+        });
+        return "RETRY";
       }
       case "reject":
-        this.#event("taskRejected", { id: req.id, name: req.name, requeue: outcome.requeue });
+        this.#event("taskRejected", {
+          id: req.id,
+          name: req.name,
+          queue: delivery.queue,
+          requeue: outcome.requeue,
+          reason: outcome.error.message,
+        });
         if (acksLate) await delivery.reject({ requeue: outcome.requeue });
         else if (outcome.requeue) await this.#broker.publish(delivery.queue, delivery.message);
-        return;
+        return "REJECTED";
       case "ignore":
         if (acksLate) await delivery.ack();
-        return;
+        return "IGNORED";
       case "lost": {
         const cold = this.#cold.signal.aborted;
         if (acksLate && (cold || task.options.rejectOnWorkerLost)) {
+          // Bounded by the broker's redelivery counter: a message that keeps killing its
+          // worker is dead-lettered instead of looping.
+          if (!cold && delivery.deliveryCount >= app.conf.maxDeliveries) {
+            await this.#deadLetter(
+              delivery,
+              req,
+              `its worker was lost on each of ${delivery.deliveryCount} deliveries`,
+            );
+            return "FAILURE";
+          }
           await delivery.reject({ requeue: true });
-          return;
+          return "REJECTED";
         }
         const error = new WorkerLostError(outcome.error.message);
-        await this.#fail(req, errorToInfo(error), outcome.error.stack);
+        await this.#fail(req, errorToInfo(error), outcome.error.stack, storeErrors);
         if (acksLate) await this.#ackFailure(delivery, task.options.acksOnFailureOrTimeout);
-        return;
+        return "FAILURE";
       }
       case "timeout": {
         app.logger.error(
           `Hard time limit (${outcome.seconds}s) exceeded for ${req.name}[${req.id}]`,
         );
-        await this.#fail(req, errorToInfo(new TimeLimitExceeded(outcome.seconds)), null);
+        const exc = errorToInfo(new TimeLimitExceeded(outcome.seconds));
+        await this.#fail(req, exc, null, storeErrors);
         if (acksLate) await this.#ackFailure(delivery, task.options.acksOnFailureOrTimeout);
-        return;
+        return "FAILURE";
       }
       case "failure": {
-        app.logger.warn(
-          `Task ${req.name}[${req.id}] raised ${outcome.error.name}: ${outcome.error.message}`,
-        );
-        await this.#fail(req, shapeToInfo(outcome.error), outcome.error.stack);
+        const text =
+          `Task ${req.name}[${req.id}] raised ${outcome.error.name}: ${outcome.error.message}`;
+        if (outcome.error.expected) app.logger.info(text);
+        else app.logger.warn(text, { traceback: outcome.error.stack });
+        await this.#fail(req, shapeToInfo(outcome.error), outcome.error.stack, storeErrors);
         if (acksLate) await this.#ackFailure(delivery, task.options.acksOnFailureOrTimeout);
-        return;
+        return "FAILURE";
       }
     }
   }
@@ -506,60 +905,133 @@ export class Consumer {
     else await delivery.reject({ requeue: false });
   }
 
-  async #fail(req: TaskRequest, exc: ReturnType<typeof errorToInfo>, traceback: string | null) {
-    await this.#store(
-      req,
-      makeMeta(req.id, "FAILURE", exc, { traceback, parentId: req.parentId, groupId: req.group }),
-    );
-    this.#event("taskFailure", { id: req.id, name: req.name, exception: exc, traceback });
-    for (const sig of req.embed.errbacks ?? []) {
-      await this.#send(req, () => applySignature(this.app, sig, { prepend: [req.id] }));
+  async #fail(
+    req: TaskRequest,
+    exc: ReturnType<typeof errorToInfo>,
+    traceback: string | null,
+    store = true,
+  ) {
+    if (store) {
+      await this.#store(
+        req,
+        makeMeta(req.id, "FAILURE", exc, { traceback, parentId: req.parentId, groupId: req.group }),
+      );
     }
+    this.#event("taskFailure", { id: req.id, name: req.name, exception: exc, traceback });
     await this.#chordPart(req, "FAILURE", exc);
+    // The rest of the chain will never run: fail it too, so nobody waits forever on its
+    // results or on a chord it belongs to (Celery's `mark_as_failure`).
+    for (const sig of req.embed.chain ?? []) await this.#failSignature(req, sig, exc, traceback);
+    await this.#errbacks(req, req.embed.errbacks ?? [], req.id);
   }
 
-  async #followUps(req: TaskRequest, value: unknown): Promise<void> {
+  // Errbacks in message form: each gets the failed task's id prepended; each runs once.
+  async #errbacks(req: TaskRequest, errbacks: readonly SignatureDict[], failedId: string) {
+    const seen = new Set<string>();
+    for (const sig of errbacks) {
+      const key = JSON.stringify(sig);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      await this.#send(req, () =>
+        applySignature(this.app, sig, {
+          prepend: [failedId],
+          send: { parentId: failedId, rootId: req.rootId },
+        }));
+    }
+  }
+
+  // Marks every task a signature would have run as failed, completing any chord they were
+  // header members of.
+  async #failSignature(
+    req: TaskRequest,
+    sig: SignatureDict,
+    exc: ReturnType<typeof errorToInfo>,
+    traceback: string | null,
+  ) {
+    let leaves: SignatureDict[];
+    try {
+      leaves = leafTasks(sig);
+    } catch {
+      return;
+    }
+    for (const leaf of leaves) {
+      const id = leaf.options.task_id as string;
+      const o = leaf.options;
+      const groupId = typeof o.group_id === "string" ? o.group_id : null;
+      try {
+        await this.#backend.store(id, makeMeta(id, "FAILURE", exc, { traceback, groupId }));
+      } catch (error) {
+        this.app.logger.error(`Cannot store the failure of ${id}: ${error}`);
+      }
+      if (isSignatureLike(o.chord) && groupId) {
+        await this.#chordPart(
+          {
+            ...req,
+            id,
+            group: groupId,
+            groupIndex: typeof o.group_index === "number" ? o.group_index : null,
+            embed: { ...req.embed, chord: o.chord as SignatureDict },
+          },
+          "FAILURE",
+          exc,
+        );
+      }
+    }
+  }
+
+  async #followUps(req: TaskRequest, value: unknown): Promise<unknown[]> {
     const lineage = { parentId: req.id, rootId: req.rootId };
+    const send = req.priority === null ? lineage : { ...lineage, priority: req.priority };
+    const children: unknown[] = [];
     for (const sig of req.embed.callbacks ?? []) {
-      await this.#send(
-        req,
-        () => applySignature(this.app, sig, { prepend: [value], send: lineage }),
-      );
+      await this.#send(req, async () => {
+        const r = await applySignature(this.app, sig, { prepend: [value], send });
+        children.push(r.asTuple());
+      });
     }
     const chain = req.embed.chain;
     if (chain?.length) {
       const rest = chain.slice(0, -1);
       const next = chain[chain.length - 1]!;
-      const send = rest.length ? { ...lineage, chain: rest } : lineage;
-      await this.#send(req, () => applySignature(this.app, next, { prepend: [value], send }));
+      await this.#send(req, async () => {
+        const r = await applySignature(this.app, next, {
+          prepend: [value],
+          send: { ...send, chain: rest },
+        });
+        children.push(r.asTuple());
+      });
     }
+    return children;
   }
 
-  async #chordPart(req: TaskRequest, status: "SUCCESS" | "FAILURE", result: unknown) {
+  async #chordPart(req: TaskRequest, status: State, result: unknown) {
     const body = req.embed.chord;
     if (!body || !req.group) return;
-    const parts = await this.#backend.chordPartReturn(req.group, req.groupIndex ?? 0, {
-      taskId: req.id,
-      status,
-      result,
-    });
+    let parts: ChordPart[] | null;
+    try {
+      parts = await this.#backend.chordPartReturn(req.group, req.groupIndex ?? 0, {
+        taskId: req.id,
+        status,
+        result,
+      });
+    } catch (error) {
+      this.app.logger.error(`Cannot record chord part ${req.id} of ${req.group}: ${error}`);
+      return;
+    }
     if (!parts) return;
     const failed = parts.find((p) => p.status !== "SUCCESS");
-    const bodyId = typeof body.options?.task_id === "string" ? body.options.task_id : null;
     if (failed) {
-      const error = new ChordError(
-        `Dependency ${failed.taskId} raised ${JSON.stringify(failed.result)}`,
-      );
-      if (bodyId) {
-        await this.#backend.store(bodyId, makeMeta(bodyId, "FAILURE", errorToInfo(error)));
-      }
-      const errbacks = body.options?.link_error;
-      for (const sig of Array.isArray(errbacks) ? errbacks : errbacks ? [errbacks] : []) {
-        await this.#send(
-          req,
-          () => applySignature(this.app, sig, { prepend: [bodyId ?? req.group] }),
-        );
-      }
+      const error = new ChordError(`Dependency ${failed.taskId} raised ${describe(failed.result)}`);
+      const exc = errorToInfo(error);
+      await this.#failSignature(req, body, exc, null);
+      const bodyId = leafTasks(body).at(-1)?.options.task_id;
+      const errbacks = leafTasks(body).flatMap((leaf) => {
+        const e = leaf.options.link_error;
+        return (Array.isArray(e) ? e : e ? [e] : []) as SignatureDict[];
+      });
+      const own = body.options?.link_error;
+      const all = [...(Array.isArray(own) ? own : own ? [own] : []), ...errbacks];
+      await this.#errbacks(req, all as SignatureDict[], String(bodyId ?? req.group));
       return;
     }
     await this.#send(req, () =>
@@ -576,45 +1048,18 @@ export class Consumer {
       this.app.logger.error(`Cannot send a follow-up of ${req.name}[${req.id}]: ${error}`);
     }
   }
+}
 
-  // Remote control, the part the core needs: revoke (and terminate).
-  async #listenControl(): Promise<void> {
-    const broker = this.#broker;
-    if (!broker.subscribe) return;
-    try {
-      for await (const m of broker.subscribe("celery.pidbox", { signal: this.#stop.signal })) {
-        let body: {
-          method?: string;
-          arguments?: Record<string, unknown>;
-          destination?: string[] | null;
-        };
-        try {
-          body = JSON.parse(m.message.body);
-        } catch {
-          continue;
-        }
-        if (body.destination && !body.destination.includes(this.hostname)) continue;
-        if (body.method === "revoke") {
-          const args = body.arguments ?? {};
-          const ids = Array.isArray(args.task_id)
-            ? args.task_id as string[]
-            : [String(args.task_id)];
-          for (const id of ids) {
-            this.#revoked.set(id, Date.now() + REVOKE_KEEP_MS);
-            if (this.#revoked.size > REVOKE_MAX) {
-              this.#revoked.delete(this.#revoked.keys().next().value!);
-            }
-            if (args.terminate && this.#running.has(id)) {
-              this.#terminated.add(id);
-              this.#pool?.terminate(id);
-            }
-          }
-        }
-      }
-    } catch (error) {
-      if (!this.#stop.signal.aborted) this.app.logger.error(`Remote control stopped: ${error}`);
-    }
+// Celery's `repr` of a header task's error in a ChordError: `ValueError('boom')`.
+function describe(result: unknown): string {
+  if (result && typeof result === "object" && "exc_type" in result) {
+    const r = result as { exc_type: unknown; exc_message?: unknown };
+    const args = Array.isArray(r.exc_message) ? r.exc_message : [r.exc_message];
+    return `${r.exc_type}(${
+      args.map((a) => typeof a === "string" ? `'${a}'` : JSON.stringify(a)).join(", ")
+    })`;
   }
+  return JSON.stringify(result);
 }
 
 /**

@@ -9,7 +9,8 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import type { App } from "../app.ts";
 import { Ignore, NotRegistered, Reject, Retry } from "../errors.ts";
 import type { State } from "../protocol/states.ts";
-import { TaskContext } from "../task.ts";
+import { backoffCountdown } from "../backoff.ts";
+import { matchesError, type Task, TaskContext } from "../task.ts";
 import { bindArguments, parameterNames } from "./arguments.ts";
 import { type Outcome, type RunRequest, toErrorShape } from "./outcome.ts";
 
@@ -41,7 +42,7 @@ function paramsOf(fn: (...args: never[]) => unknown, explicit?: string[]): (stri
  * app.task("t.add", (x: number, y: number) => x + y);
  * const context = {
  *   id: "1", name: "t.add", retries: 0, rootId: "1", parentId: null, group: null,
- *   groupIndex: null, eta: null, expires: null, headers: {}, hostname: "h", isEager: true,
+ *   groupIndex: null, eta: null, expires: null, headers: {}, hostname: "h", isEager: true, replyTo: null,
  *   deliveryInfo: { queue: "celery", redelivered: false, deliveryCount: 1, priority: null },
  * };
  * const outcome = await execute(app, { id: "1", name: "t.add", args: [2], kwargs: { y: 3 }, context },
@@ -79,7 +80,8 @@ export async function execute(
     const args = bindArguments(request.args, request.kwargs, paramsOf(fn, task.options.params));
     const value = await currentTask.run(context, () => fn.apply(context, args));
     return { kind: "success", value, runtime: runtime() };
-  } catch (error) {
+  } catch (thrown) {
+    const error = autoretry(task, context, thrown);
     if (error instanceof Retry) {
       return {
         kind: "retry",
@@ -92,6 +94,39 @@ export async function execute(
       return { kind: "reject", requeue: error.requeue, error: toErrorShape(error) };
     }
     if (error instanceof Ignore) return { kind: "ignore" };
-    return { kind: "failure", error: toErrorShape(error), runtime: runtime() };
+    const shape = toErrorShape(error);
+    if (matchesError(task.options.throws, error)) shape.expected = true;
+    return { kind: "failure", error: shape, runtime: runtime() };
   }
+}
+
+// Celery's autoretry (`celery/app/autoretry.py`): an error matching `autoretryFor` (and not
+// `dontAutoretryFor`) becomes `retry({exc})`; returns what `retry()` threw (a `Retry`, or the
+// error itself once retries run out).
+function autoretry(task: Task<never[], unknown>, context: TaskContext, error: unknown): unknown {
+  const o = task.options;
+  if (
+    error instanceof Retry || error instanceof Reject || error instanceof Ignore ||
+    !matchesError(o.autoretryFor, error) || matchesError(o.dontAutoretryFor, error)
+  ) {
+    return error;
+  }
+  const options: Parameters<TaskContext["retry"]>[0] = { exc: error };
+  const kw = o.retryKwargs ?? {};
+  if (kw.maxRetries !== undefined) options.maxRetries = kw.maxRetries;
+  if (o.retryBackoff) {
+    options.countdown = backoffCountdown(context.retries, {
+      factor: o.retryBackoff === true ? 1 : o.retryBackoff,
+      max: o.retryBackoffMax ?? 600,
+      jitter: o.retryJitter ?? true,
+    });
+  } else if (kw.countdown !== undefined) {
+    options.countdown = kw.countdown;
+  }
+  try {
+    context.retry(options);
+  } catch (retried) {
+    return retried;
+  }
+  return error;
 }

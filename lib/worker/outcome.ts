@@ -17,6 +17,8 @@ export interface ErrorShape {
   module?: string;
   /** The arguments (`exc_message`) when the error came from a Celery peer. */
   args?: unknown[];
+  /** The task lists it in `throws`: log it without a traceback. */
+  expected?: boolean;
 }
 
 /** The result of running one task. */
@@ -88,6 +90,8 @@ export interface RequestContext {
   hostname: string;
   /** Whether the task runs eagerly (`apply()`). */
   isEager: boolean;
+  /** Where `rpc://` results go. */
+  replyTo: string | null;
 }
 
 /**

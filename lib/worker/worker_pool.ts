@@ -26,7 +26,7 @@ export type ToWorker =
 export type FromWorker =
   | { type: "ready"; tasks: string[] }
   | { type: "init-error"; error: ErrorShape }
-  | { type: "done"; id: string; outcome: Outcome }
+  | { type: "done"; id: string; outcome: Outcome; heapUsed?: number }
   | ProxyRequest;
 
 /** Options of {@linkcode WorkersPool}. */
@@ -39,6 +39,11 @@ export interface WorkersPoolOptions {
   childConcurrency?: number;
   /** Recycle a Web Worker after this many tasks. @default {Infinity} */
   maxTasksPerChild?: number;
+  /**
+   * Recycle a Web Worker after a task once its memory (`heapUsed + external` of its isolate,
+   * reported with each result) exceeds this many KiB. @default {Infinity}
+   */
+  maxMemoryPerChild?: number;
   /** The parent's broker, for calls tasks make. */
   broker: Broker;
   /** The parent's backend, for calls tasks make. */
@@ -84,6 +89,7 @@ export class WorkersPool implements Pool {
   #proxy: ProxyServer;
   #closed = false;
   #failures = 0;
+  #spawned = 0;
 
   /**
    * Creates the pool; `start()` spawns the Web Workers.
@@ -114,6 +120,11 @@ export class WorkersPool implements Pool {
     return this.#slots.size;
   }
 
+  /** Web Workers started since the pool was created (recycled and respawned ones included). */
+  get spawned(): number {
+    return this.#spawned;
+  }
+
   async start(): Promise<void> {
     const slots = [];
     for (let i = 0; i < this.#size; i++) slots.push(this.#spawn());
@@ -122,6 +133,7 @@ export class WorkersPool implements Pool {
 
   #spawn(): Slot {
     const worker = new Worker(WORKER_URL, { type: "module" });
+    this.#spawned++;
     const ready = Promise.withResolvers<void>();
     const slot: Slot = {
       worker,
@@ -148,7 +160,7 @@ export class WorkersPool implements Pool {
           this.#kill(slot, { name: "WorkerLostError", message: m.error.message, stack: null });
           return;
         case "done":
-          return this.#finish(slot, m.id, m.outcome);
+          return this.#finish(slot, m.id, m.outcome, m.heapUsed);
         case "call":
         case "cancel":
           this.#proxy.handle(m, (r) => {
@@ -205,7 +217,7 @@ export class WorkersPool implements Pool {
     else setTimeout(go, wait);
   }
 
-  #finish(slot: Slot, id: string, outcome: Outcome): void {
+  #finish(slot: Slot, id: string, outcome: Outcome, heapUsed = 0): void {
     const r = slot.running.get(id);
     if (!r) return;
     for (const t of r.timers) clearTimeout(t);
@@ -214,6 +226,14 @@ export class WorkersPool implements Pool {
     r.resolve(outcome);
     const max = this.#options.maxTasksPerChild ?? Infinity;
     if (slot.done >= max) slot.retiring = true;
+    if (heapUsed > (this.#options.maxMemoryPerChild ?? Infinity) * 1024) {
+      this.#options.logger?.info(
+        `Recycling a Web Worker: its heap (${
+          Math.round(heapUsed / 1024)
+        } KiB) exceeds maxMemoryPerChild`,
+      );
+      slot.retiring = true;
+    }
     if (slot.retiring && slot.running.size === 0) {
       this.#kill(slot, toErrorShape(new WorkerLostError("recycled")));
     }

@@ -36,6 +36,12 @@ export const sleep = app.task("tasks.sleep", (ms: number) => {
   return new Promise<number>((resolve) => setTimeout(() => resolve(ms), ms));
 });
 
+export const window = app.task("tasks.window", async (ms: number) => {
+  const start = Date.now();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return [start, Date.now()];
+});
+
 export const addTwice = app.task("tasks.add_twice", async (x: number) => {
   const first = await add.delay(x, x);
   return await first.get({ timeout: 10_000 }) * 2;

@@ -12,6 +12,10 @@ import { RedisBeatStore } from "../../lib/beat/store_redis.ts";
 const [kind, where, prefix, mode, label] = Deno.args;
 if (!kind || !where || !prefix || !mode || !label) throw new Error("missing arguments");
 
+// Listen before the first await, so a SIGTERM during start-up is still a clean stop.
+const controller = new AbortController();
+Deno.addSignalListener("SIGTERM", () => controller.abort());
+
 let store: BeatStore;
 let record: (tick: number) => Promise<void>;
 let closeRecorder: () => Promise<void>;
@@ -39,8 +43,6 @@ if (kind === "redis") {
   closeRecorder = () => Promise.resolve(kv.close());
 }
 
-const controller = new AbortController();
-Deno.addSignalListener("SIGTERM", () => controller.abort());
 const beat = new Scheduler({
   entries: { tick: { task: "tests.tick", schedule: every(1) } },
   store,
@@ -53,6 +55,9 @@ const beat = new Scheduler({
   // deno-lint-ignore no-console
   onError: (e) => console.error(`[${label}]`, e),
 });
+// The test starts its clock once every replica says it is up.
+// deno-lint-ignore no-console
+console.log("ready");
 await beat.run();
 await beat.close();
 await store.close();
