@@ -148,6 +148,52 @@ export async function closeRedisClient(client: RedisClient, timeout = 2000): Pro
   }
 }
 
+/**
+ * A Redis command got no reply in time: the connection is treated as wedged (seen after a
+ * server restart under load: the socket reconnects but the client never becomes ready).
+ */
+export class RedisDeadlineError extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message What timed out.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "RedisDeadlineError";
+  }
+}
+
+/**
+ * Waits for `promise`, or throws {@linkcode RedisDeadlineError} after `ms`.
+ *
+ * @param promise A Redis command.
+ * @param ms The deadline.
+ * @param what What the command was, for the error.
+ * @returns The command's reply.
+ * @example
+ * ```ts
+ * import { withDeadline } from "./_redis.ts";
+ * console.assert((await withDeadline(Promise.resolve(1), 10, "x")) === 1);
+ * ```
+ */
+export async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new RedisDeadlineError(`${what}: no reply from Redis in ${ms} ms`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 // Server replies that mean "not now": a restarted server still loading its data set, a MULTI
 // discarded because of that, a busy script, a replica without its master.
 const TRANSIENT_REPLY = /^(LOADING|EXECABORT|BUSY|TRYAGAIN|MASTERDOWN)\b/;
@@ -167,6 +213,7 @@ const TRANSIENT_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDO
  * ```
  */
 export function isTransientRedisError(error: unknown): boolean {
+  if (error instanceof RedisDeadlineError) return true;
   if (error instanceof SocketClosedUnexpectedlyError) return true;
   if (error instanceof ConnectionTimeoutError) return true;
   if (error instanceof ErrorReply) return TRANSIENT_REPLY.test(error.message);

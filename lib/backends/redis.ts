@@ -16,9 +16,14 @@ import {
   createRedisClient,
   parseRedisUrl,
   type RedisClient,
+  RedisDeadlineError,
   type RedisUrl,
   retryTransient,
+  withDeadline,
 } from "../_redis.ts";
+
+// A command that has had no reply for this long means a wedged connection (ms).
+const COMMAND_DEADLINE = 15_000;
 import { redact } from "../connect.ts";
 import { parseJson, stringifyJson } from "../protocol/json.ts";
 import { parseResultMeta } from "../protocol/result_meta.ts";
@@ -115,11 +120,28 @@ export class RedisBackend implements Backend {
     if (this.#closed.signal.aborted) {
       return Promise.reject(new Error(`Backend ${this.url} is closed`));
     }
-    return this.#client ??= (async () => {
+    if (this.#client) return this.#client;
+    const connecting = (async () => {
       const client = createRedisClient(this.#url, this.#onError, this.#name);
       await client.connect();
       return client;
     })();
+    this.#client = connecting;
+    // A failed connect must not be remembered: the next call tries again.
+    connecting.catch(() => {
+      if (this.#client === connecting) this.#client = undefined;
+    });
+    return connecting;
+  }
+
+  // Drops the shared client when it is wedged (no reply in time), so the next #connect()
+  // makes a new one.
+  #reset(wedged: RedisClient): void {
+    const current = this.#client;
+    current?.then((c) => {
+      if (c === wedged && this.#client === current) this.#client = undefined;
+    }, () => {});
+    void wedged.disconnect().catch(() => {});
   }
 
   #connectSubscriber(): Promise<RedisClient> {
@@ -230,13 +252,25 @@ export class RedisBackend implements Backend {
     const ttl = this.#ttl();
     // Repeated after a lost connection or while a restarted server loads: storing the same meta
     // twice is harmless, and a worker that acked early has no other copy of the result.
-    const ran = retryTransient(
-      () =>
-        batch.keys.length === 1
-          ? STORE_RESULT.run(client, batch.keys, [batch.values[0]!, ttl])
-          : STORE_RESULTS.run(client, batch.keys, [ttl, ...batch.values]),
-      this.#closed.signal,
-    );
+    let current = client;
+    const ran = retryTransient(async () => {
+      try {
+        return await withDeadline(
+          batch.keys.length === 1
+            ? STORE_RESULT.run(current, batch.keys, [batch.values[0]!, ttl])
+            : STORE_RESULTS.run(current, batch.keys, [ttl, ...batch.values]),
+          COMMAND_DEADLINE,
+          "store results",
+        );
+      } catch (error) {
+        if (error instanceof RedisDeadlineError) {
+          this.#onError(error);
+          this.#reset(current);
+          current = await this.#connect();
+        }
+        throw error;
+      }
+    }, this.#closed.signal);
     ran.then(() => batch.done.resolve(), batch.done.reject);
   }
 

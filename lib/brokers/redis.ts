@@ -26,9 +26,14 @@ import {
   createRedisClient,
   parseRedisUrl,
   type RedisClient,
+  RedisDeadlineError,
   type RedisUrl,
   retryTransient,
+  withDeadline,
 } from "../_redis.ts";
+
+// A command that has had no reply for this long means a wedged connection (ms).
+const COMMAND_DEADLINE = 15_000;
 import { redact } from "../connect.ts";
 import { stringifyJson } from "../protocol/json.ts";
 import { fromKombuEnvelope, toKombuEnvelope } from "../protocol/kombu.ts";
@@ -266,11 +271,47 @@ export class RedisBroker implements Broker {
 
   #connect(): Promise<RedisClient> {
     this.#checkOpen();
-    return this.#client ??= (async () => {
+    if (this.#client) return this.#client;
+    const connecting = (async () => {
       const client = createRedisClient(this.#url, this.#onError, this.#name);
       await client.connect();
       return client;
     })();
+    this.#client = connecting;
+    // A failed connect must not be remembered: the next call tries again.
+    connecting.catch(() => {
+      if (this.#client === connecting) this.#client = undefined;
+    });
+    return connecting;
+  }
+
+  // Drops the shared client when it is the wedged one, so the next #connect() makes a new one.
+  #reset(wedged: RedisClient): void {
+    const current = this.#client;
+    if (current) {
+      current.then((c) => {
+        if (c === wedged && this.#client === current) this.#client = undefined;
+      }, () => {});
+    }
+    this.#others.delete(wedged);
+    void wedged.disconnect().catch(() => {});
+  }
+
+  // Runs idempotent commands on the current client: transient failures are retried, and a
+  // client that gives no reply within COMMAND_DEADLINE is dropped and replaced.
+  #retry<T>(fn: (client: RedisClient) => Promise<T>): Promise<T> {
+    return retryTransient(async () => {
+      const client = await this.#connect();
+      try {
+        return await withDeadline(fn(client), COMMAND_DEADLINE, "command");
+      } catch (error) {
+        if (error instanceof RedisDeadlineError) {
+          this.#onError(error);
+          this.#reset(client);
+        }
+        throw error;
+      }
+    }, this.#closed.signal);
   }
 
   async #dedicated(): Promise<RedisClient> {
@@ -334,7 +375,7 @@ export class RedisBroker implements Broker {
   }
 
   #sendPush(client: RedisClient, key: string, batch: PushBatch): void {
-    retryTransient(() => client.lPush(key, batch.values), this.#closed.signal)
+    this.#retry((c) => c.lPush(key, batch.values))
       .then(() => batch.done.resolve(), batch.done.reject);
   }
 
@@ -365,11 +406,12 @@ export class RedisBroker implements Broker {
       this.#listKey(queue, priorityStep(priority)),
       envelopeText(message, queue, priority),
     ]);
-    await retryTransient(() =>
+    await this.#retry((c) =>
       Promise.all([
-        this.#declare(client, queue),
-        client.zAdd(this.#key("celeriac.eta"), { score: eta.getTime(), value: member }),
-      ]), this.#closed.signal);
+        this.#declare(c, queue),
+        c.zAdd(this.#key("celeriac.eta"), { score: eta.getTime(), value: member }),
+      ])
+    );
     this.#nextPromote = Math.min(this.#nextPromote, eta.getTime());
   }
 
@@ -401,7 +443,7 @@ export class RedisBroker implements Broker {
       ...(options.signal ? [options.signal] : []),
     ]);
     if (signal.aborted) return;
-    const client = await this.#connect();
+    let client = await this.#connect();
     const id = crypto.randomUUID();
     const state: ConsumerState = {
       id,
@@ -419,7 +461,7 @@ export class RedisBroker implements Broker {
       .exec();
     this.#consumers.add(state);
     this.#startLeases();
-    const blocker = await this.#dedicated();
+    let blocker = await this.#dedicated();
     const unblock = () => void blocker.disconnect().catch(() => {});
     signal.addEventListener("abort", unblock, { once: true });
     const buffer: Claimed[] = [];
@@ -435,9 +477,13 @@ export class RedisBroker implements Broker {
           continue;
         }
         try {
-          await this.#maintain(client);
+          await withDeadline(this.#maintain(client), COMMAND_DEADLINE, "restore sweep");
           const room = prefetch > 0 ? prefetch - state.outstanding : 100;
-          const claimed = await this.#claim(client, queues, processing, turn, room);
+          const claimed = await withDeadline(
+            this.#claim(client, queues, processing, turn, room),
+            COMMAND_DEADLINE,
+            "claim",
+          );
           if (claimed.length > 0) {
             state.outstanding += claimed.length;
             for (const c of claimed) this.#held.set(c.tag, c);
@@ -448,16 +494,34 @@ export class RedisBroker implements Broker {
           if (signal.aborted) break;
           const i = turn++ % queues.length;
           const wait = Math.max(10, Math.min(this.#blockTimeout, this.#nextPromote - Date.now()));
-          await blocker.blMove(
-            this.#listKey(queues[i]!, 0),
-            processing[i]!,
-            "RIGHT",
-            "LEFT",
-            wait / 1000,
+          await withDeadline(
+            blocker.blMove(
+              this.#listKey(queues[i]!, 0),
+              processing[i]!,
+              "RIGHT",
+              "LEFT",
+              wait / 1000,
+            ),
+            wait + COMMAND_DEADLINE,
+            "blocking wait",
           );
         } catch (error) {
           if (signal.aborted) break;
           this.#onError(error as Error);
+          // A wedged connection never recovers by itself (Celery #8030): replace it.
+          const wedged = error instanceof RedisDeadlineError;
+          try {
+            if (wedged || !client.isOpen) {
+              this.#reset(client);
+              client = await this.#connect();
+            }
+            if (wedged || !blocker.isOpen) {
+              this.#reset(blocker);
+              blocker = await this.#dedicated();
+            }
+          } catch (e) {
+            this.#onError(e as Error);
+          }
           await delay(100, signal).catch(() => {});
         }
       }
@@ -568,14 +632,14 @@ export class RedisBroker implements Broker {
     if (batch.length === 0) return;
     const tags = batch.map((a) => a.tag);
     try {
-      const client = await (this.#client ?? this.#connect());
       // Idempotent: repeated after a lost connection or while a restarted server loads.
-      await retryTransient(() =>
+      await this.#retry((client) =>
         client.multi()
           .zRem(this.#key("unacked_index"), tags)
           .hDel(this.#key("unacked"), tags)
           .hDel(this.#key("celeriac.deliveries"), tags)
-          .exec(), this.#closed.signal);
+          .exec()
+      );
       for (const a of batch) a.resolve();
     } catch (error) {
       for (const a of batch) a.reject(error);
@@ -587,12 +651,11 @@ export class RedisBroker implements Broker {
     mode: "requeue" | "dead" | "restore",
     end: "left" | "right",
   ): Promise<string> {
-    const client = await (this.#client ?? this.#connect());
     const tag = claimed.tag;
     // Idempotent (a tag no longer unacked is "gone"), so repeated after transient failures.
     return String(
-      await retryTransient(
-        () =>
+      await this.#retry(
+        (client) =>
           SETTLE.run(client, [
             this.#key("unacked"),
             this.#key("unacked_index"),
@@ -600,7 +663,6 @@ export class RedisBroker implements Broker {
             this.#listKey(claimed.queue, 0),
             this.#deadKey(claimed.queue),
           ], [tag, markRedelivered(claimed.raw), mode, this.#maxDeliveries, end]),
-        this.#closed.signal,
       ),
     );
   }
