@@ -8,8 +8,10 @@
 
 import { createHash } from "node:crypto";
 import {
+  ClientClosedError,
   ConnectionTimeoutError,
   createClient,
+  DisconnectsClientError,
   ErrorReply,
   SocketClosedUnexpectedlyError,
 } from "redis";
@@ -215,6 +217,9 @@ const TRANSIENT_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDO
 export function isTransientRedisError(error: unknown): boolean {
   if (error instanceof RedisDeadlineError) return true;
   if (error instanceof SocketClosedUnexpectedlyError) return true;
+  // A client closed under a command (replaced as wedged): callers that fetch the current
+  // client on each attempt succeed on the next one.
+  if (error instanceof DisconnectsClientError || error instanceof ClientClosedError) return true;
   if (error instanceof ConnectionTimeoutError) return true;
   if (error instanceof ErrorReply) return TRANSIENT_REPLY.test(error.message);
   const code = (error as { code?: unknown } | null)?.code;

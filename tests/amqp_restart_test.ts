@@ -92,9 +92,16 @@ Deno.test("amqp restart: RabbitMQ stop_app/start_app mid-run loses no acksLate t
   );
   const ids: string[] = [];
   let published = 0;
-  // Paced so that the restart lands in the middle of both publishing and consuming.
+  // Paced, and holding its second half until the broker is back, so that the restart lands
+  // in the middle of both publishing and consuming however slow the machine is.
+  const halfway = Promise.withResolvers<void>();
+  const resumed = Promise.withResolvers<void>();
   const producing = (async () => {
     for (let i = 0; i < N; i += 50) {
+      if (i === N / 2) {
+        halfway.resolve();
+        await resumed.promise;
+      }
       const batch = Array.from({ length: Math.min(50, N - i) }, (_, k) => i + k);
       const results = await Promise.all(batch.map((j) => app.sendTask("restart.mark", [j])));
       ids.push(...results.map((r) => r.id));
@@ -102,12 +109,14 @@ Deno.test("amqp restart: RabbitMQ stop_app/start_app mid-run loses no acksLate t
       await new Promise((r) => setTimeout(r, 100));
     }
   })();
+  await halfway.promise;
   await eventually(() => runs.size >= N / 8, 30_000);
-  await node.stopApp();
   const down = { published, ran: runs.size };
+  await node.stopApp();
   await new Promise((r) => setTimeout(r, 1_000));
   await node.startApp();
   const up = { published, ran: runs.size };
+  resumed.resolve();
   await producing;
   await eventually(() => runs.size === N, 60_000);
   assert.ok(down.ran < N && down.published < N, `restarted mid-run: ${JSON.stringify(down)}`);

@@ -714,7 +714,13 @@ export class Consumer {
     const acksLate = task.options.acksLate ?? app.conf.acksLate;
     const ignoreResult = req.ignoreResult || (task.options.ignoreResult ?? false);
     if (!acksLate) {
-      await delivery.ack();
+      try {
+        await delivery.ack();
+      } catch (error) {
+        // The ack may or may not have reached the broker: run the task anyway, so that an
+        // accepted task runs at least once (it may run again if the message comes back).
+        app.logger.warn(`Early ack of ${req.name}[${req.id}] failed, running it anyway: ${error}`);
+      }
       const held = this.#held.get(delivery);
       if (held) held.acknowledged = true;
     }
