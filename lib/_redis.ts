@@ -151,6 +151,71 @@ export async function closeRedisClient(client: RedisClient, timeout = 2000): Pro
 }
 
 /**
+ * One shared client, connected on first use. A failed connect is not remembered (the next
+ * `get()` tries again), and a client found wedged can be replaced.
+ */
+export class SharedRedisClient {
+  readonly #make: () => RedisClient;
+  #current: Promise<RedisClient> | undefined;
+
+  /**
+   * Creates the holder; nothing connects yet.
+   *
+   * @param make Makes a new, unconnected client.
+   * @example
+   * ```ts ignore
+   * const shared = new SharedRedisClient(() => createRedisClient(parseRedisUrl(url)));
+   * const client = await shared.get();
+   * ```
+   */
+  constructor(make: () => RedisClient) {
+    this.#make = make;
+  }
+
+  /**
+   * The connected client, connecting it first when there is none.
+   *
+   * @returns The client.
+   */
+  get(): Promise<RedisClient> {
+    if (this.#current) return this.#current;
+    const connecting = (async () => {
+      const client = this.#make();
+      await client.connect();
+      return client;
+    })();
+    this.#current = connecting;
+    connecting.catch(() => {
+      if (this.#current === connecting) this.#current = undefined;
+    });
+    return connecting;
+  }
+
+  /**
+   * The client if one was made, without connecting.
+   *
+   * @returns The client's promise, or `undefined`.
+   */
+  peek(): Promise<RedisClient> | undefined {
+    return this.#current;
+  }
+
+  /**
+   * Disconnects a wedged client and, when it is the shared one, forgets it so that the next
+   * `get()` makes a new one.
+   *
+   * @param wedged The client that gave no reply in time.
+   */
+  replace(wedged: RedisClient): void {
+    const current = this.#current;
+    current?.then((c) => {
+      if (c === wedged && this.#current === current) this.#current = undefined;
+    }, () => {});
+    void wedged.disconnect().catch(() => {});
+  }
+}
+
+/**
  * A Redis command got no reply in time: the connection is treated as wedged (seen after a
  * server restart under load: the socket reconnects but the client never becomes ready).
  */

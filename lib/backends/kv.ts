@@ -24,8 +24,8 @@
 
 import { Notifier } from "../_signal.ts";
 import { commit, KvHandle, retry } from "../_kv.ts";
-import { READY_STATES } from "../protocol/states.ts";
 import type { Backend, BackendOptions, ChordPart, ResultMeta, WaitOptions } from "./backend.ts";
+import { readyEach, untilReady } from "./_wait.ts";
 
 /** Options of {@linkcode KvBackend}. */
 export interface KvBackendOptions extends BackendOptions {
@@ -161,13 +161,7 @@ export class KvBackend implements Backend {
     taskIds: readonly string[],
     options: WaitOptions = {},
   ): AsyncGenerator<ResultMeta> {
-    const pending = new Set(taskIds);
-    if (pending.size === 0) return;
-    for await (const meta of this.#changes([...pending], options)) {
-      if (!READY_STATES.has(meta.status) || !pending.delete(meta.task_id)) continue;
-      yield meta;
-      if (pending.size === 0) return;
-    }
+    yield* readyEach(taskIds, (ids) => this.#changes([...ids], options));
   }
 
   /**
@@ -179,10 +173,7 @@ export class KvBackend implements Backend {
    * @returns The metas.
    */
   async *watch(taskId: string, options: WaitOptions = {}): AsyncGenerator<ResultMeta> {
-    for await (const meta of this.#changes([taskId], options)) {
-      yield meta;
-      if (READY_STATES.has(meta.status)) return;
-    }
+    yield* untilReady(this.#changes([taskId], options));
   }
 
   // Current metas of `ids`, then each new version, until the signal aborts.

@@ -6,8 +6,8 @@
  */
 
 import { Notifier } from "../_signal.ts";
-import { READY_STATES } from "../protocol/states.ts";
 import type { Backend, BackendOptions, ChordPart, ResultMeta, WaitOptions } from "./backend.ts";
+import { readyEach, untilReady } from "./_wait.ts";
 
 class Store {
   results = new Map<string, { meta: ResultMeta; expiresAt: number }>();
@@ -80,19 +80,11 @@ export class MemoryBackend implements Backend {
     taskIds: readonly string[],
     options: WaitOptions = {},
   ): AsyncGenerator<ResultMeta> {
-    const pending = new Set(taskIds);
-    for await (const meta of this.#changes(pending, options)) {
-      if (!READY_STATES.has(meta.status) || !pending.delete(meta.task_id)) continue;
-      yield meta;
-      if (pending.size === 0) return;
-    }
+    yield* readyEach(taskIds, (ids) => this.#changes(ids, options));
   }
 
   async *watch(taskId: string, options: WaitOptions = {}): AsyncGenerator<ResultMeta> {
-    for await (const meta of this.#changes(new Set([taskId]), options)) {
-      yield meta;
-      if (READY_STATES.has(meta.status)) return;
-    }
+    yield* untilReady(this.#changes(new Set([taskId]), options));
   }
 
   // Current metas of `ids`, then every meta stored for them, until the signal aborts.

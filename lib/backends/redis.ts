@@ -19,6 +19,7 @@ import {
   RedisDeadlineError,
   type RedisUrl,
   retryTransient,
+  SharedRedisClient,
   withDeadline,
 } from "../_redis.ts";
 
@@ -27,8 +28,8 @@ const COMMAND_DEADLINE = 15_000;
 import { redact } from "../connect.ts";
 import { parseJson, stringifyJson } from "../protocol/json.ts";
 import { parseResultMeta } from "../protocol/result_meta.ts";
-import { READY_STATES } from "../protocol/states.ts";
 import type { Backend, BackendOptions, ChordPart, ResultMeta, WaitOptions } from "./backend.ts";
+import { readyEach, untilReady } from "./_wait.ts";
 import { CHORD_PART_RETURN } from "./redis_scripts/chord_part_return.ts";
 import { STORE_RESULT } from "./redis_scripts/store_result.ts";
 import { STORE_RESULTS } from "./redis_scripts/store_results.ts";
@@ -83,7 +84,7 @@ export class RedisBackend implements Backend {
   #expires: number;
   #onError: (e: Error) => void;
   #name: string | undefined;
-  #client: Promise<RedisClient> | undefined;
+  #client: SharedRedisClient;
   #subscriber: Promise<RedisClient> | undefined;
   #subs = new Map<string, Subscription>();
   #stores: StoreBatch | undefined;
@@ -110,6 +111,9 @@ export class RedisBackend implements Backend {
     }
     this.#onError = options.onError ?? (() => {});
     this.#name = options.connectionName;
+    this.#client = new SharedRedisClient(() =>
+      createRedisClient(this.#url, this.#onError, this.#name)
+    );
   }
 
   #ttl(): number {
@@ -120,28 +124,7 @@ export class RedisBackend implements Backend {
     if (this.#closed.signal.aborted) {
       return Promise.reject(new Error(`Backend ${this.url} is closed`));
     }
-    if (this.#client) return this.#client;
-    const connecting = (async () => {
-      const client = createRedisClient(this.#url, this.#onError, this.#name);
-      await client.connect();
-      return client;
-    })();
-    this.#client = connecting;
-    // A failed connect must not be remembered: the next call tries again.
-    connecting.catch(() => {
-      if (this.#client === connecting) this.#client = undefined;
-    });
-    return connecting;
-  }
-
-  // Drops the shared client when it is wedged (no reply in time), so the next #connect()
-  // makes a new one.
-  #reset(wedged: RedisClient): void {
-    const current = this.#client;
-    current?.then((c) => {
-      if (c === wedged && this.#client === current) this.#client = undefined;
-    }, () => {});
-    void wedged.disconnect().catch(() => {});
+    return this.#client.get();
   }
 
   #connectSubscriber(): Promise<RedisClient> {
@@ -265,7 +248,7 @@ export class RedisBackend implements Backend {
       } catch (error) {
         if (error instanceof RedisDeadlineError) {
           this.#onError(error);
-          this.#reset(current);
+          this.#client.replace(current);
           current = await this.#connect();
         }
         throw error;
@@ -284,25 +267,11 @@ export class RedisBackend implements Backend {
     taskIds: readonly string[],
     options: WaitOptions = {},
   ): AsyncGenerator<ResultMeta> {
-    const pending = new Set(taskIds);
-    if (pending.size === 0) return;
-    for await (const meta of this.#changes([...pending], options)) {
-      if (!READY_STATES.has(meta.status) || !pending.delete(meta.task_id)) continue;
-      yield meta;
-      if (pending.size === 0) return;
-    }
+    yield* readyEach(taskIds, (ids) => this.#changes([...ids], options));
   }
 
   async *watch(taskId: string, options: WaitOptions = {}): AsyncGenerator<ResultMeta> {
-    let last: string | undefined;
-    for await (const meta of this.#changes([taskId], options)) {
-      // The same write can arrive twice (published, and read back after subscribing).
-      const text = JSON.stringify(meta);
-      if (text === last) continue;
-      last = text;
-      yield meta;
-      if (READY_STATES.has(meta.status)) return;
-    }
+    yield* untilReady(this.#changes([taskId], options));
   }
 
   // Current metas of `ids`, then every meta stored for them, until the signal aborts.
@@ -423,7 +392,7 @@ export class RedisBackend implements Backend {
   async #close(): Promise<void> {
     this.#closed.abort();
     const clients = await Promise.all(
-      [this.#subscriber, this.#client].map((p) => p?.catch(() => undefined)),
+      [this.#subscriber, this.#client.peek()].map((p) => p?.catch(() => undefined)),
     );
     for (const c of clients) if (c) await closeRedisClient(c);
     this.#subs.clear();

@@ -25,11 +25,11 @@ import { Buffer } from "node:buffer";
 import { delay, Notifier } from "../_signal.ts";
 import { CeleriacError } from "../errors.ts";
 import { parseJson, stringifyJson } from "../protocol/json.ts";
-import { READY_STATES } from "../protocol/states.ts";
 import type { BackendConnectOptions } from "../connect.ts";
 import { AmqpBroker } from "../brokers/amqp.ts";
 import { AmqpConnection } from "../brokers/_amqp_connection.ts";
 import type { Backend, ChordPart, ResultMeta, WaitOptions } from "./backend.ts";
+import { readyEach, untilReady } from "./_wait.ts";
 
 /** A feature the `rpc://` backend cannot offer (groups, chords). */
 export class RpcNotSupportedError extends CeleriacError {
@@ -299,20 +299,11 @@ export class RpcBackend implements Backend {
     taskIds: readonly string[],
     options: WaitOptions = {},
   ): AsyncGenerator<ResultMeta> {
-    const pending = new Set(taskIds);
-    if (pending.size === 0) return;
-    for await (const meta of this.#changes(pending, options)) {
-      if (!READY_STATES.has(meta.status) || !pending.delete(meta.task_id)) continue;
-      yield meta;
-      if (pending.size === 0) return;
-    }
+    yield* readyEach(taskIds, (ids) => this.#changes(ids, options));
   }
 
   async *watch(taskId: string, options: WaitOptions = {}): AsyncGenerator<ResultMeta> {
-    for await (const meta of this.#changes(new Set([taskId]), options)) {
-      yield meta;
-      if (READY_STATES.has(meta.status)) return;
-    }
+    yield* untilReady(this.#changes(new Set([taskId]), options));
   }
 
   async *#changes(ids: Set<string>, options: WaitOptions): AsyncGenerator<ResultMeta> {

@@ -29,6 +29,7 @@ import {
   RedisDeadlineError,
   type RedisUrl,
   retryTransient,
+  SharedRedisClient,
   withDeadline,
 } from "../_redis.ts";
 
@@ -206,7 +207,7 @@ export class RedisBroker implements Broker {
   #blockTimeout: number;
   #onError: (e: Error) => void;
   #name: string | undefined;
-  #client: Promise<RedisClient> | undefined;
+  #client: SharedRedisClient;
   #subscriber: Promise<RedisClient> | undefined;
   #others = new Set<RedisClient>();
   #closed = new AbortController();
@@ -251,6 +252,9 @@ export class RedisBroker implements Broker {
     this.#blockTimeout = options.blockTimeout ?? 1000;
     this.#onError = options.onError ?? (() => {});
     this.#name = options.connectionName;
+    this.#client = new SharedRedisClient(() =>
+      createRedisClient(this.#url, this.#onError, this.#name)
+    );
   }
 
   #key(name: string): string {
@@ -271,30 +275,13 @@ export class RedisBroker implements Broker {
 
   #connect(): Promise<RedisClient> {
     this.#checkOpen();
-    if (this.#client) return this.#client;
-    const connecting = (async () => {
-      const client = createRedisClient(this.#url, this.#onError, this.#name);
-      await client.connect();
-      return client;
-    })();
-    this.#client = connecting;
-    // A failed connect must not be remembered: the next call tries again.
-    connecting.catch(() => {
-      if (this.#client === connecting) this.#client = undefined;
-    });
-    return connecting;
+    return this.#client.get();
   }
 
-  // Drops the shared client when it is the wedged one, so the next #connect() makes a new one.
+  // Disconnects a wedged client; the next #connect() makes a new shared one if it was that.
   #reset(wedged: RedisClient): void {
-    const current = this.#client;
-    if (current) {
-      current.then((c) => {
-        if (c === wedged && this.#client === current) this.#client = undefined;
-      }, () => {});
-    }
     this.#others.delete(wedged);
-    void wedged.disconnect().catch(() => {});
+    this.#client.replace(wedged);
   }
 
   // Runs idempotent commands on the current client: transient failures are retried, and a
@@ -336,7 +323,7 @@ export class RedisBroker implements Broker {
 
   async publish(queue: string, message: Message, options: PublishOptions = {}): Promise<void> {
     checkQueue(queue);
-    const client = await this.#connect();
+    this.#checkOpen();
     const priority = options.priority ?? message.properties.priority ?? 0;
     const envelope = envelopeText(message, queue, priority);
     // Both commands leave in the same tick: node-redis pipelines them on one write. A publish
@@ -344,37 +331,37 @@ export class RedisBroker implements Broker {
     // Celery's default publish retry does: at least once (a lost reply can mean a duplicate).
     const declared = this.#declared.has(queue)
       ? undefined
-      : retryTransient(async () => await this.#declare(client, queue), this.#closed.signal);
-    const pushed = this.#push(client, this.#listKey(queue, priorityStep(priority)), envelope);
+      : this.#retry(async (c) => await this.#declare(c, queue));
+    const pushed = this.#push(this.#listKey(queue, priorityStep(priority)), envelope);
     await (declared ? Promise.all([declared, pushed]) : pushed);
   }
 
   // Publishes to the same list in the same turn of the microtask queue share one LPUSH (in
   // call order, so the list order is the same as with one LPUSH each): a producer sending
   // many tasks at once costs Redis and the client one command per batch, not one per task.
-  #push(client: RedisClient, key: string, envelope: string): Promise<void> {
+  #push(key: string, envelope: string): Promise<void> {
     let batch = this.#pushes.get(key);
     if (!batch) {
       batch = { values: [], done: Promise.withResolvers<void>() };
       this.#pushes.set(key, batch);
-      if (this.#pushes.size === 1) queueMicrotask(() => this.#flushPushes(client));
+      if (this.#pushes.size === 1) queueMicrotask(() => this.#flushPushes());
     }
     batch.values.push(envelope);
     const promise = batch.done.promise;
     if (batch.values.length >= PUSH_BATCH) {
       this.#pushes.delete(key);
-      this.#sendPush(client, key, batch);
+      this.#sendPush(key, batch);
     }
     return promise;
   }
 
-  #flushPushes(client: RedisClient): void {
+  #flushPushes(): void {
     const batches = this.#pushes;
     this.#pushes = new Map();
-    for (const [key, batch] of batches) this.#sendPush(client, key, batch);
+    for (const [key, batch] of batches) this.#sendPush(key, batch);
   }
 
-  #sendPush(client: RedisClient, key: string, batch: PushBatch): void {
+  #sendPush(key: string, batch: PushBatch): void {
     this.#retry((c) => c.lPush(key, batch.values))
       .then(() => batch.done.resolve(), batch.done.reject);
   }
@@ -400,7 +387,7 @@ export class RedisBroker implements Broker {
   ): Promise<void> {
     checkQueue(queue);
     if (Number.isNaN(eta.getTime())) throw new TypeError("Cannot schedule: the ETA is invalid");
-    const client = await this.#connect();
+    this.#checkOpen();
     const priority = options.priority ?? message.properties.priority ?? 0;
     const member = JSON.stringify([
       this.#listKey(queue, priorityStep(priority)),
@@ -712,7 +699,7 @@ export class RedisBroker implements Broker {
   // Keeps held deliveries fresh in `unacked_index` (XX: never re-adds one restored by someone
   // else), and consumers' liveness keys alive.
   async #renew(): Promise<void> {
-    const client = this.#client && await this.#client;
+    const client = await this.#client.peek();
     if (!client?.isReady) return;
     const now = Date.now() / 1000;
     const tags = [...this.#held.keys()];
@@ -977,7 +964,7 @@ export class RedisBroker implements Broker {
     } catch (e) {
       errors.push(e);
     }
-    const client = this.#client && await this.#client.catch(() => undefined);
+    const client = await this.#client.peek()?.catch(() => undefined);
     // Deliveries still held go back to their queues (kombu's restore_at_shutdown).
     if (client?.isReady) {
       for (const c of this.#held.values()) {
