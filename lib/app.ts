@@ -7,6 +7,7 @@
 import type { Backend, ResultMeta } from "./backends/backend.ts";
 import type { BeatEntries, BeatEntry } from "./beat/entry.ts";
 import type { Broker } from "./brokers/broker.ts";
+import { applySignature } from "./canvas/apply.ts";
 import { registerBuiltins } from "./canvas/builtins.ts";
 import { createBackend, createBroker } from "./connect.ts";
 import { TimeLimitExceeded } from "./errors.ts";
@@ -15,7 +16,7 @@ import { type CeleryEvent, receiveEvents, type ReceiveEventsOptions } from "./ev
 import { errorToInfo } from "./protocol/exceptions.ts";
 import { encodeTask, type SignatureDict, toIso } from "./protocol/message.ts";
 import type { State } from "./protocol/states.ts";
-import { AsyncResult, EagerResult, type RevokeOptions } from "./result.ts";
+import { AsyncResult, EagerResult, type GroupResult, type RevokeOptions } from "./result.ts";
 import { AppEvent, type AppEventMap } from "./signals.ts";
 import { type SendOptions, Task, type TaskFunction, type TaskOptions } from "./task.ts";
 import { currentTask, execute } from "./worker/execute.ts";
@@ -603,6 +604,24 @@ export class App extends EventTarget {
       }
     };
     return new EagerResult<R>(id, run());
+  }
+
+  /**
+   * Sends a signature or canvas in Celery's dict form (what `Signature.applyAsync` calls).
+   *
+   * @param sig The signature dict.
+   * @param prepend Arguments put before the signature's own (a parent's result).
+   * @param kwargs Keyword arguments merged over the signature's.
+   * @param options Call options.
+   * @returns The result handle: a task's, a chain's last, a chord body's, or a group's.
+   */
+  sendSignature(
+    sig: SignatureDict,
+    prepend: unknown[],
+    kwargs: Record<string, unknown>,
+    options: SendOptions,
+  ): Promise<AsyncResult | GroupResult> {
+    return applySignature(this, sig, { prepend, kwargs, send: options });
   }
 
   /**

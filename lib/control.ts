@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { App } from "./app.ts";
+import type { AppContext } from "./app_context.ts";
 import type { Broker } from "./brokers/broker.ts";
 import type { Message } from "./protocol/message.ts";
 import { clockOf } from "./_clock.ts";
@@ -269,7 +269,7 @@ export interface ControlRevokeOptions extends Omit<BroadcastOptions, "signal"> {
  */
 export class Control {
   /** The app. */
-  readonly app: App;
+  readonly app: AppContext;
   #broker: Broker | undefined;
 
   /**
@@ -278,7 +278,7 @@ export class Control {
    * @param app The app.
    * @param options Another broker.
    */
-  constructor(app: App, options: ControlOptions = {}) {
+  constructor(app: AppContext, options: ControlOptions = {}) {
     this.app = app;
     this.#broker = options.broker;
   }

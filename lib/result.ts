@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { App } from "./app.ts";
+import type { Backend } from "./backends/backend.ts";
 import type { ResultMeta } from "./backends/backend.ts";
 import { ResultTimeoutError } from "./errors.ts";
 import { infoToError, isExceptionInfo } from "./protocol/exceptions.ts";
@@ -22,6 +22,14 @@ export interface GetOptions {
    * @default {true}
    */
   propagate?: boolean;
+}
+
+/** What results need of the App: its backend, and revoke. The App implements it. */
+export interface ResultContext {
+  /** The result backend. */
+  getBackend(): Promise<Backend>;
+  /** Revokes tasks by id. */
+  revoke(taskId: string | string[], options?: RevokeOptions): Promise<void>;
 }
 
 /** Options of `revoke()`. */
@@ -86,7 +94,7 @@ export class AsyncResult<R = unknown> {
   /** The task id. */
   readonly id: string;
   /** The app whose backend holds the result. */
-  readonly app: App;
+  readonly app: ResultContext;
   /**
    * The previous step, for a chain's results (kept client-side, as Celery); for a chord's
    * body, the header's `GroupResult`.
@@ -99,7 +107,7 @@ export class AsyncResult<R = unknown> {
    * @param id The task id.
    * @param app The app.
    */
-  constructor(id: string, app: App) {
+  constructor(id: string, app: ResultContext) {
     this.id = id;
     this.app = app;
   }
@@ -320,7 +328,7 @@ export class GroupResult<R = unknown> {
   /** The members, in call order. */
   readonly results: readonly AsyncResult<R>[];
   /** The app. */
-  readonly app: App;
+  readonly app: ResultContext;
   /** The previous step, when the group is part of a chain. */
   parent: AsyncResult | GroupResult | undefined;
 
@@ -331,7 +339,10 @@ export class GroupResult<R = unknown> {
    * @param id The group id.
    * @returns The group, or `null` when none is saved.
    */
-  static async restore<R = unknown>(app: App, id: string): Promise<GroupResult<R> | null> {
+  static async restore<R = unknown>(
+    app: ResultContext,
+    id: string,
+  ): Promise<GroupResult<R> | null> {
     const ids = await (await app.getBackend()).restoreGroup(id);
     return ids ? new GroupResult<R>(id, ids.map((i) => new AsyncResult<R>(i, app)), app) : null;
   }
@@ -343,7 +354,7 @@ export class GroupResult<R = unknown> {
    * @param results The members.
    * @param app The app.
    */
-  constructor(id: string, results: readonly AsyncResult<R>[], app: App) {
+  constructor(id: string, results: readonly AsyncResult<R>[], app: ResultContext) {
     this.id = id;
     this.results = results;
     this.app = app;
@@ -545,7 +556,10 @@ async function* collectGraph(
  * console.assert(resultFromTuple(app, [["abc", null], null])?.id === "abc");
  * ```
  */
-export function resultFromTuple(app: App, tuple: unknown): AsyncResult | GroupResult | null {
+export function resultFromTuple(
+  app: ResultContext,
+  tuple: unknown,
+): AsyncResult | GroupResult | null {
   if (!Array.isArray(tuple)) return typeof tuple === "string" ? new AsyncResult(tuple, app) : null;
   const [head, nodes] = tuple;
   const [id, parentTuple] = Array.isArray(head) ? head : [head, null];

@@ -10,11 +10,11 @@
  * @module
  */
 
-import type { App } from "../app.ts";
+import type { AppContext } from "../app_context.ts";
 import type { SignatureDict } from "../protocol/message.ts";
 import { AsyncResult, GroupResult } from "../result.ts";
-import type { SendOptions } from "../task.ts";
-import { isSignatureLike, setCanvasSender, type SignatureLike, toDict } from "./signature.ts";
+import type { SendOptions } from "../task_options.ts";
+import { isSignatureLike, type SignatureLike, toDict } from "./signature.ts";
 
 /** A result handle in a canvas graph. */
 export type ResultNode = AsyncResult | GroupResult;
@@ -209,7 +209,7 @@ const rootOf = (node: ResultNode): ResultNode => {
  * into the leaves' options, and returns the result graph. Idempotent: ids already set are
  * kept.
  */
-function freeze(app: App, d: SignatureDict, f: Freeze): ResultNode {
+function freeze(app: AppContext, d: SignatureDict, f: Freeze): ResultNode {
   switch (kindOf(d)) {
     case "chain": {
       distributeChainOptions(d);
@@ -322,7 +322,7 @@ function membership(d: SignatureDict): Freeze {
 
 const str = (v: unknown) => typeof v === "string" ? v : undefined;
 
-async function sendTask(app: App, d: SignatureDict, ctx: Ctx): Promise<AsyncResult> {
+async function sendTask(app: AppContext, d: SignatureDict, ctx: Ctx): Promise<AsyncResult> {
   const o = d.options;
   const args = d.immutable ? [...d.args] : [...ctx.prepend, ...d.args];
   const kwargs = d.immutable ? { ...d.kwargs } : { ...d.kwargs, ...ctx.kwargs };
@@ -358,7 +358,7 @@ async function sendTask(app: App, d: SignatureDict, ctx: Ctx): Promise<AsyncResu
   return await app.sendTask(d.task, args, kwargs, send);
 }
 
-async function send(app: App, d: SignatureDict, ctx: Ctx): Promise<ResultNode> {
+async function send(app: AppContext, d: SignatureDict, ctx: Ctx): Promise<ResultNode> {
   d = normalize(d);
   const lineage = { parentId: ctx.parentId, rootId: ctx.rootId, priority: ctx.priority };
   switch (kindOf(d)) {
@@ -438,7 +438,7 @@ async function send(app: App, d: SignatureDict, ctx: Ctx): Promise<ResultNode> {
  * ```
  */
 export function applySignature(
-  app: App,
+  app: AppContext,
   sig: SignatureLike,
   options: ApplySignatureOptions = {},
 ): Promise<ResultNode> {
@@ -476,10 +476,6 @@ export function applySignature(
   }
   return send(app, d, ctx);
 }
-
-setCanvasSender((app, sig, prepend, kwargs, options) =>
-  applySignature(app, sig, { prepend, kwargs, send: options })
-);
 
 /**
  * The ids a client may wait on for a signature: a task's id, every step of a chain, every

@@ -5,11 +5,11 @@
  * @module
  */
 
-import type { App } from "../app.ts";
+import type { AppContext } from "../app_context.ts";
 import { applySignature } from "./apply.ts";
 import { isSignatureLike, type SignatureLike, toDict } from "./signature.ts";
 
-function taskName(app: App, sig: unknown, builtin: string): string {
+function taskName(app: AppContext, sig: unknown, builtin: string): string {
   if (!isSignatureLike(sig)) {
     throw new TypeError(`${builtin}: task must be a signature, got ${JSON.stringify(sig)}`);
   }
@@ -20,7 +20,13 @@ function taskName(app: App, sig: unknown, builtin: string): string {
   return name;
 }
 
-async function runEach(app: App, builtin: string, task: unknown, it: unknown, star: boolean) {
+async function runEach(
+  app: AppContext,
+  builtin: string,
+  task: unknown,
+  it: unknown,
+  star: boolean,
+) {
   const name = taskName(app, task, builtin);
   if (!Array.isArray(it)) throw new TypeError(`${builtin}: it must be a list`);
   const out: unknown[] = [];
@@ -31,6 +37,13 @@ async function runEach(app: App, builtin: string, task: unknown, it: unknown, st
     out.push(await app.applyEager(name, star ? item as unknown[] : [item], {}).get());
   }
   return out;
+}
+
+/** The App as the built-ins see it: the context, plus registering a task. */
+export interface BuiltinsHost extends AppContext {
+  /** Registers a task. */
+  // deno-lint-ignore no-explicit-any
+  task(name: string, fn: (...args: any[]) => unknown, options?: { params?: string[] }): unknown;
 }
 
 /**
@@ -46,7 +59,7 @@ async function runEach(app: App, builtin: string, task: unknown, it: unknown, st
  * await app.close();
  * ```
  */
-export function registerBuiltins(app: App): void {
+export function registerBuiltins(app: BuiltinsHost): void {
   app.task(
     "celery.map",
     (task: SignatureLike, it: unknown[]) => runEach(app, "celery.map", task, it, false),

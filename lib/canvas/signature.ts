@@ -7,10 +7,10 @@
  * @module
  */
 
-import type { App } from "../app.ts";
+import type { AppContext } from "../app_context.ts";
 import type { SignatureDict } from "../protocol/message.ts";
 import type { AsyncResult, GroupResult } from "../result.ts";
-import type { SendOptions } from "../task.ts";
+import type { SendOptions } from "../task_options.ts";
 
 /** A signature object or its plain Celery dict. */
 export type SignatureLike = Signature<unknown, unknown> | SignatureDict;
@@ -20,33 +20,13 @@ export interface TaskLike {
   /** The registered name. */
   readonly name: string;
   /** The app it is registered on. */
-  readonly app: App;
+  readonly app: AppContext;
 }
 
 /** Options of `applyAsync` on a signature: the call options, plus the app to send with. */
 export interface CanvasSendOptions extends SendOptions {
   /** The app to send with, when the signature is not bound to one. */
-  app?: App;
-}
-
-type Sender = (
-  app: App,
-  sig: SignatureDict,
-  prepend: unknown[],
-  kwargs: Record<string, unknown>,
-  options: SendOptions,
-) => Promise<AsyncResult | GroupResult>;
-
-let sender: Sender | undefined;
-
-/**
- * Installs the function that sends canvases (done by `apply.ts`; it lives apart to keep the
- * module graph acyclic).
- *
- * @param fn The sender.
- */
-export function setCanvasSender(fn: Sender): void {
-  sender = fn;
+  app?: AppContext;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
@@ -112,7 +92,7 @@ export function toDict(sig: SignatureLike): SignatureDict {
   return out;
 }
 
-type SignatureClass = new (dict: SignatureDict, app?: App) => Signature<unknown, unknown>;
+type SignatureClass = new (dict: SignatureDict, app?: AppContext) => Signature<unknown, unknown>;
 const types = new Map<string, SignatureClass>();
 
 /**
@@ -143,7 +123,7 @@ export function registerSignatureType(type: string, cls: SignatureClass): void {
  */
 export function fromDict(
   dict: SignatureLike,
-  app?: App,
+  app?: AppContext,
 ): Signature<unknown, AsyncResult | GroupResult> {
   const d = toDict(dict);
   const cls = (d.subtask_type && types.get(d.subtask_type)) || Signature;
@@ -186,7 +166,7 @@ export class Signature<R = unknown, Res = AsyncResult<R>> {
   subtask_type: string | null;
   /** When true, a parent's result is not prepended to `args`. */
   immutable: boolean;
-  #app: App | undefined;
+  #app: AppContext | undefined;
 
   /**
    * Wraps a Celery signature dict. Prefer {@linkcode signature}, `task.s()`, `chain()` ...
@@ -194,7 +174,7 @@ export class Signature<R = unknown, Res = AsyncResult<R>> {
    * @param dict The dict (copied).
    * @param app The app to send with.
    */
-  constructor(dict: SignatureDict, app?: App) {
+  constructor(dict: SignatureDict, app?: AppContext) {
     const d = toDict(dict);
     this.task = d.task;
     this.args = d.args;
@@ -210,7 +190,7 @@ export class Signature<R = unknown, Res = AsyncResult<R>> {
    *
    * @returns The app, if any.
    */
-  getApp(): App | undefined {
+  getApp(): AppContext | undefined {
     if (this.#app) return this.#app;
     for (const key of ["tasks", "header", "body", "task"]) {
       const v = this.kwargs[key];
@@ -230,7 +210,7 @@ export class Signature<R = unknown, Res = AsyncResult<R>> {
    * @param app The app.
    * @returns This signature.
    */
-  bind(app: App): this {
+  bind(app: AppContext): this {
     this.#app = app;
     return this;
   }
@@ -362,8 +342,7 @@ export class Signature<R = unknown, Res = AsyncResult<R>> {
         new TypeError(`Cannot send ${this.task}: the signature has no app (pass options.app)`),
       );
     }
-    if (!sender) return Promise.reject(new Error("Canvas sender not installed"));
-    return sender(app, this.toJSON(), args, kwargs, send) as Promise<Res>;
+    return app.sendSignature(this.toJSON(), args, kwargs, send) as Promise<Res>;
   }
 }
 

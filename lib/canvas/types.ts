@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { App } from "../app.ts";
+import type { AppContext } from "../app_context.ts";
 import type { SignatureDict } from "../protocol/message.ts";
 import type { AsyncResult, GroupResult } from "../result.ts";
 import {
@@ -76,7 +76,7 @@ function canvasDict(task: string, kwargs: Record<string, unknown>, type: string 
   } as SignatureDict;
 }
 
-const appOf = (sigs: Signature<unknown, unknown>[]): App | undefined => {
+const appOf = (sigs: Signature<unknown, unknown>[]): AppContext | undefined => {
   for (const s of sigs) {
     const app = s.getApp();
     if (app) return app;

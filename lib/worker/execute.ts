@@ -6,11 +6,11 @@
  */
 
 import { AsyncLocalStorage } from "node:async_hooks";
-import type { App } from "../app.ts";
+import type { AppContext, RegisteredTask } from "../app_context.ts";
 import { Ignore, NotRegistered, Reject, Retry } from "../errors.ts";
 import type { State } from "../protocol/states.ts";
 import { backoffCountdown } from "../backoff.ts";
-import { matchesError, type Task, TaskContext } from "../task.ts";
+import { matchesError, TaskContext } from "../task.ts";
 import { bindArguments, parameterNames } from "./arguments.ts";
 import { type Outcome, type RunRequest, toErrorShape } from "./outcome.ts";
 
@@ -52,7 +52,7 @@ function paramsOf(fn: (...args: never[]) => unknown, explicit?: string[]): (stri
  * ```
  */
 export async function execute(
-  app: App,
+  app: AppContext,
   request: RunRequest,
   signal: AbortSignal,
   onState: (state: State, meta: unknown) => Promise<void>,
@@ -103,7 +103,7 @@ export async function execute(
 // Celery's autoretry (`celery/app/autoretry.py`): an error matching `autoretryFor` (and not
 // `dontAutoretryFor`) becomes `retry({exc})`; returns what `retry()` threw (a `Retry`, or the
 // error itself once retries run out).
-function autoretry(task: Task<never[], unknown>, context: TaskContext, error: unknown): unknown {
+function autoretry(task: RegisteredTask, context: TaskContext, error: unknown): unknown {
   const o = task.options;
   if (
     error instanceof Retry || error instanceof Reject || error instanceof Ignore ||
