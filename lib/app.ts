@@ -13,14 +13,15 @@ import { createBackend, createBroker } from "./connect.ts";
 import { TimeLimitExceeded } from "./errors.ts";
 import { Control } from "./control.ts";
 import { type CeleryEvent, receiveEvents, type ReceiveEventsOptions } from "./events.ts";
-import { errorToInfo } from "./protocol/exceptions.ts";
-import { encodeTask, type SignatureDict, toIso } from "./protocol/message.ts";
-import type { State } from "./protocol/states.ts";
+import { errorToInfo, shapeToInfo } from "./protocol/exceptions.ts";
+import { makeMeta } from "./protocol/result_meta.ts";
+import { encodeTask, type SignatureDict } from "./protocol/message.ts";
 import { AsyncResult, EagerResult, type GroupResult, type RevokeOptions } from "./result.ts";
 import { AppEvent, type AppEventMap } from "./signals.ts";
+import { GuardedListeners } from "./_guarded_listeners.ts";
 import { type SendOptions, Task, type TaskFunction, type TaskOptions } from "./task.ts";
 import { currentTask, execute } from "./worker/execute.ts";
-import type { ErrorShape, Outcome, RequestContext } from "./worker/outcome.ts";
+import type { Outcome, RequestContext } from "./worker/outcome.ts";
 
 /** A structured logger. The library never writes to the console itself. */
 export interface Logger {
@@ -97,6 +98,9 @@ function env(name: string): string | undefined {
 }
 
 let hostName: string | undefined;
+export { makeMeta } from "./protocol/result_meta.ts";
+export { shapeToInfo } from "./protocol/exceptions.ts";
+
 /**
  * This machine's host name (or `localhost` when it cannot be read).
  *
@@ -111,56 +115,6 @@ export function machineName(): string {
     }
   }
   return hostName;
-}
-
-const nowIsoNaive = () => toIso(new Date()).replace(/\+00:00$/, "");
-
-/**
- * Builds a result meta in Celery's shape.
- *
- * @param taskId The task.
- * @param status Its state.
- * @param result Its value or exception shape.
- * @param extra Traceback, parent and group ids.
- * @returns The meta.
- */
-export function makeMeta(
-  taskId: string,
-  status: State,
-  result: unknown,
-  extra: { traceback?: string | null; parentId?: string | null; groupId?: string | null } = {},
-): ResultMeta {
-  const ready = status === "SUCCESS" || status === "FAILURE" || status === "REVOKED";
-  const meta: ResultMeta = {
-    status,
-    result,
-    traceback: extra.traceback ?? null,
-    children: [],
-    date_done: ready ? nowIsoNaive() : null,
-    task_id: taskId,
-  };
-  if (extra.groupId) meta.group_id = extra.groupId;
-  if (extra.parentId) meta.parent_id = extra.parentId;
-  return meta;
-}
-
-/**
- * Converts a flattened error to the exception shape stored in a result.
- *
- * @param error The flattened error.
- * @returns `{exc_type, exc_message, exc_module}`.
- */
-export function shapeToInfo(error: ErrorShape): ReturnType<typeof errorToInfo> {
-  if (error.module !== undefined) {
-    return {
-      exc_type: error.name,
-      exc_message: error.args ?? [error.message],
-      exc_module: error.module,
-    };
-  }
-  const e = new Error(error.message);
-  e.name = error.name;
-  return errorToInfo(e);
 }
 
 function eagerMeta(id: string, outcome: Outcome): ResultMeta {
@@ -217,6 +171,10 @@ export class App extends EventTarget {
   logger: Logger;
   /** This process's reply queue id, sent as `reply_to` (used by `rpc://`). */
   readonly oid: string = crypto.randomUUID();
+  // Listener errors are logged, never thrown into the dispatcher (or the process).
+  #guard = new GuardedListeners((error, type) =>
+    this.logger.error(`A listener of ${type} failed: ${error}`, { error })
+  );
   #broker: Promise<Broker> | undefined;
   #backend: Promise<Backend> | undefined;
   #periodic = new Map<string, BeatEntry>();
@@ -288,7 +246,7 @@ export class App extends EventTarget {
     listener: EventListenerOrEventListenerObject | null,
     options?: boolean | AddEventListenerOptions,
   ): void {
-    super.addEventListener(type, listener, options);
+    super.addEventListener(type, listener && this.#guard.wrap(type, listener, options), options);
   }
 
   /**
@@ -320,7 +278,7 @@ export class App extends EventTarget {
     listener: EventListenerOrEventListenerObject | null,
     options?: boolean | EventListenerOptions,
   ): void {
-    super.removeEventListener(type, listener, options);
+    super.removeEventListener(type, listener && this.#guard.find(type, listener, options), options);
   }
 
   /**

@@ -160,3 +160,24 @@ export function infoToError(info: ExceptionInfo, traceback: string | null = null
       return cause;
   }
 }
+
+/**
+ * Converts a flattened error to the exception shape stored in a result.
+ *
+ * @param error The flattened error.
+ * @returns `{exc_type, exc_message, exc_module}`.
+ */
+export function shapeToInfo(
+  error: { name: string; message: string; module?: string; args?: unknown[] },
+): ExceptionInfo {
+  if (error.module !== undefined) {
+    return {
+      exc_type: error.name,
+      exc_message: error.args ?? [error.message],
+      exc_module: error.module,
+    };
+  }
+  const e = new Error(error.message);
+  e.name = error.name;
+  return errorToInfo(e);
+}

@@ -8,6 +8,8 @@
 import type { ResultMeta } from "../backends/backend.ts";
 import { MessageDecodeError } from "../errors.ts";
 import { parseJson } from "./json.ts";
+import type { State } from "./states.ts";
+import { toIso } from "./message.ts";
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === "object" && !Array.isArray(v);
@@ -63,4 +65,35 @@ export function parseResultMeta(text: string): ResultMeta {
     date_done: nullableString(meta, "date_done"),
     task_id: meta.task_id,
   };
+}
+
+const nowIsoNaive = () => toIso(new Date()).replace(/\+00:00$/, "");
+
+/**
+ * Builds a result meta in Celery's shape.
+ *
+ * @param taskId The task.
+ * @param status Its state.
+ * @param result Its value or exception shape.
+ * @param extra Traceback, parent and group ids.
+ * @returns The meta.
+ */
+export function makeMeta(
+  taskId: string,
+  status: State,
+  result: unknown,
+  extra: { traceback?: string | null; parentId?: string | null; groupId?: string | null } = {},
+): ResultMeta {
+  const ready = status === "SUCCESS" || status === "FAILURE" || status === "REVOKED";
+  const meta: ResultMeta = {
+    status,
+    result,
+    traceback: extra.traceback ?? null,
+    children: [],
+    date_done: ready ? nowIsoNaive() : null,
+    task_id: taskId,
+  };
+  if (extra.groupId) meta.group_id = extra.groupId;
+  if (extra.parentId) meta.parent_id = extra.parentId;
+  return meta;
 }

@@ -16,6 +16,8 @@ export interface PoolRunOptions {
   hardLimit?: number | null;
   /** Stores a custom state the task reports (`updateState`). */
   onState?: (state: State, meta: unknown) => Promise<void>;
+  /** Aborting it stops this run (revoke with terminate); its outcome is then `lost`. */
+  signal?: AbortSignal;
 }
 
 /** Runs tasks. */
