@@ -209,6 +209,8 @@ export async function redisPurgeDeadLetters(
   ctx: RedisAdminContext,
   queue: string,
 ): Promise<number> {
-  const [n] = await ctx.run((c) => c.multi().lLen(deadKey(ctx, queue)).del(deadKey(ctx, queue)).exec());
+  const [n] = await ctx.run((c) =>
+    c.multi().lLen(deadKey(ctx, queue)).del(deadKey(ctx, queue)).exec()
+  );
   return Number(n);
 }
