@@ -415,6 +415,7 @@ export class Dashboard implements AsyncDisposable {
         headers: { "content-type": file.type, ...SECURITY_HEADERS },
       });
     }
+    if (path === "/favicon.ico") return new Response(null, { status: 204 });
     if (path === "/api/stream") return this.#stream();
     if (path === "/api/overview") return json(this.#overview());
     if (path === "/api/workers") return json(this.#workers());

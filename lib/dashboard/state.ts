@@ -86,6 +86,8 @@ export interface TaskInfo {
   finished: number | null;
   /** Last change, in ms. */
   updated: number;
+  /** Sender timestamp (seconds) of the event that set `state`. */
+  stateAt: number;
 }
 
 /** Options of {@linkcode DashboardState}. */
@@ -123,8 +125,7 @@ const TASK_STATES: Record<string, string> = {
   "task-rejected": "REJECTED",
 };
 
-// A later event never moves a task back from a final state (events may arrive out of order).
-const FINAL = new Set(["SUCCESS", "FAILURE", "REVOKED", "REJECTED"]);
+// The order of stages of one delivery; final states rank 3.
 const RANK: Record<string, number> = { PENDING: 0, RECEIVED: 1, STARTED: 2, RETRY: 2 };
 
 const str = (v: unknown): string | null => typeof v === "string" ? v : null;
@@ -259,8 +260,13 @@ export class DashboardState {
     if (!state || !uuid) return {};
     const t = this.#task(uuid, now);
     const change: StateChange = { task: t };
-    if (!FINAL.has(t.state) && (FINAL.has(state) || (RANK[state] ?? 0) >= (RANK[t.state] ?? 0))) {
+    // Events of one task may come from several workers (retries, redeliveries, replays from
+    // the dead-letter queue) and out of order: the latest by the sender's timestamp wins, and
+    // at the same time the later stage.
+    const at = num(event.timestamp) ?? now / 1000;
+    if (at > t.stateAt || (at === t.stateAt && (RANK[state] ?? 3) >= (RANK[t.state] ?? 3))) {
       t.state = state;
+      t.stateAt = at;
     }
     t.updated = now;
     if (hostname && type !== "task-sent") t.worker = hostname;
@@ -377,6 +383,7 @@ export class DashboardState {
       started: null,
       finished: null,
       updated: now,
+      stateAt: 0,
     };
     this.tasks.set(uuid, t);
     while (this.tasks.size > this.#maxTasks) {

@@ -579,6 +579,10 @@ const queuesPage = {
     this.body = el("div");
     view.append(el("h1", {}, "Queues"), this.body);
     this.load();
+    this.timer = setInterval(() => this.load(), 2000);
+  },
+  leave() {
+    clearInterval(this.timer);
   },
   async load() {
     try {
@@ -662,6 +666,10 @@ const queuePage = {
       this.scheduled,
     );
     this.load();
+    this.timer = setInterval(() => this.load(), 2000);
+  },
+  leave() {
+    clearInterval(this.timer);
   },
   async load() {
     const q = encodeURIComponent(this.queue);
@@ -833,8 +841,8 @@ const chartsPage = {
         box("Succeeded and failed per minute"),
       ),
     );
-    const labels = data.histogram.buckets.map((b) => "≤ " + (b < 1 ? b * 1000 + " ms" : b + " s"));
-    labels.push("> " + data.histogram.buckets.at(-1) + " s");
+    const labels = data.histogram.buckets.map((b) => "≤" + (b < 1 ? b * 1000 + "ms" : b + "s"));
+    labels.push(">" + data.histogram.buckets.at(-1) + "s");
     this.plots.push(
       new globalThis.uPlot(
         {
