@@ -140,6 +140,12 @@ async function scenario(setup: Setup): Promise<void> {
     await see(page, `tr[data-task="${once.id}"] [data-state="SUCCESS"]`);
     assert.equal(await once.get({ timeout: 10_000 }), "replayed");
 
+    // A failure shows its exception; the list now holds every outcome (the README picture).
+    const failed = await producer.sendTask("dash.fail", []);
+    await see(page, `tr[data-task="${failed.id}"] [data-state="FAILURE"]`);
+    assert.match(await text(page, `tr[data-task="${failed.id}"]`), /boom/);
+    await screenshot(page, `${setup.label}-tasks-all`);
+
     await page.goto(url + `#/worker/${encodeURIComponent(hostname)}`);
     await see(page, ".fields [data-state=online]");
     await screenshot(page, `${setup.label}-worker`);
