@@ -37,6 +37,7 @@ Commands:
   status   List the workers online
   events   Watch workers and tasks live, or dump events as JSON lines (--dump)
   purge    Remove every waiting message from queues
+  dashboard  Serve the web dashboard (workers, tasks, queues, beat, charts)
 
 Run 'deno run -A cli.ts <command> --help' for a command's options.`,
   worker: `Usage: deno run -A cli.ts worker --app ./tasks.ts [options]
@@ -97,6 +98,22 @@ Options:
       --wait             Wait until the task is ready
       --timeout MS       With --wait: give up after MS milliseconds (default: 60000)
       --traceback        Print the traceback of a failure
+  -h, --help             Show this help`,
+  dashboard: `Usage: deno run -A cli.ts dashboard --app ./tasks.ts [options]
+
+Serves the web dashboard: workers, tasks (live), queues and dead letters, beat, charts, and
+Prometheus metrics at /metrics. Workers need -E (task events) for the task list.
+
+Options:
+  -A, --app MODULE       Module exporting the App (for its broker, backend and beat schedule)
+  -b, --broker URL       Broker URL (default: the app's, CELERIAC_BROKER_URL)
+  -p, --port N           Port; 0 picks a free one (default: 5555)
+      --address HOST     Address to listen on (default: 127.0.0.1)
+      --auth USER:PASS   Require HTTP basic auth (needed for a non-loopback --address)
+      --token TOKEN      Require this token (Bearer header, or ?token= once; or --auth)
+  -Q, --queues Q1,Q2     Queues to show besides the default queue and the workers' queues
+      --max-tasks N      Tasks kept in memory (default: 10000)
+  -l, --loglevel LEVEL   debug, info, warn or error (default: info)
   -h, --help             Show this help`,
 };
 
@@ -419,7 +436,66 @@ async function result(argv: string[]): Promise<number> {
   }
 }
 
+async function dashboard(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      app: { type: "string", short: "A" },
+      broker: { type: "string", short: "b" },
+      port: { type: "string", short: "p" },
+      address: { type: "string" },
+      auth: { type: "string" },
+      token: { type: "string" },
+      queues: { type: "string", short: "Q" },
+      "max-tasks": { type: "string" },
+      loglevel: { type: "string", short: "l" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE.dashboard);
+    return 0;
+  }
+  const { isLoopback, serveDashboard } = await import("./lib/dashboard/server.ts");
+  const address = values.address ?? "127.0.0.1";
+  if (!isLoopback(address) && !values.auth && !values.token) {
+    throw new UsageError(`--address ${address} is not loopback: give --auth USER:PASS or --token`);
+  }
+  if (values.auth !== undefined && !values.auth.includes(":")) {
+    throw new UsageError("--auth must be USER:PASS");
+  }
+  const logger = consoleLogger(values.loglevel ?? "info");
+  const app = values.app
+    ? values.broker ? new App({ broker: values.broker }) : (await loadApp(values.app)).app
+    : new App(values.broker ? { broker: values.broker } : {});
+  app.logger = logger;
+  return await untilSignal(async (signal) => {
+    const options: Parameters<typeof serveDashboard>[1] = {
+      port: int(values.port, "port") ?? 5555,
+      hostname: address,
+    };
+    if (values.auth) options.auth = values.auth;
+    if (values.token) options.token = values.token;
+    if (values.queues) options.queues = values.queues.split(",").filter(Boolean);
+    const maxTasks = int(values["max-tasks"], "max-tasks", 1);
+    if (maxTasks !== undefined) options.maxTasks = maxTasks;
+    const server = await serveDashboard(app, options);
+    try {
+      console.log(`celeriac dashboard at ${server.url} (broker ${redact(app.conf.brokerUrl)})`);
+      if (!signal.aborted) {
+        await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+      }
+    } finally {
+      await server.close();
+      await app.close().catch((e) => logger.error(`closing: ${e}`));
+    }
+    return 0;
+  });
+}
+
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  dashboard,
   worker,
   beat,
   call,

@@ -113,10 +113,14 @@ export {
 export type {
   BroadcastMessage,
   Broker,
+  BrowseOptions,
   ConsumeDirectOptions,
   ConsumeOptions,
+  DeadLetter,
   Delivery,
   PublishOptions,
+  QueueCounts,
+  ScheduledMessage,
   SubscribeOptions,
 } from "./lib/brokers/broker.ts";
 export {

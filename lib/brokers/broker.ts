@@ -96,6 +96,77 @@ export interface Broker extends AsyncDisposable {
   ): AsyncIterable<Message>;
   /** Closes connections; idempotent. */
   close(): Promise<void>;
+  /**
+   * Admin: counts of each queue's messages (waiting, delivered and unacked, scheduled for an
+   * ETA, dead-lettered), for dashboards. Optional. A count the broker cannot tell is `null`.
+   */
+  queueCounts?(queues: readonly string[]): Promise<QueueCounts[]>;
+  /**
+   * Admin: the scheduled (ETA) messages of a queue, soonest first. Optional.
+   */
+  browseScheduled?(queue: string, options?: BrowseOptions): Promise<ScheduledMessage[]>;
+  /**
+   * Admin: the dead letters of a queue, oldest first, each with an id that
+   * {@linkcode Broker.replayDeadLetters} takes. Optional. (Named `browse...` because several
+   * brokers already have a `deadLetters(queue)` of their own, returning plain messages.)
+   */
+  browseDeadLetters?(queue: string, options?: BrowseOptions): Promise<DeadLetter[]>;
+  /**
+   * Admin: moves dead letters back onto their queue (all of them, or those with the given
+   * ids), with their delivery count reset. Optional.
+   *
+   * @returns How many were moved.
+   */
+  replayDeadLetters?(queue: string, ids?: readonly string[]): Promise<number>;
+  /**
+   * Admin: deletes every dead letter of a queue. Optional.
+   *
+   * @returns How many were deleted.
+   */
+  purgeDeadLetters?(queue: string): Promise<number>;
+}
+
+/** Counts of one queue, from {@linkcode Broker.queueCounts}. */
+export interface QueueCounts {
+  /** The queue. */
+  queue: string;
+  /** Messages waiting to be delivered. */
+  waiting: number;
+  /** Messages delivered and not yet acked (Redis `unacked`, KV leases); `null`: unknown. */
+  reserved: number | null;
+  /** Messages held for their ETA by the broker; `null`: unknown. */
+  scheduled: number | null;
+  /** Messages in the dead-letter queue; `null`: unknown. */
+  deadLettered: number | null;
+}
+
+/** Options of the admin browse methods. */
+export interface BrowseOptions {
+  /**
+   * Most entries returned.
+   * @default {100}
+   */
+  limit?: number;
+}
+
+/** A dead letter, from {@linkcode Broker.browseDeadLetters}. */
+export interface DeadLetter {
+  /** Its id within the dead-letter queue (the task id where the broker keys by it). */
+  id: string;
+  /** The message. */
+  message: Message;
+  /** Why it was dead-lettered, when the broker recorded it. */
+  reason?: string;
+}
+
+/** A scheduled message, from {@linkcode Broker.browseScheduled}. */
+export interface ScheduledMessage {
+  /** Its id (the task id where known). */
+  id: string;
+  /** When it becomes due, in ms since the epoch. */
+  eta: number;
+  /** The message. */
+  message: Message;
 }
 
 /** Options of {@linkcode Broker.subscribe}. */

@@ -43,6 +43,15 @@ import type {
   PublishOptions,
   SubscribeOptions,
 } from "./broker.ts";
+import type { BrowseOptions, DeadLetter, QueueCounts, ScheduledMessage } from "./broker.ts";
+import {
+  type KvAdminContext,
+  kvBrowseDeadLetters,
+  kvBrowseScheduled,
+  kvPurgeDeadLetters,
+  kvQueueCounts,
+  kvReplayDeadLetters,
+} from "./kv_admin.ts";
 
 /** Options of {@linkcode KvBroker}. */
 export interface KvBrokerOptions {
@@ -662,6 +671,34 @@ export class KvBroker implements Broker {
   /** Same as `close()`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  // Admin methods (the dashboard): see kv_admin.ts.
+  #admin: KvAdminContext = {
+    open: () => this.#open(),
+    key: (queue, ...rest) => this.#key(queue, ...rest),
+    readyKey: (queue, entry) => this.readyKey(queue, entry),
+    notifyKey: (queue) => this.notifyKey(queue),
+  };
+  /** Counts of each queue (waiting, leased, delayed, dead letters). */
+  queueCounts(queues: readonly string[]): Promise<QueueCounts[]> {
+    return kvQueueCounts(this.#admin, queues);
+  }
+  /** The delayed (ETA) messages of a queue, soonest first. */
+  browseScheduled(queue: string, options?: BrowseOptions): Promise<ScheduledMessage[]> {
+    return kvBrowseScheduled(this.#admin, queue, options);
+  }
+  /** The dead letters of a queue, oldest first. */
+  browseDeadLetters(queue: string, options?: BrowseOptions): Promise<DeadLetter[]> {
+    return kvBrowseDeadLetters(this.#admin, queue, options);
+  }
+  /** Moves dead letters back onto their queue; returns how many. */
+  replayDeadLetters(queue: string, ids?: readonly string[]): Promise<number> {
+    return kvReplayDeadLetters(this.#admin, queue, ids);
+  }
+  /** Deletes the dead letters of a queue; returns how many. */
+  purgeDeadLetters(queue: string): Promise<number> {
+    return kvPurgeDeadLetters(this.#admin, queue);
   }
 }
 

@@ -16,6 +16,7 @@ import type {
   PublishOptions,
   SubscribeOptions,
 } from "./broker.ts";
+import type { BrowseOptions, DeadLetter, QueueCounts } from "./broker.ts";
 
 interface Entry {
   message: Message;
@@ -272,5 +273,48 @@ export class MemoryBroker implements Broker {
   /** Same as `close()`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  /** Counts of each queue; delivered and scheduled messages are not tracked (`null`). */
+  queueCounts(queues: readonly string[]): Promise<QueueCounts[]> {
+    return Promise.resolve(queues.map((queue) => ({
+      queue,
+      waiting: this.size(queue),
+      reserved: null,
+      scheduled: null,
+      deadLettered: this.deadLetters(queue).length,
+    })));
+  }
+
+  /** The dead letters of a queue, oldest first; the id is the task id. */
+  browseDeadLetters(queue: string, options: BrowseOptions = {}): Promise<DeadLetter[]> {
+    return Promise.resolve(
+      this.deadLetters(queue).slice(0, options.limit ?? 100).map((message, i) => ({
+        id: typeof message.headers.id === "string" ? message.headers.id : String(i),
+        message,
+      })),
+    );
+  }
+
+  /** Moves dead letters back onto their queue; returns how many. */
+  replayDeadLetters(queue: string, ids?: readonly string[]): Promise<number> {
+    const dead = this.#store.deadLetters.get(queue) ?? [];
+    const keep: Message[] = [];
+    let moved = 0;
+    dead.forEach((message, i) => {
+      const id = typeof message.headers.id === "string" ? message.headers.id : String(i);
+      if (ids && !ids.includes(id)) return keep.push(message);
+      moved++;
+      this.publish(queue, message);
+    });
+    this.#store.deadLetters.set(queue, keep);
+    return Promise.resolve(moved);
+  }
+
+  /** Deletes the dead letters of a queue; returns how many. */
+  purgeDeadLetters(queue: string): Promise<number> {
+    const n = this.deadLetters(queue).length;
+    this.#store.deadLetters.delete(queue);
+    return Promise.resolve(n);
   }
 }

@@ -54,6 +54,15 @@ import { PROMOTE } from "./redis_scripts/promote.ts";
 import { RELEASE_LOCK } from "./redis_scripts/release_lock.ts";
 import { RESTORE_VISIBLE } from "./redis_scripts/restore_visible.ts";
 import { SETTLE } from "./redis_scripts/settle.ts";
+import type { BrowseOptions, DeadLetter, QueueCounts, ScheduledMessage } from "./broker.ts";
+import {
+  type RedisAdminContext,
+  redisBrowseDeadLetters,
+  redisBrowseScheduled,
+  redisPurgeDeadLetters,
+  redisQueueCounts,
+  redisReplayDeadLetters,
+} from "./redis_admin.ts";
 
 /** kombu's separator between a queue name and its priority step. */
 export const PRIORITY_SEP = "\x06\x16";
@@ -984,6 +993,33 @@ export class RedisBroker implements Broker {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  // Admin methods (the dashboard): see redis_admin.ts.
+  #admin: RedisAdminContext = {
+    run: (fn) => this.#retry(fn),
+    key: (name) => this.#key(name),
+    separator: PRIORITY_SEP,
+  };
+  /** Counts of each queue (waiting, unacked, scheduled, dead letters). */
+  queueCounts(queues: readonly string[]): Promise<QueueCounts[]> {
+    return redisQueueCounts(this.#admin, queues);
+  }
+  /** The scheduled (ETA) messages of a queue, soonest first. */
+  browseScheduled(queue: string, options?: BrowseOptions): Promise<ScheduledMessage[]> {
+    return redisBrowseScheduled(this.#admin, queue, options);
+  }
+  /** The dead letters of a queue, oldest first. */
+  browseDeadLetters(queue: string, options?: BrowseOptions): Promise<DeadLetter[]> {
+    return redisBrowseDeadLetters(this.#admin, queue, options);
+  }
+  /** Moves dead letters back onto their queue; returns how many. */
+  replayDeadLetters(queue: string, ids?: readonly string[]): Promise<number> {
+    return redisReplayDeadLetters(this.#admin, queue, ids);
+  }
+  /** Deletes the dead letters of a queue; returns how many. */
+  purgeDeadLetters(queue: string): Promise<number> {
+    return redisPurgeDeadLetters(this.#admin, queue);
   }
 }
 
