@@ -160,3 +160,48 @@ Deno.test("EncodeError is kombu.exceptions.EncodeError on the wire, both ways", 
   });
   assert.ok(infoToError(info) instanceof EncodeError);
 });
+
+Deno.test({
+  name:
+    "every backend stores a result by the same rule: bigint exact, Date as kombu text, Map refused",
+  async fn() {
+    const { MemoryBackend } = await import("../lib/backends/memory.ts");
+    const { KvBackend } = await import("../lib/backends/kv.ts");
+    const { RedisBackend } = await import("../lib/backends/redis.ts");
+    const dir = await Deno.makeTempDir({ prefix: "celeriac-json-codec-" });
+    try {
+      const backends = [
+        new MemoryBackend(`memory://json-codec-${crypto.randomUUID()}`),
+        new KvBackend(`kv://${dir}/results.kv`),
+        new RedisBackend("redis://127.0.0.1:6379/1", { resultExpires: 60_000 }),
+      ];
+      for (const backend of backends) {
+        await using _ = backend;
+        const id = `json-codec-${crypto.randomUUID()}`;
+        const meta = (result: unknown) => ({
+          status: "SUCCESS",
+          result,
+          traceback: null,
+          children: [],
+          date_done: null,
+          task_id: id,
+        });
+        await backend.store(id, meta({ big: 10n ** 23n, at: new Date(0), gone: undefined }));
+        const back = await backend.get(id);
+        assert.deepEqual(back?.result, {
+          big: 10n ** 23n,
+          at: "1970-01-01T00:00:00Z",
+          gone: null,
+        }, backend.constructor.name);
+        await assert.rejects(
+          backend.store(`${id}-map`, meta([1, { foo: new Map() }])),
+          (e: unknown) => e instanceof EncodeError && e.path === "result[1].foo",
+          backend.constructor.name,
+        );
+        await backend.forget(id);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

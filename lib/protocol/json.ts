@@ -131,7 +131,8 @@ export const MAX_ENCODE_DEPTH = 10_000;
  * overflowing the stack.
  *
  * @param value The value.
- * @param path How the value is named in an error: `args`, `result`, ...
+ * @param path How the value is named in an error: `args`, `result`, ...; `""` names the
+ *   fields of an object alone (a meta's `result[2].foo`).
  * @returns JSON text.
  * @throws {EncodeError} For a value JSON cannot hold (see above).
  * @example
@@ -251,7 +252,9 @@ function encodeSlow(root: unknown, rootPath: string): string {
   const stack: Frame[] = [];
   const open = new Set<object>();
   const fail = (reason: string): never => {
-    const path = pathOf(rootPath, stack);
+    let path = pathOf(rootPath, stack);
+    // An unnamed root names its fields alone: `result[2].foo` in a meta.
+    if (rootPath === "") path = path.startsWith(".") ? path.slice(1) : path || "value";
     throw new EncodeError(`${path} ${reason}, which JSON cannot hold`, { path });
   };
   // Writes a value, or opens a container frame for it.
@@ -337,4 +340,29 @@ function encodeSlow(root: unknown, rootPath: string): string {
     }
   }
   return out.join("");
+}
+
+/**
+ * The value as the wire gives it back, by the same rule as {@linkcode stringifyJson}: what a
+ * backend that keeps JavaScript values (memory, Deno KV) stores, so that a result reads the
+ * same from every backend (`bigint` stays exact, a `Date` becomes kombu's datetime text,
+ * `undefined` becomes `null`), and a `Map` fails with the same {@linkcode EncodeError} as on
+ * Redis. Plain JSON data is returned as is, without a copy.
+ *
+ * @param value The value.
+ * @param path How the value is named in an error (see {@linkcode stringifyJson}).
+ * @returns The value, or a converted copy.
+ * @throws {EncodeError} For a value JSON cannot hold.
+ * @example
+ * ```ts
+ * import { toJsonValue } from "./json.ts";
+ * const meta: { result: unknown[] } = { result: [new Date(0), undefined, 2n ** 64n] };
+ * const stored = toJsonValue(meta, "");
+ * console.assert(stored.result[0] === "1970-01-01T00:00:00Z" && stored.result[1] === null);
+ * console.assert(stored.result[2] === 2n ** 64n);
+ * ```
+ */
+export function toJsonValue<T>(value: T, path = "value"): T {
+  if (isPlain(value, 0)) return value;
+  return parseJson(encodeSlow(value, path)) as T;
 }
