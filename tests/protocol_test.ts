@@ -1086,3 +1086,50 @@ print(json.dumps(out))
     assertDecodeError(bzip2, /compression 'application\/x-bz2' is not supported/);
   },
 });
+
+Deno.test("a Redis delivery whose envelope cannot be read decodes to the envelope's own reason", async () => {
+  const { RedisBroker } = await import("../lib/brokers/redis.ts");
+  const { deleteByPrefix, rawClient, REDIS } = await import("./_redis_helpers.ts");
+  const id = crypto.randomUUID();
+  const prefix = `celeriac-test-${id}:`;
+  const queue = `q-${id}`;
+  await using broker = new RedisBroker(REDIS, {
+    keyPrefix: prefix,
+    connectionName: `celeriac-test-${id}`,
+  });
+  const redis = await rawClient();
+  try {
+    const bad = { ...kombuOf(validMessage()), body: "not!base64" };
+    const big = encodeTask({
+      id: "big",
+      name: "tasks.big",
+      args: ["x".repeat(20 * 1024 * 1024)],
+      kwargs: {},
+    });
+    // kombu LPUSHes and the consumer pops from the right: bad first, then the 20 MB body.
+    await redis.lPush(`${prefix}${queue}`, JSON.stringify(bad));
+    await redis.lPush(`${prefix}${queue}`, JSON.stringify(kombuOf(big)));
+    const controller = new AbortController();
+    const reasons: string[] = [];
+    const args: unknown[] = [];
+    for await (const d of broker.consume([queue], { prefetch: 1, signal: controller.signal })) {
+      try {
+        args.push(decodeTask(d.message).args[0]);
+      } catch (e) {
+        assert.ok(e instanceof MessageDecodeError);
+        reasons.push(e.message);
+      }
+      await d.ack();
+      if (reasons.length + args.length === 2) controller.abort();
+    }
+    assert.equal(reasons.length, 1);
+    assert.match(
+      reasons[0]!,
+      /^The broker envelope could not be read: .*not valid base64: character "!" at offset 3/,
+    );
+    assert.equal((args[0] as string).length, 20 * 1024 * 1024);
+  } finally {
+    await redis.disconnect();
+    await deleteByPrefix(prefix);
+  }
+});

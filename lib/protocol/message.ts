@@ -444,6 +444,41 @@ function readTimeLimit(value: unknown): [number | null, number | null] {
   return [timeLimit(value[0], "timelimit[0] (hard)"), timeLimit(value[1], "timelimit[1] (soft)")];
 }
 
+/**
+ * The content type of a placeholder {@linkcode undecodableMessage}: never sent on the wire.
+ */
+export const UNDECODABLE_CONTENT_TYPE = "application/x-celeriac-undecodable";
+
+/**
+ * A placeholder for a delivery whose broker envelope could not be read (not JSON, bad base64,
+ * bad UTF-8): a broker hands it to the consumer instead of the message, so that the delivery
+ * is still settled, and {@linkcode decodeTask} then throws a `MessageDecodeError` with the
+ * envelope's own reason, for the dead-letter log line.
+ *
+ * @param cause Why the envelope could not be read (its message becomes the reason).
+ * @param properties Properties the broker still knows (delivery tag, ...).
+ * @returns The placeholder message.
+ * @example
+ * ```ts
+ * import { decodeTask, undecodableMessage } from "./message.ts";
+ * try {
+ *   decodeTask(undecodableMessage(new Error("body is not valid base64")));
+ * } catch (e) {
+ *   console.assert((e as Error).message.endsWith("body is not valid base64"));
+ * }
+ * ```
+ */
+export function undecodableMessage(cause: unknown, properties: MessageProperties = {}): Message {
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  return {
+    headers: {},
+    properties,
+    body: reason,
+    contentType: UNDECODABLE_CONTENT_TYPE,
+    contentEncoding: "utf-8",
+  };
+}
+
 const SERIALIZER_NAMES: Record<string, string> = {
   "application/x-python-serialize": "pickle",
   "application/x-yaml": "yaml",
@@ -474,6 +509,9 @@ function checkContent(message: Message): void {
     );
   }
   const type = message.contentType.trim().toLowerCase();
+  if (type === UNDECODABLE_CONTENT_TYPE) {
+    throw new MessageDecodeError(`The broker envelope could not be read: ${message.body}`);
+  }
   if (type === "") {
     throw new MessageDecodeError(
       "The message has no content type (its broker envelope could not be read)",
