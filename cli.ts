@@ -16,6 +16,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { formatLogLine } from "./lib/_log.ts";
 import { App, type Logger } from "./lib/app.ts";
 import { startBeat } from "./lib/beat/beat.ts";
 import { Consumer } from "./lib/worker/consumer.ts";
@@ -131,10 +132,8 @@ function consoleLogger(level: string): Logger {
   if (min < 0) throw new UsageError(`unknown log level '${level}' (use ${LEVELS.join(", ")})`);
   const log = (at: number, name: string) => (message: string, fields?: Record<string, unknown>) => {
     if (at < min) return;
-    const extra = fields && Object.keys(fields).length
-      ? " " + JSON.stringify(fields, (_k, v) => v instanceof Error ? v.message : v)
-      : "";
-    console.error(`[${new Date().toISOString()}] ${name} ${message}${extra}`);
+    // Names, ids and messages come from untrusted messages: the line escapes control characters.
+    console.error(formatLogLine(name, message, fields));
   };
   return {
     debug: log(0, "DEBUG"),

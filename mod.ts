@@ -95,6 +95,8 @@ export { Consumer, type ConsumerOptions } from "./lib/worker/consumer.ts";
 export {
   CeleriacError,
   ChordError,
+  EncodeError,
+  type EncodeErrorOptions,
   Ignore,
   MaxRetriesExceededError,
   MessageDecodeError,

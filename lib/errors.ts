@@ -5,6 +5,8 @@
  * @module
  */
 
+import { boundedRepr } from "./protocol/repr.ts";
+
 /** Base class of every celeriac error. */
 export class CeleriacError extends Error {
   /**
@@ -297,6 +299,51 @@ export class MessageDecodeError extends CeleriacError {
   }
 }
 
+/** Options of {@linkcode EncodeError}. */
+export interface EncodeErrorOptions extends ErrorOptions {
+  /** Where the offending value is, e.g. `result[2].foo`. */
+  path?: string;
+}
+
+/**
+ * A value cannot be written as JSON by celeriac's rule (a `Map`, `Set`, function, class
+ * instance, `NaN`, a cycle, ...). Celery: `kombu.exceptions.EncodeError`, as a Python task
+ * returning an unserializable value fails.
+ *
+ * @example
+ * ```ts
+ * import { EncodeError } from "@celeriac/celeriac";
+ * const e = new EncodeError("result.foo is a Map", { path: "result.foo" });
+ * console.assert(e.name === "EncodeError" && e.path === "result.foo");
+ * ```
+ */
+export class EncodeError extends CeleriacError {
+  /** Where the offending value is, e.g. `result[2].foo`; `""` when unknown. */
+  readonly path: string;
+  /**
+   * Creates the error.
+   *
+   * @param message What cannot be encoded, and where.
+   * @param options The path and the cause.
+   */
+  constructor(message: string, options: EncodeErrorOptions = {}) {
+    super(message, options);
+    this.name = "EncodeError";
+    this.path = options.path ?? "";
+  }
+}
+
+// One remote error argument as message text. Arguments come from the wire: an int beyond 2^53
+// arrives as a bigint, which JSON.stringify refuses.
+function argText(arg: unknown): string {
+  if (typeof arg === "string") return arg;
+  try {
+    return JSON.stringify(arg) ?? String(arg);
+  } catch {
+    return boundedRepr(arg, { maxLength: 200 });
+  }
+}
+
 /**
  * A task that failed remotely, rebuilt from Celery's `{exc_type, exc_message, exc_module}`
  * shape. `name` is the remote `exc_type`.
@@ -329,7 +376,7 @@ export class TaskError extends CeleriacError {
     excArgs: readonly unknown[],
     traceback: string | null = null,
   ) {
-    super(excArgs.map((a) => typeof a === "string" ? a : JSON.stringify(a)).join(", "));
+    super(excArgs.map(argText).join(", "));
     this.name = excType;
     this.excModule = excModule;
     this.excArgs = excArgs;

@@ -9,6 +9,7 @@ import type { AppContext } from "./app_context.ts";
 import { MaxRetriesExceededError, Retry } from "./errors.ts";
 
 import { Signature } from "./canvas/signature.ts";
+import { boundedRepr } from "./protocol/repr.ts";
 import { type Chunks, chunks, type XMap, xmap, type XStarmap, xstarmap } from "./canvas/types.ts";
 import type { State } from "./protocol/states.ts";
 import type { AsyncResult, EagerResult } from "./result.ts";
@@ -131,9 +132,9 @@ export class TaskContext {
     if (max !== null && this.retries >= max) {
       if (options.exc !== undefined) throw options.exc;
       throw new MaxRetriesExceededError(
-        `Can't retry ${this.name}[${this.id}] args:${JSON.stringify(this.args)} kwargs:${
-          JSON.stringify(this.kwargs)
-        }`,
+        `Can't retry ${this.name}[${this.id}] args:${
+          boundedRepr(this.args, { tuple: true })
+        } kwargs:${boundedRepr(this.kwargs)}`,
       );
     }
     const retryOptions: { countdown?: number; eta?: Date; cause?: unknown } = {};

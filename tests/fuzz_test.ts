@@ -321,6 +321,7 @@ function expectations(p: Plan) {
 
 function report(broker: string, p: Plan, rss: number, ms: number) {
   const kinds = new Set(p.items.map((c) => c.kind)).size;
+  // deno-lint-ignore no-console
   console.log(
     `fuzz ${broker}: ${p.items.length - GOOD} bad messages of ${kinds - 1} kinds + ${GOOD} good ` +
       `settled in ${ms} ms; worker peak RSS ${(rss / 1024).toFixed(0)} MiB`,

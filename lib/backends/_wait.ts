@@ -6,6 +6,7 @@
  */
 
 import { READY_STATES } from "../protocol/states.ts";
+import { stringifyJson } from "../protocol/json.ts";
 import type { ResultMeta } from "./backend.ts";
 
 /**
@@ -58,8 +59,13 @@ export async function* readyEach(
 export async function* untilReady(changes: AsyncIterable<ResultMeta>): AsyncGenerator<ResultMeta> {
   let last: string | undefined;
   for await (const meta of changes) {
-    const text = JSON.stringify(meta);
-    if (text === last) continue;
+    let text: string | undefined;
+    try {
+      text = stringifyJson(meta, "");
+    } catch {
+      // Not JSON (a backend that keeps JS values): never a repeat.
+    }
+    if (text !== undefined && text === last) continue;
     last = text;
     yield meta;
     if (READY_STATES.has(meta.status)) return;

@@ -24,6 +24,7 @@
 
 import { Notifier } from "../_signal.ts";
 import { commit, KvHandle, retry } from "../_kv.ts";
+import { toJsonValue } from "../protocol/json.ts";
 import type { Backend, BackendOptions, ChordPart, ResultMeta, WaitOptions } from "./backend.ts";
 import { readyEach, untilReady } from "./_wait.ts";
 
@@ -125,13 +126,15 @@ export class KvBackend implements Backend {
    */
   async store(taskId: string, meta: ResultMeta): Promise<void> {
     checkId(taskId);
+    // The wire's JSON rule, so a result reads the same as from Redis (EncodeError likewise).
+    const stored = toJsonValue(meta, "");
     const kv = await this.#open();
     const key = this.#key("meta", taskId);
     while (true) {
       const current = await retry(() => kv.get<Stored<ResultMeta>>(key));
       if (live(current.value)?.status === "SUCCESS") return;
       const ok = await commit(() =>
-        kv.atomic().check(current).set(key, this.#wrap(meta), this.#setOptions)
+        kv.atomic().check(current).set(key, this.#wrap(stored), this.#setOptions)
       );
       if (ok) return;
     }
@@ -337,11 +340,12 @@ export class KvBackend implements Backend {
     const base = (...rest: Deno.KvKeyPart[]) => this.#key("chord", groupId, ...rest);
     const partKey = base("part", groupIndex);
     const opts = this.#setOptions;
+    const stored = { ...part, result: toJsonValue(part.result, "result") };
     // Count the part only the first time its index is recorded.
     while (true) {
       const current = await retry(() => kv.get(partKey));
       const ok = await commit(() => {
-        const op = kv.atomic().check(current).set(partKey, part, opts);
+        const op = kv.atomic().check(current).set(partKey, stored, opts);
         return current.versionstamp === null ? op.sum(base("count"), 1n) : op;
       });
       if (ok) break;

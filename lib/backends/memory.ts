@@ -6,6 +6,7 @@
  */
 
 import { Notifier } from "../_signal.ts";
+import { toJsonValue } from "../protocol/json.ts";
 import type { Backend, BackendOptions, ChordPart, ResultMeta, WaitOptions } from "./backend.ts";
 import { readyEach, untilReady } from "./_wait.ts";
 
@@ -56,8 +57,15 @@ export class MemoryBackend implements Backend {
     const current = this.#lookup(taskId);
     if (current?.status === "SUCCESS") return Promise.resolve();
     const expiresAt = this.#expires > 0 ? Date.now() + this.#expires : Infinity;
-    this.#store.results.set(taskId, { meta: structuredClone(meta), expiresAt });
-    for (const l of this.#store.listeners) l(meta);
+    let stored: ResultMeta;
+    try {
+      // The wire's JSON rule, so a result reads the same as from Redis (EncodeError likewise).
+      stored = structuredClone(toJsonValue(meta, ""));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.#store.results.set(taskId, { meta: stored, expiresAt });
+    for (const l of this.#store.listeners) l(stored);
     return Promise.resolve();
   }
 
@@ -153,9 +161,15 @@ export class MemoryBackend implements Backend {
     groupIndex: number,
     part: ChordPart,
   ): Promise<ChordPart[] | null> {
+    let stored: ChordPart;
+    try {
+      stored = structuredClone({ ...part, result: toJsonValue(part.result, "result") });
+    } catch (error) {
+      return Promise.reject(error);
+    }
     let chord = this.#store.chords.get(groupId);
     if (!chord) this.#store.chords.set(groupId, chord = { size: Infinity, parts: new Map() });
-    chord.parts.set(groupIndex, structuredClone(part));
+    chord.parts.set(groupIndex, stored);
     if (chord.parts.size < chord.size) return Promise.resolve(null);
     this.#store.chords.delete(groupId);
     const parts = [...chord.parts.entries()].sort((a, b) => a[0] - b[0]).map(([, p]) => p);

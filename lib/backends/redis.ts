@@ -213,7 +213,7 @@ export class RedisBackend implements Backend {
   async store(taskId: string, meta: ResultMeta): Promise<void> {
     const client = await this.#connect();
     const key = TASK_KEY_PREFIX + taskId;
-    const value = stringifyJson(meta);
+    const value = stringifyJson(meta, "");
     // Stores in the same turn of the microtask queue (a worker finishing a batch of tasks) share
     // one script call; a lone store runs the single-task script, with no added wait.
     let batch = this.#stores;
@@ -367,7 +367,9 @@ export class RedisBackend implements Backend {
   ): Promise<ChordPart[] | null> {
     const client = await this.#connect();
     const base = GROUP_KEY_PREFIX + groupId;
-    const member = stringifyJson([1, part.taskId, part.status, part.result]);
+    const member = `[1,${JSON.stringify(part.taskId)},${JSON.stringify(part.status)},${
+      stringifyJson(part.result, "result")
+    }]`;
     const reply = await CHORD_PART_RETURN.run(client, [`${base}.j`, `${base}.t`, `${base}.s`], [
       member,
       groupIndex,
@@ -411,7 +413,7 @@ function decodeMeta(raw: string, taskId: string): ResultMeta {
   }
   const m = meta as Record<string, unknown>;
   if (typeof m.task_id !== "string" || m.task_id === "") m.task_id = taskId;
-  return parseResultMeta(JSON.stringify(m));
+  return parseResultMeta(stringifyJson(m, ""));
 }
 
 /**

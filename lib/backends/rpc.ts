@@ -246,7 +246,7 @@ export class RpcBackend implements Backend {
       this.#update(taskId, meta);
       return;
     }
-    const body = Buffer.from(stringifyJson(meta), "utf8");
+    const body = Buffer.from(stringifyJson(meta, ""), "utf8");
     let wait = 50;
     for (let attempt = 0;; attempt++) {
       try {

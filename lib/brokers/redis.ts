@@ -38,7 +38,7 @@ const COMMAND_DEADLINE = 15_000;
 import { redact } from "../connect.ts";
 import { stringifyJson } from "../protocol/json.ts";
 import { fromKombuEnvelope, toKombuEnvelope } from "../protocol/kombu.ts";
-import type { Message } from "../protocol/message.ts";
+import { type Message, undecodableMessage } from "../protocol/message.ts";
 import type {
   BroadcastMessage,
   Broker,
@@ -595,7 +595,7 @@ export class RedisBroker implements Broker {
     } catch (cause) {
       // Undecodable: hand it over anyway so the consumer rejects it (to the dead letters).
       this.#onError(new Error(`Undecodable envelope ${tag}`, { cause }));
-      message = { headers: {}, properties: {}, body: "", contentType: "", contentEncoding: "" };
+      message = undecodableMessage(cause);
     }
     return {
       message,

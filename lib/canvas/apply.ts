@@ -12,6 +12,7 @@
 
 import type { AppContext } from "../app_context.ts";
 import type { SignatureDict } from "../protocol/message.ts";
+import { boundedRepr } from "../protocol/repr.ts";
 import { AsyncResult, GroupResult } from "../result.ts";
 import type { SendOptions } from "../task_options.ts";
 import { isSignatureLike, type SignatureLike, toDict } from "./signature.ts";
@@ -51,7 +52,7 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
 const list = (v: unknown): SignatureDict[] =>
   (v === undefined || v === null ? [] : Array.isArray(v) ? v : [v]).map((s) => {
     if (!isSignatureLike(s)) {
-      throw new TypeError(`Cannot use ${JSON.stringify(s)} as a signature: it has no task name`);
+      throw new TypeError(`Cannot use ${boundedRepr(s)} as a signature: it has no task name`);
     }
     return isObject(s) && !("toJSON" in s) && isObject(s.options) ? s as SignatureDict : toDict(s);
   });

@@ -6,12 +6,13 @@
  */
 
 import type { AppContext } from "../app_context.ts";
+import { boundedRepr } from "../protocol/repr.ts";
 import { applySignature } from "./apply.ts";
 import { isSignatureLike, type SignatureLike, toDict } from "./signature.ts";
 
 function taskName(app: AppContext, sig: unknown, builtin: string): string {
   if (!isSignatureLike(sig)) {
-    throw new TypeError(`${builtin}: task must be a signature, got ${JSON.stringify(sig)}`);
+    throw new TypeError(`${builtin}: task must be a signature, got ${boundedRepr(sig)}`);
   }
   const name = sig.task;
   if (!app.tasks.has(name)) {

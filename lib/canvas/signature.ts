@@ -9,6 +9,7 @@
 
 import type { AppContext } from "../app_context.ts";
 import type { SignatureDict } from "../protocol/message.ts";
+import { boundedRepr } from "../protocol/repr.ts";
 import type { AsyncResult, GroupResult } from "../result.ts";
 import type { SendOptions } from "../task_options.ts";
 
@@ -64,7 +65,7 @@ function dictList(value: unknown): unknown {
  */
 export function toDict(sig: SignatureLike): SignatureDict {
   if (!isSignatureLike(sig)) {
-    throw new TypeError(`Cannot use ${JSON.stringify(sig)} as a signature: it has no task name`);
+    throw new TypeError(`Cannot use ${boundedRepr(sig)} as a signature: it has no task name`);
   }
   const options: Record<string, unknown> = { ...(isObject(sig.options) ? sig.options : {}) };
   for (const key of ["link", "link_error", "chain"]) {

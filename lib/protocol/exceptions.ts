@@ -7,6 +7,7 @@
 
 import {
   ChordError,
+  EncodeError,
   Ignore,
   MaxRetriesExceededError,
   NotRegistered,
@@ -40,6 +41,7 @@ const CELERY_ERRORS: Record<string, string> = {
   NotRegistered: "celery.exceptions",
   ChordError: "celery.exceptions",
   MaxRetriesExceededError: "celery.exceptions",
+  EncodeError: "kombu.exceptions",
 };
 
 // Built-in Python exception types that JavaScript errors map to by name.
@@ -150,6 +152,8 @@ export function infoToError(info: ExceptionInfo, traceback: string | null = null
       return new MaxRetriesExceededError(message, { cause });
     case "WorkerLostError":
       return new WorkerLostError(message, { cause });
+    case "EncodeError":
+      return new EncodeError(message, { cause });
     case "NotRegistered":
       return new NotRegistered(message.replace(/^'(.*)'$/, "$1"));
     case "SoftTimeLimitExceeded":

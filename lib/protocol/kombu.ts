@@ -9,6 +9,8 @@
  */
 
 import { MessageDecodeError } from "../errors.ts";
+import { boundedRepr } from "./repr.ts";
+import { bodyFromBytes, bodyToBytes, isByteBody } from "./body.ts";
 import type { Message, MessageProperties } from "./message.ts";
 
 /** Where kombu records the exchange and routing key a message was published with. */
@@ -73,31 +75,41 @@ export interface ToKombuEnvelopeOptions {
 const isObject = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === "object" && !Array.isArray(v);
 
-const utf8 = new TextEncoder();
-const utf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const NOT_PRINTABLE_ASCII = /[^\t\n\r\u0020-\u007e]/;
-// Canonical, padded base64 (what atob and Uint8Array.fromBase64 both accept alike).
-const PLAIN_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const NOT_BASE64_CHAR = /[^A-Za-z0-9+/]/;
+
+// Whether `body` is canonical, padded base64 (what atob and Uint8Array.fromBase64 both accept
+// alike), checked in linear time: a length that is a multiple of 4, then one character-class
+// scan of all but the (at most two) trailing `=`. A backtracking regex over the whole body
+// overflows V8's regex stack on bodies of a few megabytes.
+function isPlainBase64(body: string): boolean {
+  if (body.length % 4 !== 0) return false;
+  let end = body.length;
+  if (end > 0 && body.charCodeAt(end - 1) === 0x3d) end--;
+  if (end > 0 && body.charCodeAt(end - 1) === 0x3d) end--;
+  return !NOT_BASE64_CHAR.test(end === body.length ? body : body.slice(0, end));
+}
+
+// What is wrong with a body Uint8Array.fromBase64 refused, for the error reason.
+function base64Problem(body: string): string {
+  const trimmed = body.replace(/[\t\n\f\r ]+/g, "");
+  const bad = /[^A-Za-z0-9+/=]/.exec(trimmed);
+  if (bad) {
+    return `character ${JSON.stringify(bad[0])} at offset ${bad.index} is not a base64 character`;
+  }
+  const pad = trimmed.indexOf("=");
+  if (pad !== -1 && !/^={1,2}$/.test(trimmed.slice(pad))) {
+    return `padding "=" at offset ${pad} is not at the end`;
+  }
+  return `its length ${trimmed.length} is not a multiple of 4`;
+}
 
 // The fast path of the usual body: canonical base64 of printable ASCII, which is its own
 // UTF-8. Anything else (undefined) takes the checked path.
 function asciiFromBase64(body: string): string | undefined {
-  if (!PLAIN_BASE64.test(body)) return undefined;
+  if (!isPlainBase64(body)) return undefined;
   const text = atob(body);
   return NOT_PRINTABLE_ASCII.test(text) ? undefined : text;
-}
-
-// Bytes to a string one char per byte, so binary (pickle, msgpack) bodies survive unchanged.
-function latin1(bytes: Uint8Array): string {
-  let text = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return text;
-}
-
-function isBinary(encoding: string): boolean {
-  return encoding.toLowerCase() === "binary";
 }
 
 /**
@@ -107,8 +119,9 @@ function isBinary(encoding: string): boolean {
  * `delivery_info` stay in `properties`, for the broker's ack bookkeeping.
  *
  * @param envelope The envelope: a parsed object, or the JSON text of one.
- * @returns The message. A binary (`content-encoding: binary`) body is returned one character per
- *   byte; any other body is decoded as UTF-8.
+ * @returns The message. A binary (`content-encoding: binary`) or compressed (a `compression`
+ *   header) body is returned one character per byte, for `decodeTask` to inflate or refuse; any
+ *   other body is decoded as UTF-8. Base64 is checked in linear time: bodies of any size decode.
  * @throws {MessageDecodeError} When the value is not a kombu envelope, or its body is not valid
  *   base64 or UTF-8.
  * @example
@@ -162,10 +175,9 @@ export function fromKombuEnvelope(envelope: unknown): Message {
     throw new MessageDecodeError("A kombu envelope's properties must be a mapping");
   }
   const { body_encoding: bodyEncoding, ...rest } = properties ?? {};
+  const bytesBody = isByteBody(contentEncoding, headers as Record<string, unknown> | undefined);
   let text = body;
-  const ascii = bodyEncoding === "base64" && !isBinary(contentEncoding)
-    ? asciiFromBase64(body)
-    : undefined;
+  const ascii = bodyEncoding === "base64" && !bytesBody ? asciiFromBase64(body) : undefined;
   if (ascii !== undefined) {
     text = ascii;
   } else if (bodyEncoding === "base64") {
@@ -173,23 +185,19 @@ export function fromKombuEnvelope(envelope: unknown): Message {
     try {
       bytes = Uint8Array.fromBase64(body);
     } catch (cause) {
-      throw new MessageDecodeError("A kombu envelope's body is not valid base64", { cause });
+      throw new MessageDecodeError(
+        `A kombu envelope's body is not valid base64: ${base64Problem(body)}`,
+        { cause },
+      );
     }
-    if (isBinary(contentEncoding)) {
-      text = latin1(bytes);
-    } else {
-      try {
-        text = utf8Decoder.decode(bytes);
-      } catch (cause) {
-        throw new MessageDecodeError(
-          `A kombu envelope's body is not valid UTF-8 (content-encoding ${contentEncoding})`,
-          { cause },
-        );
-      }
+    try {
+      text = bodyFromBytes(bytes, contentEncoding, headers as Record<string, unknown> | undefined);
+    } catch (cause) {
+      throw new MessageDecodeError(`A kombu envelope's body is not valid UTF-8`, { cause });
     }
   } else if (bodyEncoding !== undefined && bodyEncoding !== null) {
     throw new MessageDecodeError(
-      `Unsupported kombu body_encoding ${JSON.stringify(bodyEncoding)}`,
+      `Unsupported kombu body_encoding ${boundedRepr(bodyEncoding, { maxLength: 80 })}`,
     );
   }
   return {
@@ -226,13 +234,11 @@ export function toKombuEnvelope(message: Message, options: ToKombuEnvelopeOption
   if (typeof queue !== "string" || queue === "") {
     throw new TypeError(`Cannot build a kombu envelope: queue must be a non-empty string`);
   }
-  const binary = isBinary(message.contentEncoding);
+  const bytesBody = isByteBody(message.contentEncoding, message.headers);
   // Printable ASCII (the usual JSON body) is its own UTF-8: btoa takes it as is.
-  const body = !binary && !NOT_PRINTABLE_ASCII.test(message.body)
+  const body = !bytesBody && !NOT_PRINTABLE_ASCII.test(message.body)
     ? btoa(message.body)
-    : (binary
-      ? Uint8Array.from(message.body, (c) => c.charCodeAt(0) & 0xff)
-      : utf8.encode(message.body)).toBase64();
+    : bodyToBytes(message.body, message.contentEncoding, message.headers).toBase64();
   const {
     delivery_info: _info,
     delivery_tag: _tag,

@@ -6,7 +6,10 @@
  */
 
 import { MessageDecodeError } from "../errors.ts";
+import { latin1ToBytes } from "./body.ts";
+import { decompress, isCompressed } from "./compression.ts";
 import { parseJson, stringifyJson } from "./json.ts";
+import { boundedRepr } from "./repr.ts";
 
 /** Message properties, as kombu names them. Unknown properties are kept and ignored. */
 export interface MessageProperties {
@@ -212,8 +215,7 @@ const ISO_8601 =
  */
 export function parseIso(value: unknown): Date | null {
   if (value === null || value === undefined) return null;
-  const invalid = () =>
-    new MessageDecodeError(`Expected an ISO-8601 time, got ${JSON.stringify(value)}`);
+  const invalid = () => new MessageDecodeError(`Expected an ISO-8601 time, got ${brief(value)}`);
   if (typeof value !== "string") throw invalid();
   const m = ISO_8601.exec(value.trim());
   if (!m) throw invalid();
@@ -247,8 +249,10 @@ export function parseIso(value: unknown): Date | null {
 }
 
 /**
- * A Python-style `repr` of arguments, for the `argsrepr`/`kwargsrepr` headers that monitors
- * show.
+ * A Python-style `repr` of arguments, for the `argsrepr`/`kwargsrepr` headers and the task
+ * events that monitors show: bounded as Celery's `saferepr` is (3 levels, then `[...]`; at
+ * most 100 items per container; 1,024 characters in all; `...` where a value contains itself),
+ * so any input, however deep, large or cyclic, gives a short text and never throws.
  *
  * @param value The value.
  * @param tuple Render an array as a Python tuple.
@@ -260,29 +264,11 @@ export function parseIso(value: unknown): Date | null {
  * ```
  */
 export function pyRepr(value: unknown, tuple = false): string {
-  const text = repr(value, tuple);
-  return text.length > 1024 ? text.slice(0, 1021) + "..." : text;
+  return boundedRepr(value, { tuple });
 }
 
-function repr(value: unknown, tuple = false): string {
-  if (value === null || value === undefined) return "None";
-  if (value === true) return "True";
-  if (value === false) return "False";
-  if (typeof value === "string") {
-    return `'${value.replaceAll("\\", "\\\\").replaceAll("'", "\\'")}'`;
-  }
-  if (typeof value === "number" || typeof value === "bigint") return String(value);
-  if (Array.isArray(value)) {
-    const items = value.map((v) => repr(v));
-    if (tuple) return `(${items.join(", ")}${items.length === 1 ? "," : ""})`;
-    return `[${items.join(", ")}]`;
-  }
-  if (value instanceof Date) return `'${value.toISOString()}'`;
-  if (typeof value === "object") {
-    return `{${Object.entries(value).map(([k, v]) => `${repr(k)}: ${repr(v)}`).join(", ")}}`;
-  }
-  return repr(String(value));
-}
+// A short repr of an untrusted value for an error reason: bounded, and safe to log.
+const brief = (value: unknown) => boundedRepr(value, { maxDepth: 2, maxItems: 5, maxLength: 80 });
 
 /**
  * Encodes a task call as a Celery protocol v2 JSON message, with every header Celery 5 sends.
@@ -334,7 +320,10 @@ export function encodeTask(call: TaskCall): Message {
   return {
     headers,
     properties,
-    body: stringifyJson([call.args, call.kwargs, embed]),
+    // Encoded part by part, so that an EncodeError names `args[1]`, `kwargs.x` or `embed...`.
+    body: `[${stringifyJson(call.args, "args")},${stringifyJson(call.kwargs, "kwargs")},${
+      stringifyJson(embed, "embed")
+    }]`,
     contentType: "application/json",
     contentEncoding: "utf-8",
   };
@@ -343,10 +332,26 @@ export function encodeTask(call: TaskCall): Message {
 const isObject = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === "object" && !Array.isArray(v);
 
+/**
+ * The largest time limit a `timelimit` header may hold, in seconds: 2^31 s (about 68 years).
+ * Larger, negative or non-numeric limits are refused by {@linkcode decodeTask}. Timers past
+ * 2^31 ms (24.8 days) are chained by `lib/_timer.ts`, so every accepted limit is honoured.
+ */
+export const MAX_TIME_LIMIT_SECONDS = 2 ** 31;
+
+// What a value is, for a reason: "a string 'x'", "a list", "null".
+function kind(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "a mapping";
+  if (typeof value === "string") return `the string ${brief(value)}`;
+  return `${typeof value} ${brief(value)}`;
+}
+
 function optionalString(value: unknown, field: string): string | null {
   if (value === null || value === undefined) return null;
   if (typeof value !== "string") {
-    throw new MessageDecodeError(`Header ${field} must be a string, got ${JSON.stringify(value)}`);
+    throw new MessageDecodeError(`Header ${field} must be a string, got ${kind(value)}`);
   }
   return value;
 }
@@ -354,7 +359,28 @@ function optionalString(value: unknown, field: string): string | null {
 function optionalNumber(value: unknown, field: string): number | null {
   if (value === null || value === undefined) return null;
   if (typeof value !== "number" || !Number.isFinite(value)) {
-    throw new MessageDecodeError(`Header ${field} must be a number, got ${JSON.stringify(value)}`);
+    throw new MessageDecodeError(`Header ${field} must be a number, got ${kind(value)}`);
+  }
+  return value;
+}
+
+function optionalCount(value: unknown, field: string): number | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw new MessageDecodeError(
+      `Header ${field} must be a non-negative integer, got ${kind(value)}`,
+    );
+  }
+  return value;
+}
+
+function requiredId(value: unknown, field: string): string {
+  if (typeof value !== "string" || value === "") {
+    throw new MessageDecodeError(
+      value === undefined || value === null
+        ? `Task message has no ${field}`
+        : `Task ${field} must be a non-empty string, got ${kind(value)}`,
+    );
   }
   return value;
 }
@@ -362,7 +388,7 @@ function optionalNumber(value: unknown, field: string): number | null {
 function signature(value: unknown, field: string): SignatureDict {
   if (!isObject(value) || typeof value.task !== "string") {
     throw new MessageDecodeError(
-      `${field} must be a signature {task, args, kwargs, options}, got ${JSON.stringify(value)}`,
+      `${field} must be a signature {task, args, kwargs, options}, got ${brief(value)}`,
     );
   }
   return value as SignatureDict;
@@ -371,14 +397,16 @@ function signature(value: unknown, field: string): SignatureDict {
 function signatures(value: unknown, field: string): SignatureDict[] | null {
   if (value === null || value === undefined) return null;
   if (!Array.isArray(value)) {
-    throw new MessageDecodeError(`${field} must be a list of signatures or null`);
+    throw new MessageDecodeError(
+      `${field} must be a list of signatures or null, got ${kind(value)}`,
+    );
   }
   return value.map((v, i) => signature(v, `${field}[${i}]`));
 }
 
 function readEmbed(value: unknown, where: string): Embed {
   if (value !== null && value !== undefined && !isObject(value)) {
-    throw new MessageDecodeError(`${where} must be a mapping or null`);
+    throw new MessageDecodeError(`${where} must be a mapping or null, got ${kind(value)}`);
   }
   const embed = value ?? {};
   return {
@@ -391,19 +419,77 @@ function readEmbed(value: unknown, where: string): Embed {
   };
 }
 
-function readTimeLimit(value: unknown): [number | null, number | null] {
-  if (value === null || value === undefined) return [null, null];
-  if (!Array.isArray(value)) {
+function timeLimit(value: unknown, field: string): number | null {
+  if (value === null || value === undefined) return null;
+  if (
+    typeof value !== "number" || !Number.isFinite(value) || value < 0 ||
+    value > MAX_TIME_LIMIT_SECONDS
+  ) {
     throw new MessageDecodeError(
-      `Header timelimit must be [hard, soft], got ${JSON.stringify(value)}`,
+      `Header ${field} must be null or a number of seconds from 0 to 2^31, got ${kind(value)}`,
     );
   }
-  return [optionalNumber(value[0], "timelimit[0]"), optionalNumber(value[1], "timelimit[1]")];
+  return value;
 }
+
+function readTimeLimit(value: unknown): [number | null, number | null] {
+  if (value === null || value === undefined) return [null, null];
+  if (!Array.isArray(value) || value.length !== 2) {
+    throw new MessageDecodeError(
+      `Header timelimit must be [hard, soft] or null, got ${kind(value)}${
+        Array.isArray(value) ? ` of ${value.length}` : ""
+      }`,
+    );
+  }
+  return [timeLimit(value[0], "timelimit[0] (hard)"), timeLimit(value[1], "timelimit[1] (soft)")];
+}
+
+/**
+ * The content type of a placeholder {@linkcode undecodableMessage}: never sent on the wire.
+ */
+export const UNDECODABLE_CONTENT_TYPE = "application/x-celeriac-undecodable";
+
+/**
+ * A placeholder for a delivery whose broker envelope could not be read (not JSON, bad base64,
+ * bad UTF-8): a broker hands it to the consumer instead of the message, so that the delivery
+ * is still settled, and {@linkcode decodeTask} then throws a `MessageDecodeError` with the
+ * envelope's own reason, for the dead-letter log line.
+ *
+ * @param cause Why the envelope could not be read (its message becomes the reason).
+ * @param properties Properties the broker still knows (delivery tag, ...).
+ * @returns The placeholder message.
+ * @example
+ * ```ts
+ * import { decodeTask, undecodableMessage } from "./message.ts";
+ * try {
+ *   decodeTask(undecodableMessage(new Error("body is not valid base64")));
+ * } catch (e) {
+ *   console.assert((e as Error).message.endsWith("body is not valid base64"));
+ * }
+ * ```
+ */
+export function undecodableMessage(cause: unknown, properties: MessageProperties = {}): Message {
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  return {
+    headers: {},
+    properties,
+    body: reason,
+    contentType: UNDECODABLE_CONTENT_TYPE,
+    contentEncoding: "utf-8",
+  };
+}
+
+const SERIALIZER_NAMES: Record<string, string> = {
+  "application/x-python-serialize": "pickle",
+  "application/x-yaml": "yaml",
+  "application/x-msgpack": "msgpack",
+  "application/data": "raw bytes",
+  "application/text": "raw text",
+};
 
 function checkContent(message: Message): void {
   if (!isObject(message)) {
-    throw new MessageDecodeError(`A message must be an object, got ${String(message)}`);
+    throw new MessageDecodeError(`A message must be an object, got ${kind(message)}`);
   }
   if (typeof message.contentType !== "string") {
     throw new MessageDecodeError("A message needs a string contentType");
@@ -412,31 +498,68 @@ function checkContent(message: Message): void {
     throw new MessageDecodeError("A message body must be text");
   }
   if (message.headers !== null && message.headers !== undefined && !isObject(message.headers)) {
-    throw new MessageDecodeError("Message headers must be a mapping");
+    throw new MessageDecodeError(`Message headers must be a mapping, got ${kind(message.headers)}`);
   }
   if (
     message.properties !== null && message.properties !== undefined &&
     !isObject(message.properties)
   ) {
-    throw new MessageDecodeError("Message properties must be a mapping");
-  }
-  const type = message.contentType.trim().toLowerCase();
-  if (type !== "application/json") {
     throw new MessageDecodeError(
-      `Refusing to deserialize untrusted content of type ${message.contentType}`,
+      `Message properties must be a mapping, got ${kind(message.properties)}`,
     );
   }
-  if (message.headers?.compression) {
+  const type = message.contentType.trim().toLowerCase();
+  if (type === UNDECODABLE_CONTENT_TYPE) {
+    throw new MessageDecodeError(`The broker envelope could not be read: ${message.body}`);
+  }
+  if (type === "") {
     throw new MessageDecodeError(
-      `Compressed messages are not supported (compression ${
-        JSON.stringify(message.headers.compression)
-      })`,
+      "The message has no content type (its broker envelope could not be read)",
+    );
+  }
+  if (type !== "application/json") {
+    const serializer = SERIALIZER_NAMES[type];
+    throw new MessageDecodeError(
+      `Content type ${brief(message.contentType)}${
+        serializer ? ` (${serializer})` : ""
+      } is not accepted: celeriac reads only application/json (Celery's task_serializer='json')`,
+    );
+  }
+}
+
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+// The JSON text of a body: inflated when compressed, UTF-8-decoded when carried as bytes.
+function bodyText(message: Message): string {
+  const headers = isObject(message.headers) ? message.headers : {};
+  const compressed = isCompressed(headers);
+  const bytesBody = compressed || message.contentEncoding?.toLowerCase?.() === "binary";
+  if (!bytesBody) return message.body;
+  const raw = latin1ToBytes(message.body);
+  const bytes = compressed ? decompress(raw, headers.compression) : raw;
+  try {
+    return utf8Decoder.decode(bytes);
+  } catch (cause) {
+    throw new MessageDecodeError(
+      `The ${compressed ? "inflated " : ""}body is not valid UTF-8 JSON text`,
+      { cause },
     );
   }
 }
 
 /**
  * Decodes a task message, protocol v2 (a `task` header) or v1 (everything in the body).
+ *
+ * Every field is checked, and anything wrong is a {@linkcode MessageDecodeError} whose message
+ * says what: a content type other than JSON (pickle, yaml, msgpack), an unsupported
+ * `compression` (gzip/zlib and brotli bodies are inflated), a missing or non-string task name
+ * or id, args that are not a list, kwargs or embed that are not a mapping, `retries` that is not
+ * a non-negative integer, `eta`/`expires` that are not ISO-8601 times, a `timelimit` that is not
+ * `[hard, soft]` of nulls or seconds from 0 to {@linkcode MAX_TIME_LIMIT_SECONDS}.
+ *
+ * Accepted as Celery accepts them: an `eta` or `expires` far in the future (year 9999: the
+ * broker holds the message, and timers past 2^31 ms are chained), and task names or ids with
+ * control characters (they are data; every log line escapes them, see `lib/_log.ts`).
  *
  * @param message A message from a broker.
  * @returns The request.
@@ -450,12 +573,26 @@ function checkContent(message: Message): void {
  */
 export function decodeTask(message: Message): TaskRequest {
   checkContent(message);
-  const body = parseJson(message.body);
   const headers = isObject(message.headers) ? message.headers : {};
+  const body = parseJson(bodyText(message));
   const properties = isObject(message.properties) ? message.properties : {};
   const priority = optionalNumber(properties.priority, "priority");
-  if (typeof headers.task === "string") return decodeV2(headers, properties, body, priority);
-  if (isObject(body) && typeof body.task === "string") return decodeV1(body, properties, priority);
+  if (headers.task !== undefined && headers.task !== null) {
+    if (typeof headers.task !== "string" || headers.task === "") {
+      throw new MessageDecodeError(
+        `Header task must be a non-empty task name, got ${kind(headers.task)}`,
+      );
+    }
+    return decodeV2(headers, properties, body, priority);
+  }
+  if (isObject(body) && body.task !== undefined && body.task !== null) {
+    if (typeof body.task !== "string" || body.task === "") {
+      throw new MessageDecodeError(
+        `Protocol v1 body task must be a non-empty task name, got ${kind(body.task)}`,
+      );
+    }
+    return decodeV1(body, properties, priority);
+  }
   throw new MessageDecodeError("Not a Celery task message: no task name in headers or body");
 }
 
@@ -465,16 +602,21 @@ function decodeV2(
   body: unknown,
   priority: number | null,
 ): TaskRequest {
-  const id = headers.id;
-  if (typeof id !== "string" || id === "") {
-    throw new MessageDecodeError("Task message has no id header");
-  }
+  const id = requiredId(headers.id, "id header");
   if (!Array.isArray(body) || body.length < 2) {
-    throw new MessageDecodeError("Task body must be the JSON list [args, kwargs, embed]");
+    throw new MessageDecodeError(
+      `Task body must be the JSON list [args, kwargs, embed], got ${kind(body)}${
+        Array.isArray(body) ? ` of ${body.length}` : ""
+      }`,
+    );
   }
   const [args, kwargs, embed] = body;
-  if (!Array.isArray(args)) throw new MessageDecodeError("Task args must be a list");
-  if (!isObject(kwargs)) throw new MessageDecodeError("Task kwargs must be a mapping");
+  if (!Array.isArray(args)) {
+    throw new MessageDecodeError(`Task args must be a list, got ${kind(args)}`);
+  }
+  if (!isObject(kwargs)) {
+    throw new MessageDecodeError(`Task kwargs must be a mapping, got ${kind(kwargs)}`);
+  }
   return {
     id,
     name: headers.task as string,
@@ -484,11 +626,11 @@ function decodeV2(
     rootId: optionalString(headers.root_id, "root_id") ?? id,
     parentId: optionalString(headers.parent_id, "parent_id"),
     group: optionalString(headers.group, "group"),
-    groupIndex: optionalNumber(headers.group_index, "group_index"),
+    groupIndex: optionalCount(headers.group_index, "group_index"),
     shadow: optionalString(headers.shadow, "shadow"),
-    eta: parseIso(headers.eta),
-    expires: parseIso(headers.expires),
-    retries: optionalNumber(headers.retries, "retries") ?? 0,
+    eta: parseIsoHeader(headers.eta, "eta"),
+    expires: parseIsoHeader(headers.expires, "expires"),
+    retries: optionalCount(headers.retries, "retries") ?? 0,
     timeLimit: readTimeLimit(headers.timelimit),
     origin: optionalString(headers.origin, "origin"),
     ignoreResult: headers.ignore_result === true,
@@ -499,17 +641,30 @@ function decodeV2(
   };
 }
 
+function parseIsoHeader(value: unknown, field: string): Date | null {
+  try {
+    return parseIso(value);
+  } catch (cause) {
+    throw new MessageDecodeError(`Header ${field} must be an ISO-8601 time, got ${kind(value)}`, {
+      cause,
+    });
+  }
+}
+
 function decodeV1(
   body: Record<string, unknown>,
   properties: Record<string, unknown>,
   priority: number | null,
 ): TaskRequest {
-  const id = body.id;
-  if (typeof id !== "string" || id === "") throw new MessageDecodeError("Task body has no id");
+  const id = requiredId(body.id, "id in the body");
   const args = body.args ?? [];
   const kwargs = body.kwargs ?? {};
-  if (!Array.isArray(args)) throw new MessageDecodeError("Task args must be a list");
-  if (!isObject(kwargs)) throw new MessageDecodeError("Task kwargs must be a mapping");
+  if (!Array.isArray(args)) {
+    throw new MessageDecodeError(`Task args must be a list, got ${kind(args)}`);
+  }
+  if (!isObject(kwargs)) {
+    throw new MessageDecodeError(`Task kwargs must be a mapping, got ${kind(kwargs)}`);
+  }
   const { callbacks, errbacks, chord } = readEmbed(
     { callbacks: body.callbacks, errbacks: body.errbacks, chord: body.chord },
     "Task body",
@@ -524,11 +679,11 @@ function decodeV1(
     parentId: null,
     // Celery's proto1_to_proto2 reads the group from `taskset`; 3.x senders set only `group`.
     group: optionalString(body.taskset ?? body.group, "taskset"),
-    groupIndex: optionalNumber(body.group_index, "group_index"),
+    groupIndex: optionalCount(body.group_index, "group_index"),
     shadow: null,
-    eta: parseIso(body.eta),
-    expires: parseIso(body.expires),
-    retries: optionalNumber(body.retries, "retries") ?? 0,
+    eta: parseIsoHeader(body.eta, "eta"),
+    expires: parseIsoHeader(body.expires, "expires"),
+    retries: optionalCount(body.retries, "retries") ?? 0,
     timeLimit: readTimeLimit(body.timelimit),
     origin: null,
     ignoreResult: false,

@@ -10,6 +10,9 @@ import { MessageDecodeError } from "../errors.ts";
 import { parseJson } from "./json.ts";
 import type { State } from "./states.ts";
 import { toIso } from "./message.ts";
+import { boundedRepr } from "./repr.ts";
+
+const brief = (value: unknown) => boundedRepr(value, { maxDepth: 2, maxItems: 5, maxLength: 80 });
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === "object" && !Array.isArray(v);
@@ -19,7 +22,7 @@ function nullableString(meta: Record<string, unknown>, key: string): string | nu
   if (value === undefined || value === null) return null;
   if (typeof value !== "string") {
     throw new MessageDecodeError(
-      `Result meta field ${key} must be a string or null, got ${JSON.stringify(value)}`,
+      `Result meta field ${key} must be a string or null, got ${brief(value)}`,
     );
   }
   return value;
@@ -47,10 +50,10 @@ export function parseResultMeta(text: string): ResultMeta {
   const meta = parseJson(text);
   if (!isObject(meta)) throw new MessageDecodeError("A result meta must be a JSON object");
   if (typeof meta.status !== "string" || meta.status === "") {
-    throw new MessageDecodeError(`Result meta has no status: ${JSON.stringify(meta.status)}`);
+    throw new MessageDecodeError(`Result meta has no status: ${brief(meta.status)}`);
   }
   if (typeof meta.task_id !== "string" || meta.task_id === "") {
-    throw new MessageDecodeError(`Result meta has no task_id: ${JSON.stringify(meta.task_id)}`);
+    throw new MessageDecodeError(`Result meta has no task_id: ${brief(meta.task_id)}`);
   }
   const children = meta.children ?? [];
   if (!Array.isArray(children)) {
