@@ -161,7 +161,8 @@ export class Consumer {
   #control: ControlNode | undefined;
   #round: AbortController | undefined;
   #terminated = new Set<string>();
-  #running = new Map<string, TaskRequest>();
+  // Per task id, one controller per run of it (ids are not unique): aborting it terminates.
+  #running = new Map<string, Set<AbortController>>();
   #processed = 0;
   #ran: Promise<void> | undefined;
   #localLimiter = new MemoryRateLimiter();
@@ -281,7 +282,7 @@ export class Consumer {
       this.revokedSet.add(id);
       if (options.terminate && this.#running.has(id)) {
         this.#terminated.add(id);
-        this.#pool?.terminate(id);
+        for (const c of this.#running.get(id) ?? []) c.abort(new TaskRevokedError("terminated"));
         terminated.push(id);
       }
     }
@@ -650,7 +651,10 @@ export class Consumer {
     }
     if (this.#isRevoked(req.id)) return this.#revoke(delivery, req, "revoked");
     this.#active++;
-    this.#running.set(req.id, req);
+    const terminate = new AbortController();
+    let runs = this.#running.get(req.id);
+    if (!runs) this.#running.set(req.id, runs = new Set());
+    runs.add(terminate);
     held.state = "active";
     held.timeStart = Date.now();
     // The slot frees when the pool returns, so the next task starts while this one's result
@@ -660,11 +664,12 @@ export class Consumer {
       if (!holding) return;
       holding = false;
       this.#active--;
-      this.#running.delete(req.id);
+      runs.delete(terminate);
+      if (runs.size === 0 && this.#running.get(req.id) === runs) this.#running.delete(req.id);
       this.#slotFreed.notify();
     };
     try {
-      await this.#execute(delivery, req, release);
+      await this.#execute(delivery, req, release, terminate.signal);
     } finally {
       release();
       this.#processed++;
@@ -708,7 +713,12 @@ export class Consumer {
     await delivery.ack();
   }
 
-  async #execute(delivery: Delivery, req: TaskRequest, release: () => void): Promise<void> {
+  async #execute(
+    delivery: Delivery,
+    req: TaskRequest,
+    release: () => void,
+    signal: AbortSignal,
+  ): Promise<void> {
     const app = this.app;
     const task = app.tasks.get(req.name)!;
     const acksLate = task.options.acksLate ?? app.conf.acksLate;
@@ -765,6 +775,7 @@ export class Consumer {
       softLimit: soft ?? task.options.softTimeLimit ?? this.#options.softTimeLimit ?? null,
       onState: (state, meta) =>
         this.#backend.store(req.id, makeMeta(req.id, state, meta), { replyTo: req.replyTo }),
+      signal,
     });
     release();
     const state = await this.#settle(delivery, req, outcome, {
