@@ -173,7 +173,9 @@ export class InlinePool implements Pool {
   #abort(run: InlineRun): void {
     if (run.settled) return;
     const reason = run.options.signal?.reason;
-    const error = reason instanceof Error ? reason : new TaskRevokedError("terminated");
+    const error = reason instanceof Error && reason.name !== "AbortError"
+      ? reason
+      : new TaskRevokedError("terminated");
     const i = this.#queue.indexOf(run);
     if (i >= 0) this.#queue.splice(i, 1);
     run.controller.abort(new TaskRevokedError("terminated"));

@@ -380,7 +380,9 @@ export class WorkersPool implements Pool {
     if (run.settled) return;
     const reason = run.options.signal?.reason;
     const error = toErrorShape(
-      reason instanceof Error ? reason : new TaskRevokedError("terminated"),
+      reason instanceof Error && reason.name !== "AbortError"
+        ? reason
+        : new TaskRevokedError("terminated"),
     );
     const slot = run.slot;
     if (!slot) {
