@@ -9,12 +9,13 @@ import app, {
   crash,
   flaky,
   kw,
+  sleep,
   soft,
   spin,
   window,
 } from "./apps/core_app.ts";
 import poolApp, { runRequest } from "./apps/pool_app.ts";
-import { startWorker } from "./_helpers.ts";
+import { eventually, startWorker } from "./_helpers.ts";
 import type { Outcome } from "../lib/worker/outcome.ts";
 import { WorkersPool, type WorkersPoolOptions } from "../lib/worker/worker_pool.ts";
 
@@ -260,4 +261,19 @@ Deno.test("workers pool: run() after close() ends lost at once and never rejects
   await pool.close();
   await pool.close();
   assert.equal((await pool.run(runRequest("pool.echo", ["x", 0]))).kind, "lost");
+});
+
+Deno.test("workers pool: revoke with terminate (-c 4) stops the busy task; the tasks beside it succeed", async () => {
+  // All are queued before the worker starts, so they reach the pool together.
+  const [stuck, ...beside] = await Promise.all([
+    spin.delay(),
+    ...Array.from({ length: 3 }, () => sleep.delay(1_500)),
+  ]);
+  await using worker = startWorker(app, { concurrency: 4 });
+  await eventually(() =>
+    worker.consumer.requests().filter((r) => r.state === "active").length === 4
+  );
+  assert.deepEqual(worker.consumer.revoke([stuck!.id], { terminate: true }), [stuck!.id]);
+  await eventually(async () => (await stuck!.state()) === "REVOKED");
+  for (const r of beside) assert.equal(await r.get({ timeout: 10_000 }), 1_500);
 });
