@@ -203,6 +203,8 @@ export class WorkersPool implements Pool {
     ready.promise.catch(() => {});
     worker.onmessage = (e: MessageEvent<FromWorker>) => {
       const m = e.data;
+      // A Web Worker being terminated may still say "exiting" (its unload handler runs).
+      if (slot.dead) return;
       slot.lastSeen = Date.now();
       switch (m.type) {
         case "ready":
