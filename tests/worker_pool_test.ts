@@ -277,3 +277,14 @@ Deno.test("workers pool: revoke with terminate (-c 4) stops the busy task; the t
   await eventually(async () => (await stuck!.state()) === "REVOKED");
   for (const r of beside) assert.equal(await r.get({ timeout: 10_000 }), 1_500);
 });
+
+Deno.test("workers pool: one task id sent twice (--child-concurrency 2) runs twice and warm shutdown returns", async () => {
+  const id = crypto.randomUUID();
+  await using worker = startWorker(app, { concurrency: 1, childConcurrency: 2 });
+  const first = await window.applyAsync([300], {}, { taskId: id });
+  await window.applyAsync([300], {}, { taskId: id });
+  await eventually(() => worker.consumer.requests().filter((r) => r.id === id).length === 2);
+  await eventually(() => worker.consumer.requests().length === 0);
+  assert.ok(Array.isArray(await first.get({ timeout: 10_000 })));
+  await within(worker.stop(), 10_000, "warm shutdown");
+});
