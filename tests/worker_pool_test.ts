@@ -288,3 +288,12 @@ Deno.test("workers pool: one task id sent twice (--child-concurrency 2) runs twi
   assert.ok(Array.isArray(await first.get({ timeout: 10_000 })));
   await within(worker.stop(), 10_000, "warm shutdown");
 });
+
+Deno.test("workers pool: a task calling Deno.exit() fails WorkerLostError, the next runs, warm shutdown returns", async () => {
+  await using worker = startWorker(poolApp, { appModule: POOL_APP, concurrency: 1 });
+  const exited = await poolApp.sendTask("pool.exit", []);
+  await assert.rejects(() => exited.get({ timeout: 10_000 }), WorkerLostError);
+  const next = await poolApp.sendTask("pool.echo", ["next", 0]);
+  assert.equal(await next.get({ timeout: 10_000 }), "next");
+  await within(worker.stop(), 10_000, "warm shutdown");
+});
