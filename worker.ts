@@ -17,12 +17,35 @@ import { ProxyBackend, ProxyBroker, ProxyClient } from "./lib/worker/_proxy.ts";
 interface WorkerScope {
   postMessage(message: FromWorker): void;
   onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
+  close(): void;
+  addEventListener(type: "unload", listener: () => void): void;
 }
 
 const scope = globalThis as unknown as WorkerScope;
 const client = new ProxyClient((m) => scope.postMessage(m));
-const running = new Map<string, AbortController>();
+// Runs by the parent's sequence number: task ids are not unique.
+const running = new Map<number, AbortController>();
 let app: App | undefined;
+
+// A Web Worker that ends by itself sends no event to the parent. Tell it first, so that its
+// tasks fail with WorkerLostError instead of staying active forever. `Deno.exit()` (and
+// `process.exit()`) dispatch `unload`; `self.close()` does not, so it is wrapped.
+let exiting = false;
+function sayExiting(reason: string): void {
+  if (exiting) return;
+  exiting = true;
+  try {
+    scope.postMessage({ type: "exiting", reason });
+  } catch {
+    // Nothing more can be done from here.
+  }
+}
+scope.addEventListener("unload", () => sayExiting("a task called Deno.exit()"));
+const close = scope.close.bind(scope);
+scope.close = () => {
+  sayExiting("a task called self.close()");
+  close();
+};
 
 // This isolate's memory: its JavaScript heap plus external memory (ArrayBuffers). RSS would be
 // the whole process's, shared by every Web Worker.
@@ -58,8 +81,8 @@ async function init(m: Extract<ToWorker, { type: "init" }>): Promise<void> {
 
 async function run(m: Extract<ToWorker, { type: "run" }>): Promise<void> {
   const controller = new AbortController();
-  const { request } = m;
-  running.set(request.id, controller);
+  const { request, seq } = m;
+  running.set(seq, controller);
   try {
     const outcome = await execute(app!, request, controller.signal, async (state, meta) => {
       const backend = await app!.getBackend();
@@ -68,12 +91,12 @@ async function run(m: Extract<ToWorker, { type: "run" }>): Promise<void> {
       });
     });
     try {
-      scope.postMessage({ type: "done", id: request.id, outcome, heapUsed: heapUsed() });
+      scope.postMessage({ type: "done", seq, outcome, heapUsed: heapUsed() });
     } catch (error) {
       // The return value could not be cloned (a function, a class with private fields...).
       scope.postMessage({
         type: "done",
-        id: request.id,
+        seq,
         outcome: {
           kind: "failure",
           error: toErrorShape(
@@ -84,7 +107,7 @@ async function run(m: Extract<ToWorker, { type: "run" }>): Promise<void> {
       });
     }
   } finally {
-    running.delete(request.id);
+    running.delete(seq);
   }
 }
 
@@ -102,8 +125,11 @@ scope.onmessage = (event) => {
       const reason = m.reason.name === "SoftTimeLimitExceeded"
         ? new SoftTimeLimitExceeded(Number(/[\d.]+/.exec(m.reason.message)?.[0] ?? 0))
         : new TaskRevokedError(m.reason.message);
-      running.get(m.id)?.abort(reason);
+      running.get(m.seq)?.abort(reason);
       break;
     }
+    case "ping":
+      scope.postMessage({ type: "pong" });
+      break;
   }
 };

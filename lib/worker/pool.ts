@@ -16,7 +16,13 @@ export interface PoolRunOptions {
   hardLimit?: number | null;
   /** Stores a custom state the task reports (`updateState`). */
   onState?: (state: State, meta: unknown) => Promise<void>;
-  /** Aborting it stops this run (revoke with terminate); its outcome is then `lost`. */
+  /**
+   * Stops this run (revoke with terminate) when aborted: the run resolves at once with outcome
+   * `lost`. On the `workers` pool its Web Worker is terminated and respawned; with
+   * `childConcurrency` 1 no other task is touched, with more the tasks sharing that Web Worker
+   * end `lost` too. On the `inline` pool the task's own signal aborts with `TaskRevokedError`
+   * and its promise is abandoned.
+   */
   signal?: AbortSignal;
 }
 
@@ -26,10 +32,12 @@ export interface Pool {
   readonly capacity: number;
   /** Starts the pool (spawns Web Workers and waits until they loaded the app). */
   start(): Promise<void>;
-  /** Runs one task; never rejects. */
+  /**
+   * Runs one task; never rejects. The slot is chosen when `run()` is called; when none is free
+   * the run waits its turn (first in, first out). Each call is its own run, even when two
+   * requests carry the same task id.
+   */
   run(request: RunRequest, options?: PoolRunOptions): Promise<Outcome>;
-  /** Stops a running task (revoke with terminate); its outcome becomes `failure` revoked. */
-  terminate(taskId: string): void;
   /** Grows by `n` slots. */
   grow(n: number): Promise<void>;
   /** Shrinks by `n` slots (idle ones go first; busy ones finish their tasks). */
