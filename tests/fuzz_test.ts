@@ -299,10 +299,10 @@ function peakRssKiB(pid: number): number {
 
 const TERMINAL = new Set(["SUCCESS", "FAILURE", "REVOKED"]);
 
-async function until(what: string, check: () => Promise<boolean>, ms = 180_000) {
-  const end = Date.now() + ms;
+async function until(what: string, check: () => Promise<boolean>, log: () => string) {
+  const end = Date.now() + 120_000;
   while (!(await check())) {
-    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}:\n${log().slice(-3000)}`);
     await sleep(250);
   }
 }
@@ -354,14 +354,21 @@ Deno.test("fuzz (redis): malformed messages of every kind settle, good tasks run
       return text ? JSON.parse(text) as { status: string; result: unknown } : null;
     };
     await until("every result", async () => {
-      const texts = await results.mGet(want.results.map((id) => `celery-task-meta-${id}`));
+      const texts = await results.mGet(
+        want.results.map((id) => `celery-task-meta-${id}`),
+      );
       return texts.every((t) => t !== null && TERMINAL.has(JSON.parse(t).status));
-    });
+    }, worker.log);
     await until(
       "every dead letter",
       async () => (await client.lLen(`${prefix}${queue}.dlq`)) >= want.dlq,
+      worker.log,
     );
-    await until("nothing unacked", async () => (await client.hLen(`${prefix}unacked`)) === 0);
+    await until(
+      "nothing unacked",
+      async () => (await client.hLen(`${prefix}unacked`)) === 0,
+      worker.log,
+    );
     const ms = Date.now() - started;
     assert(worker.alive(), `the worker died:\n${worker.log().slice(-3000)}`);
     for (const id of p.good) assert.equal((await meta(id))?.status, "SUCCESS");
@@ -369,7 +376,11 @@ Deno.test("fuzz (redis): malformed messages of every kind settle, good tasks run
     assert.equal(await client.zCard(`${prefix}celeriac.eta`), want.eta);
     // Each dead letter logged one line with its reason; no control character reached the log.
     const lines = worker.log().split("\n");
-    assert(lines.filter((l) => / dead-lettered: /.test(l)).length >= want.dlq);
+    const logged = lines.filter((l) => / dead-lettered: /.test(l)).length;
+    assert(
+      logged >= want.dlq,
+      `${logged} dead-letter lines for ${want.dlq}:\n${worker.log().slice(-2000)}`,
+    );
     assert(!lines.some((l) => l.startsWith("INFO forged line")), "a task name forged a log line");
     assert(!worker.log().includes("\u001b[31m"), "a raw escape sequence reached the log");
     // Hostile values come back as what they were.
@@ -439,9 +450,9 @@ Deno.test("fuzz (kv): malformed messages of every kind settle, good tasks run, t
           if (!m || !TERMINAL.has(m.status)) return false;
         }
         return true;
-      });
-      await until("every dead letter", async () => (await count("dead")) >= want.dlq);
-      await until("nothing leased", async () => (await count("lease")) === 0);
+      }, worker.log);
+      await until("every dead letter", async () => (await count("dead")) >= want.dlq, worker.log);
+      await until("nothing leased", async () => (await count("lease")) === 0, worker.log);
       const ms = Date.now() - started;
       assert(worker.alive(), `the worker died:\n${worker.log().slice(-3000)}`);
       for (const id of p.good) assert.equal((await backend.get(id))?.status, "SUCCESS");
