@@ -50,6 +50,8 @@ Options:
   -P, --pool workers|inline    Where tasks run (default: workers)
       --child-concurrency N    Tasks one Web Worker runs at once (default: 1)
       --prefetch-multiplier N  Messages reserved per task slot; 0 = unlimited (default: 4)
+      --shutdown-timeout S     Warm shutdown waits S seconds for running tasks, then stops
+                               them as a cold shutdown does; 0 = wait for ever (default: 0)
   -n, --hostname NAME          Node name (default: celeriac@<host>)
       --time-limit S           Hard time limit per task, seconds
       --soft-time-limit S      Soft time limit per task, seconds
@@ -203,6 +205,7 @@ async function worker(argv: string[]): Promise<number> {
       pool: { type: "string", short: "P" },
       "child-concurrency": { type: "string" },
       "prefetch-multiplier": { type: "string" },
+      "shutdown-timeout": { type: "string" },
       hostname: { type: "string", short: "n" },
       "time-limit": { type: "string" },
       "soft-time-limit": { type: "string" },
@@ -247,6 +250,7 @@ async function worker(argv: string[]): Promise<number> {
   set("hostname", values.hostname);
   set("timeLimit", num(values["time-limit"], "time-limit"));
   set("softTimeLimit", num(values["soft-time-limit"], "soft-time-limit"));
+  set("shutdownTimeout", num(values["shutdown-timeout"], "shutdown-timeout"));
   set("maxTasksPerChild", int(values["max-tasks-per-child"], "max-tasks-per-child", 1));
   set("maxMemoryPerChild", int(values["max-memory-per-child"], "max-memory-per-child", 1));
   if (values.autoscale !== undefined) {
