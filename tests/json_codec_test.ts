@@ -205,3 +205,13 @@ Deno.test({
     }
   },
 });
+
+Deno.test("infoToError() of an error whose args hold an int above 2^53 does not throw", () => {
+  const error = infoToError({
+    exc_type: "ValueError",
+    exc_message: [10n ** 23n, { n: 2n ** 64n }],
+    exc_module: "builtins",
+  });
+  assert.equal(error.name, "ValueError");
+  assert.match(error.message, /^100000000000000000000000, \{'n': 18446744073709551616\}$/);
+});
