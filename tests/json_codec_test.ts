@@ -215,3 +215,18 @@ Deno.test("infoToError() of an error whose args hold an int above 2^53 does not 
   assert.equal(error.name, "ValueError");
   assert.match(error.message, /^100000000000000000000000, \{'n': 18446744073709551616\}$/);
 });
+
+Deno.test("encodeTask() refuses args and kwargs JSON cannot hold, naming them", async () => {
+  const { encodeTask } = await import("../lib/protocol/message.ts");
+  const call = { id: "1", name: "t", args: [1, new Map()] as unknown[], kwargs: {} };
+  assert.throws(
+    () => encodeTask(call),
+    (e: unknown) => e instanceof EncodeError && e.path === "args[1]",
+  );
+  assert.throws(
+    () => encodeTask({ ...call, args: [], kwargs: { when: NaN } }),
+    (e: unknown) => e instanceof EncodeError && e.path === "kwargs.when",
+  );
+  const m = encodeTask({ ...call, args: [10n ** 23n, undefined], kwargs: { at: new Date(0) } });
+  assert.ok(m.body.startsWith('[[100000000000000000000000,null],{"at":"1970-01-01T00:00:00Z"},'));
+});

@@ -9,7 +9,7 @@ import { MessageDecodeError } from "../errors.ts";
 import { latin1ToBytes } from "./body.ts";
 import { decompress, isCompressed } from "./compression.ts";
 import { parseJson, stringifyJson } from "./json.ts";
-import { boundedRepr } from "./repr.ts";
+import { boundedRepr, type ReprOptions } from "./repr.ts";
 
 /** Message properties, as kombu names them. Unknown properties are kept and ignored. */
 export interface MessageProperties {
@@ -264,8 +264,10 @@ export function parseIso(value: unknown): Date | null {
  * ```
  */
 export function pyRepr(value: unknown, tuple = false): string {
-  return boundedRepr(value, { tuple });
+  return boundedRepr(value, tuple ? TUPLE : undefined);
 }
+
+const TUPLE: ReprOptions = { tuple: true };
 
 // A short repr of an untrusted value for an error reason: bounded, and safe to log.
 const brief = (value: unknown) => boundedRepr(value, { maxDepth: 2, maxItems: 5, maxLength: 80 });
@@ -320,13 +322,22 @@ export function encodeTask(call: TaskCall): Message {
   return {
     headers,
     properties,
-    // Encoded part by part, so that an EncodeError names `args[1]`, `kwargs.x` or `embed...`.
-    body: `[${stringifyJson(call.args, "args")},${stringifyJson(call.kwargs, "kwargs")},${
-      stringifyJson(embed, "embed")
-    }]`,
+    body: encodeBody(call.args, call.kwargs, embed),
     contentType: "application/json",
     contentEncoding: "utf-8",
   };
+}
+
+// One codec call for the usual body; when it fails, the parts again, so that the EncodeError
+// names `args[1]`, `kwargs.x` or `embed.callbacks[0]...` rather than a position in the body.
+function encodeBody(args: unknown[], kwargs: Record<string, unknown>, embed: Embed): string {
+  try {
+    return stringifyJson([args, kwargs, embed], "body");
+  } catch {
+    return `[${stringifyJson(args, "args")},${stringifyJson(kwargs, "kwargs")},${
+      stringifyJson(embed, "embed")
+    }]`;
+  }
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
