@@ -269,6 +269,56 @@ export function pyRepr(value: unknown, tuple = false): string {
 
 const TUPLE: ReprOptions = { tuple: true };
 
+/** What task events and `inspect` show of a request's arguments. */
+export interface RequestReprs {
+  /** The positional arguments, as a Python tuple repr. */
+  args: string;
+  /** The keyword arguments, as a Python dict repr. */
+  kwargs: string;
+}
+
+// argsrepr/kwargsrepr as sent: at most what pyRepr writes, and never a control character.
+function sentRepr(value: unknown): string | undefined {
+  if (typeof value !== "string") return undefined;
+  const text = value.length > 1024 ? value.slice(0, 1021) + "..." : value;
+  return escapeReprControl(text);
+}
+
+// deno-lint-ignore no-control-regex -- finding control characters is the point
+const REPR_CONTROL = /[\x00-\x1f\x7f-\x9f\u2028\u2029]/g;
+const escapeReprControl = (text: string) =>
+  text.replace(REPR_CONTROL, (c) => {
+    const code = c.charCodeAt(0);
+    return code <= 0xff
+      ? `\\x${code.toString(16).padStart(2, "0")}`
+      : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
+
+/**
+ * The args and kwargs texts for task events (`task-received`) and `inspect`, as a Python worker
+ * shows them: the message's `argsrepr`/`kwargsrepr` headers when the sender set them (so
+ * arguments a client masked stay masked), else a bounded {@linkcode pyRepr} of the values. Both
+ * are at most 1,024 characters and free of control characters, whatever the message holds.
+ *
+ * @param request The decoded request.
+ * @returns The two texts.
+ * @example
+ * ```ts
+ * import { decodeTask, encodeTask, requestReprs } from "./message.ts";
+ * const m = encodeTask({ id: "1", name: "t", args: [2], kwargs: {}, headers: { argsrepr: "'<masked>'" } });
+ * console.assert(requestReprs(decodeTask(m)).args === "'<masked>'");
+ * ```
+ */
+export function requestReprs(
+  request: Pick<TaskRequest, "args" | "kwargs" | "headers">,
+): RequestReprs {
+  const headers = request.headers ?? {};
+  return {
+    args: sentRepr(headers.argsrepr) ?? pyRepr(request.args, true),
+    kwargs: sentRepr(headers.kwargsrepr) ?? pyRepr(request.kwargs),
+  };
+}
+
 // A short repr of an untrusted value for an error reason: bounded, and safe to log.
 const brief = (value: unknown) => boundedRepr(value, { maxDepth: 2, maxItems: 5, maxLength: 80 });
 
