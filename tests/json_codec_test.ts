@@ -144,11 +144,36 @@ Deno.test("stringifyJson() encodes deep nesting without the stack, up to MAX_ENC
   );
 });
 
-Deno.test("parseJson() gives a clear reason for a body too deep to revive", () => {
-  const text = `[${"[".repeat(200_000)}12345678901234567890${"]".repeat(200_000)}]`;
-  assert.throws(() => parseJson(text), /nested too deeply to revive/);
+Deno.test("parseJson() revives bigints and kombu tags in a body too deep for V8's reviver", () => {
+  const depth = 200_000;
+  const text = `[${"[".repeat(depth)}12345678901234567890,{"__type__":"uuid","__value__":"u"},` +
+    `"a \\" 12345678901234567890 \\u0000",1.5e300,-9007199254740993${"]".repeat(depth)}, 7]`;
+  const value = parseJson(text) as unknown[];
+  let at = value[0] as unknown[];
+  for (let i = 1; i < depth; i++) at = at[0] as unknown[];
+  assert.deepEqual(at, [
+    12345678901234567890n,
+    "u",
+    'a " 12345678901234567890 \u0000',
+    1.5e300,
+    -9007199254740993n,
+  ]);
+  assert.equal(value[1], 7);
+  const proto = parseJson(
+    `${
+      "[".repeat(depth)
+    }{"__proto__":{"__type__":"uuid","__value__":"p"},"n":12345678901234567890}${
+      "]".repeat(depth)
+    }`,
+  );
+  let inner = proto as unknown;
+  for (let i = 0; i < depth; i++) inner = (inner as unknown[])[0];
+  assert.equal(Object.getPrototypeOf(inner), Object.prototype);
+  assert.equal(Object.getOwnPropertyDescriptor(inner, "__proto__")?.value, "p");
+  assert.equal((inner as { n: bigint }).n, 12345678901234567890n);
+  assert.throws(() => parseJson(`${"[".repeat(depth)}12345678901234567890,`), /not valid JSON/);
   // Without anything to revive, JSON.parse takes any depth.
-  assert.ok(Array.isArray(parseJson("[".repeat(200_000) + "]".repeat(200_000))));
+  assert.ok(Array.isArray(parseJson("[".repeat(depth) + "]".repeat(depth))));
 });
 
 Deno.test("EncodeError is kombu.exceptions.EncodeError on the wire, both ways", () => {
