@@ -144,11 +144,36 @@ Deno.test("stringifyJson() encodes deep nesting without the stack, up to MAX_ENC
   );
 });
 
-Deno.test("parseJson() gives a clear reason for a body too deep to revive", () => {
-  const text = `[${"[".repeat(200_000)}12345678901234567890${"]".repeat(200_000)}]`;
-  assert.throws(() => parseJson(text), /nested too deeply to revive/);
+Deno.test("parseJson() revives bigints and kombu tags in a body too deep for V8's reviver", () => {
+  const depth = 200_000;
+  const text = `[${"[".repeat(depth)}12345678901234567890,{"__type__":"uuid","__value__":"u"},` +
+    `"a \\" 12345678901234567890 \\u0000",1.5e300,-9007199254740993${"]".repeat(depth)}, 7]`;
+  const value = parseJson(text) as unknown[];
+  let at = value[0] as unknown[];
+  for (let i = 1; i < depth; i++) at = at[0] as unknown[];
+  assert.deepEqual(at, [
+    12345678901234567890n,
+    "u",
+    'a " 12345678901234567890 \u0000',
+    1.5e300,
+    -9007199254740993n,
+  ]);
+  assert.equal(value[1], 7);
+  const proto = parseJson(
+    `${
+      "[".repeat(depth)
+    }{"__proto__":{"__type__":"uuid","__value__":"p"},"n":12345678901234567890}${
+      "]".repeat(depth)
+    }`,
+  );
+  let inner = proto as unknown;
+  for (let i = 0; i < depth; i++) inner = (inner as unknown[])[0];
+  assert.equal(Object.getPrototypeOf(inner), Object.prototype);
+  assert.equal(Object.getOwnPropertyDescriptor(inner, "__proto__")?.value, "p");
+  assert.equal((inner as { n: bigint }).n, 12345678901234567890n);
+  assert.throws(() => parseJson(`${"[".repeat(depth)}12345678901234567890,`), /not valid JSON/);
   // Without anything to revive, JSON.parse takes any depth.
-  assert.ok(Array.isArray(parseJson("[".repeat(200_000) + "]".repeat(200_000))));
+  assert.ok(Array.isArray(parseJson("[".repeat(depth) + "]".repeat(depth))));
 });
 
 Deno.test("EncodeError is kombu.exceptions.EncodeError on the wire, both ways", () => {
@@ -204,4 +229,29 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("infoToError() of an error whose args hold an int above 2^53 does not throw", () => {
+  const error = infoToError({
+    exc_type: "ValueError",
+    exc_message: [10n ** 23n, { n: 2n ** 64n }],
+    exc_module: "builtins",
+  });
+  assert.equal(error.name, "ValueError");
+  assert.match(error.message, /^100000000000000000000000, \{'n': 18446744073709551616\}$/);
+});
+
+Deno.test("encodeTask() refuses args and kwargs JSON cannot hold, naming them", async () => {
+  const { encodeTask } = await import("../lib/protocol/message.ts");
+  const call = { id: "1", name: "t", args: [1, new Map()] as unknown[], kwargs: {} };
+  assert.throws(
+    () => encodeTask(call),
+    (e: unknown) => e instanceof EncodeError && e.path === "args[1]",
+  );
+  assert.throws(
+    () => encodeTask({ ...call, args: [], kwargs: { when: NaN } }),
+    (e: unknown) => e instanceof EncodeError && e.path === "kwargs.when",
+  );
+  const m = encodeTask({ ...call, args: [10n ** 23n, undefined], kwargs: { at: new Date(0) } });
+  assert.ok(m.body.startsWith('[[100000000000000000000000,null],{"at":"1970-01-01T00:00:00Z"},'));
 });

@@ -87,3 +87,25 @@ Deno.test("boundedRepr() never throws, even on a throwing getter", () => {
   revoked.revoke();
   assert.equal(typeof boundedRepr([revoked.proxy]), "string");
 });
+
+Deno.test("requestReprs() uses argsrepr/kwargsrepr as sent, bounded and escaped, else pyRepr", async () => {
+  const { decodeTask, requestReprs } = await import("../lib/protocol/message.ts");
+  const m = encodeTask({ id: "1", name: "t", args: [2, "secret"], kwargs: { k: 1 } });
+  assert.deepEqual(requestReprs(decodeTask(m)), { args: "(2, 'secret')", kwargs: "{'k': 1}" });
+  const masked = { ...m, headers: { ...m.headers, argsrepr: "'<masked>'", kwargsrepr: "{}" } };
+  assert.deepEqual(requestReprs(decodeTask(masked)), { args: "'<masked>'", kwargs: "{}" });
+  // Python's saferepr leaves a newline raw; a sender may put anything there.
+  const raw = {
+    ...m,
+    headers: { ...m.headers, argsrepr: "('a\nb\x1b[2K\u2028',)", kwargsrepr: 5 },
+  };
+  const reprs = requestReprs(decodeTask(raw));
+  assert.equal(reprs.args, "('a\\x0ab\\x1b[2K\\u2028',)");
+  assert.equal(reprs.kwargs, "{'k': 1}", "a non-string kwargsrepr is ignored");
+  const huge = { ...m, headers: { ...m.headers, argsrepr: "x".repeat(1_000_000) } };
+  assert.equal(requestReprs(decodeTask(huge)).args.length, 1024);
+  // Args nested 100,000 deep, with no argsrepr header (a hand-made message).
+  const { argsrepr: _a, kwargsrepr: _k, ...headers } = m.headers;
+  const deep = requestReprs({ args: [nested(100_000)], kwargs: {}, headers });
+  assert.equal(deep.args, "([[[...]]],)");
+});

@@ -102,16 +102,91 @@ export function parseJson(text: string): unknown {
     return (JSON.parse as (text: string, reviver: Reviver) => unknown)(text, revive);
   } catch (cause) {
     if (cause instanceof MessageDecodeError) throw cause;
-    // JSON.parse itself takes any depth, but V8 walks a reviver recursively.
-    if (reviver && cause instanceof RangeError) {
-      throw new MessageDecodeError(
-        "Body is nested too deeply to revive its kombu tags and integers beyond 2^53 " +
-          "(Python's json stops at about 1,000 levels)",
-        { cause },
-      );
-    }
+    // JSON.parse itself takes any depth, but V8 walks a reviver recursively: past a few
+    // thousand levels, revive without the stack instead.
+    if (reviver && cause instanceof RangeError) return parseDeep(text);
     throw new MessageDecodeError(`Body is not valid JSON: ${(cause as Error).message}`, { cause });
   }
+}
+
+// parseJson for text nested too deeply for a reviver: unsafe integer literals are first
+// rewritten as marked strings (one linear scan that skips string literals), the text is parsed
+// without a reviver, then one iterative walk turns the marks into bigints and revives the
+// kombu tags, innermost first, as the reviver would.
+function parseDeep(text: string): unknown {
+  const mark = `\u0000celeriac-int-${crypto.randomUUID()}:`;
+  const parts: string[] = [];
+  let from = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // Skip a string literal; a malformed one is left for JSON.parse to report.
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c) i++;
+        else if (d === 0x22) break;
+      }
+    } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      let end = i + 1;
+      while (end < text.length) {
+        const d = text.charCodeAt(end);
+        if (
+          !((d >= 0x30 && d <= 0x39) || d === 0x2e || d === 0x65 || d === 0x45 || d === 0x2b ||
+            d === 0x2d)
+        ) break;
+        end++;
+      }
+      const literal = text.slice(i, end);
+      if (literal.length >= 16 && INTEGER.test(literal) && !Number.isSafeInteger(Number(literal))) {
+        parts.push(text.slice(from, i), `"${mark.replace("\u0000", "\\u0000")}${literal}"`);
+        from = end;
+      }
+      i = end - 1;
+    }
+  }
+  parts.push(text.slice(from));
+  let root: unknown;
+  try {
+    root = JSON.parse(parts.join(""));
+  } catch (cause) {
+    throw new MessageDecodeError(`Body is not valid JSON: ${(cause as Error).message}`, { cause });
+  }
+  const fix = (value: unknown): unknown =>
+    typeof value === "string" && value.startsWith(mark) ? BigInt(value.slice(mark.length)) : value;
+  // Post-order: a container is revived after its children, as JSON.parse's reviver does.
+  const stack: { node: Record<string, unknown> | unknown[]; done: boolean }[] = [];
+  const holder = { "": root };
+  const push = (value: unknown) => {
+    if (value !== null && typeof value === "object") {
+      stack.push({ node: value as Record<string, unknown>, done: false });
+    }
+  };
+  push(root);
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    const node = top.node as Record<string, unknown>;
+    if (!top.done) {
+      top.done = true;
+      for (const key of Object.keys(node)) push(node[key]);
+      continue;
+    }
+    stack.pop();
+    for (const key of Object.keys(node)) {
+      const value = node[key];
+      const next = value !== null && typeof value === "object" ? reviveTag(value) : fix(value);
+      // defineProperty, not assignment: a "__proto__" key must stay an own property.
+      if (next !== value) {
+        Object.defineProperty(node, key, {
+          value: next,
+          writable: true,
+          enumerable: true,
+          configurable: true,
+        });
+      }
+    }
+  }
+  const value = holder[""];
+  return value !== null && typeof value === "object" ? reviveTag(value) : fix(value);
 }
 
 /**

@@ -9,7 +9,7 @@ import { MessageDecodeError } from "../errors.ts";
 import { latin1ToBytes } from "./body.ts";
 import { decompress, isCompressed } from "./compression.ts";
 import { parseJson, stringifyJson } from "./json.ts";
-import { boundedRepr } from "./repr.ts";
+import { boundedRepr, type ReprOptions } from "./repr.ts";
 
 /** Message properties, as kombu names them. Unknown properties are kept and ignored. */
 export interface MessageProperties {
@@ -264,7 +264,59 @@ export function parseIso(value: unknown): Date | null {
  * ```
  */
 export function pyRepr(value: unknown, tuple = false): string {
-  return boundedRepr(value, { tuple });
+  return boundedRepr(value, tuple ? TUPLE : undefined);
+}
+
+const TUPLE: ReprOptions = { tuple: true };
+
+/** What task events and `inspect` show of a request's arguments. */
+export interface RequestReprs {
+  /** The positional arguments, as a Python tuple repr. */
+  args: string;
+  /** The keyword arguments, as a Python dict repr. */
+  kwargs: string;
+}
+
+// argsrepr/kwargsrepr as sent: at most what pyRepr writes, and never a control character.
+function sentRepr(value: unknown): string | undefined {
+  if (typeof value !== "string") return undefined;
+  const text = value.length > 1024 ? value.slice(0, 1021) + "..." : value;
+  return escapeReprControl(text);
+}
+
+// deno-lint-ignore no-control-regex -- finding control characters is the point
+const REPR_CONTROL = /[\x00-\x1f\x7f-\x9f\u2028\u2029]/g;
+const escapeReprControl = (text: string) =>
+  text.replace(REPR_CONTROL, (c) => {
+    const code = c.charCodeAt(0);
+    return code <= 0xff
+      ? `\\x${code.toString(16).padStart(2, "0")}`
+      : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
+
+/**
+ * The args and kwargs texts for task events (`task-received`) and `inspect`, as a Python worker
+ * shows them: the message's `argsrepr`/`kwargsrepr` headers when the sender set them (so
+ * arguments a client masked stay masked), else a bounded {@linkcode pyRepr} of the values. Both
+ * are at most 1,024 characters and free of control characters, whatever the message holds.
+ *
+ * @param request The decoded request.
+ * @returns The two texts.
+ * @example
+ * ```ts
+ * import { decodeTask, encodeTask, requestReprs } from "./message.ts";
+ * const m = encodeTask({ id: "1", name: "t", args: [2], kwargs: {}, headers: { argsrepr: "'<masked>'" } });
+ * console.assert(requestReprs(decodeTask(m)).args === "'<masked>'");
+ * ```
+ */
+export function requestReprs(
+  request: Pick<TaskRequest, "args" | "kwargs" | "headers">,
+): RequestReprs {
+  const headers = request.headers ?? {};
+  return {
+    args: sentRepr(headers.argsrepr) ?? pyRepr(request.args, true),
+    kwargs: sentRepr(headers.kwargsrepr) ?? pyRepr(request.kwargs),
+  };
 }
 
 // A short repr of an untrusted value for an error reason: bounded, and safe to log.
@@ -320,13 +372,22 @@ export function encodeTask(call: TaskCall): Message {
   return {
     headers,
     properties,
-    // Encoded part by part, so that an EncodeError names `args[1]`, `kwargs.x` or `embed...`.
-    body: `[${stringifyJson(call.args, "args")},${stringifyJson(call.kwargs, "kwargs")},${
-      stringifyJson(embed, "embed")
-    }]`,
+    body: encodeBody(call.args, call.kwargs, embed),
     contentType: "application/json",
     contentEncoding: "utf-8",
   };
+}
+
+// One codec call for the usual body; when it fails, the parts again, so that the EncodeError
+// names `args[1]`, `kwargs.x` or `embed.callbacks[0]...` rather than a position in the body.
+function encodeBody(args: unknown[], kwargs: Record<string, unknown>, embed: Embed): string {
+  try {
+    return stringifyJson([args, kwargs, embed], "body");
+  } catch {
+    return `[${stringifyJson(args, "args")},${stringifyJson(kwargs, "kwargs")},${
+      stringifyJson(embed, "embed")
+    }]`;
+  }
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> =>

@@ -43,9 +43,13 @@ export interface ReprOptions {
 
 // Python's repr of a str: single quotes unless the text holds ' and no ", escapes for the
 // backslash, the quote and every non-printable character.
+// deno-lint-ignore no-control-regex -- finding control characters is the point
+const NEEDS_ESCAPE = /['"\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]/;
+
 function reprString(text: string, maxString: number): string {
   const cut = text.length > maxString;
   const shown = cut ? text.slice(0, maxString) : text;
+  if (!NEEDS_ESCAPE.test(shown)) return `'${shown}${cut ? "..." : ""}'`;
   const quote = shown.includes("'") && !shown.includes('"') ? '"' : "'";
   let out = quote;
   for (let i = 0; i < shown.length; i++) {
@@ -116,6 +120,8 @@ interface Limits {
   maxString: number;
 }
 
+const DEFAULT_LIMITS: Limits = { maxDepth: 3, maxItems: 100, maxString: 1024 };
+
 // Recursion is bounded by maxDepth (clamped), so it cannot overflow the stack.
 function walk(
   value: unknown,
@@ -123,7 +129,7 @@ function walk(
   tuple: boolean,
   limits: Limits,
   out: Budget,
-  seen: Set<object>,
+  seen: object[],
 ): void {
   if (out.full) return;
   switch (typeof value) {
@@ -175,9 +181,9 @@ function walk(
     [open, close, pairs] = ["{", "}", true];
     items = Object.entries(object);
   }
-  if (seen.has(object)) return out.add("...");
+  if (seen.includes(object)) return out.add("...");
   if (level > limits.maxDepth) return out.add(`${open}...${close}`);
-  seen.add(object);
+  seen.push(object);
   out.add(open);
   let count = 0;
   for (const item of items) {
@@ -198,7 +204,7 @@ function walk(
     }
     count++;
   }
-  seen.delete(object);
+  seen.pop();
   if (tuple && count === 1) out.add(",");
   out.add(close);
 }
@@ -220,24 +226,24 @@ function walk(
  * console.assert(boundedRepr("a\nb") === "'a\\nb'");
  * ```
  */
-export function boundedRepr(value: unknown, options: ReprOptions = {}): string {
-  const {
-    maxDepth = 3,
-    maxItems = 100,
-    maxString = 1024,
-    maxLength = 1024,
-    tuple = false,
-  } = options;
-  const limit = Math.max(4, Math.floor(maxLength));
+export function boundedRepr(value: unknown, options?: ReprOptions): string {
+  let limit = 1024;
+  let limits = DEFAULT_LIMITS;
+  let tuple = false;
+  if (options) {
+    const { maxDepth = 3, maxItems = 100, maxString = 1024, maxLength = 1024 } = options;
+    tuple = options.tuple ?? false;
+    limit = Math.max(4, Math.floor(maxLength));
+    limits = {
+      // Clamped so that the recursion stays far from the stack limit.
+      maxDepth: Math.min(Math.max(1, Math.floor(maxDepth)), 256),
+      maxItems: Math.max(0, Math.floor(maxItems)),
+      maxString: Math.max(0, Math.floor(maxString)),
+    };
+  }
   const out = new Budget(limit);
-  const limits = {
-    // Clamped so that the recursion stays far from the stack limit.
-    maxDepth: Math.min(Math.max(1, Math.floor(maxDepth)), 256),
-    maxItems: Math.max(0, Math.floor(maxItems)),
-    maxString: Math.max(0, Math.floor(maxString)),
-  };
   try {
-    walk(value, 1, tuple, limits, out, new Set());
+    walk(value, 1, tuple, limits, out, []);
   } catch {
     // A getter or proxy that throws: show what was written so far.
     out.add("...");
