@@ -35,6 +35,10 @@ export interface AppEventDetails {
   /** A worker took a task message (Celery `task_received`). */
   taskReceived: TaskEventBase & {
     args: readonly unknown[];
+    /** The arguments as events show them: the client's `argsrepr` when sent (masked). */
+    argsrepr?: string;
+    /** The keyword arguments as events show them: the client's `kwargsrepr` when sent. */
+    kwargsrepr?: string;
     kwargs: Record<string, unknown>;
     rootId: string;
     parentId: string | null;

@@ -299,10 +299,17 @@ function peakRssKiB(pid: number): number {
 
 const TERMINAL = new Set(["SUCCESS", "FAILURE", "REVOKED"]);
 
-async function until(what: string, check: () => Promise<boolean>, log: () => string) {
+async function until(
+  what: string,
+  check: () => Promise<boolean>,
+  worker: { log(): string; alive(): boolean },
+) {
   const end = Date.now() + 120_000;
   while (!(await check())) {
-    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}:\n${log().slice(-3000)}`);
+    if (!worker.alive()) throw new Error(`The worker died:\n${worker.log().slice(-3000)}`);
+    if (Date.now() > end) {
+      throw new Error(`Timed out waiting for ${what}:\n${worker.log().slice(-3000)}`);
+    }
     await sleep(250);
   }
 }
@@ -358,16 +365,16 @@ Deno.test("fuzz (redis): malformed messages of every kind settle, good tasks run
         want.results.map((id) => `celery-task-meta-${id}`),
       );
       return texts.every((t) => t !== null && TERMINAL.has(JSON.parse(t).status));
-    }, worker.log);
+    }, worker);
     await until(
       "every dead letter",
       async () => (await client.lLen(`${prefix}${queue}.dlq`)) >= want.dlq,
-      worker.log,
+      worker,
     );
     await until(
       "nothing unacked",
       async () => (await client.hLen(`${prefix}unacked`)) === 0,
-      worker.log,
+      worker,
     );
     const ms = Date.now() - started;
     assert(worker.alive(), `the worker died:\n${worker.log().slice(-3000)}`);
@@ -450,9 +457,9 @@ Deno.test("fuzz (kv): malformed messages of every kind settle, good tasks run, t
           if (!m || !TERMINAL.has(m.status)) return false;
         }
         return true;
-      }, worker.log);
-      await until("every dead letter", async () => (await count("dead")) >= want.dlq, worker.log);
-      await until("nothing leased", async () => (await count("lease")) === 0, worker.log);
+      }, worker);
+      await until("every dead letter", async () => (await count("dead")) >= want.dlq, worker);
+      await until("nothing leased", async () => (await count("lease")) === 0, worker);
       const ms = Date.now() - started;
       assert(worker.alive(), `the worker died:\n${worker.log().slice(-3000)}`);
       for (const id of p.good) assert.equal((await backend.get(id))?.status, "SUCCESS");

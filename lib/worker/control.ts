@@ -814,8 +814,8 @@ const TASK_EVENTS = new Map<
   ["taskReceived", ["task-received", (d) => ({
     uuid: d.id,
     name: d.name,
-    args: pyRepr(d.args ?? [], true),
-    kwargs: pyRepr(d.kwargs ?? {}),
+    args: typeof d.argsrepr === "string" ? d.argsrepr : pyRepr(d.args ?? [], true),
+    kwargs: typeof d.kwargsrepr === "string" ? d.kwargsrepr : pyRepr(d.kwargs ?? {}),
     root_id: d.rootId ?? null,
     parent_id: d.parentId ?? null,
     retries: d.retries ?? 0,

@@ -12,7 +12,13 @@ import type { Backend, ResultMeta } from "../backends/backend.ts";
 import type { Broker, Delivery } from "../brokers/broker.ts";
 import { NotRegistered, TaskRevokedError, TimeLimitExceeded, WorkerLostError } from "../errors.ts";
 import { errorToInfo, type ExceptionInfo, shapeToInfo } from "../protocol/exceptions.ts";
-import { decodeTask, type Message, type TaskRequest, toIso } from "../protocol/message.ts";
+import {
+  decodeTask,
+  type Message,
+  requestReprs,
+  type TaskRequest,
+  toIso,
+} from "../protocol/message.ts";
 import { makeMeta } from "../protocol/result_meta.ts";
 import type { State } from "../protocol/states.ts";
 import type { AppEventDetails, AppEventType } from "../signals.ts";
@@ -175,11 +181,14 @@ export class Request {
       await this.#store(makeMeta(req.id, "FAILURE", exc, this.#lineage()));
       return { ending: "poison", reason };
     }
+    const reprs = requestReprs(req);
     this.#event("taskReceived", {
       id: req.id,
       name: req.name,
       args: req.args,
       kwargs: req.kwargs,
+      argsrepr: reprs.args,
+      kwargsrepr: reprs.kwargs,
       rootId: req.rootId,
       parentId: req.parentId,
       retries: req.retries,
