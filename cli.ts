@@ -22,6 +22,10 @@ import { startBeat } from "./lib/beat/beat.ts";
 import { Consumer } from "./lib/worker/consumer.ts";
 import { redact } from "./lib/connect.ts";
 import { events, purge, remote, status } from "./lib/cli/monitor.ts";
+import { dlq, queues } from "./lib/cli/admin.ts";
+import { failureLine, follow, WaitTimeoutError } from "./lib/cli/wait.ts";
+import { preflight } from "./lib/cli/preflight.ts";
+import denoJson from "./deno.json" with { type: "json" };
 
 const USAGE: Record<string, string> = {
   main: `celeriac: Celery-compatible task queue for Deno
@@ -38,13 +42,17 @@ Commands:
   status   List the workers online
   events   Watch workers and tasks live, or dump events as JSON lines (--dump)
   purge    Remove every waiting message from queues
+  queues   Count waiting, reserved, scheduled and dead-lettered messages per queue
+  dlq      List, replay or purge a queue's dead letters
   dashboard  Serve the web dashboard (workers, tasks, queues, beat, charts)
 
+Options: --version prints celeriac's and Deno's versions.
+The app module is --app or -a everywhere; -A belongs to Deno (before the script name).
 Run 'deno run -A cli.ts <command> --help' for a command's options.`,
   worker: `Usage: deno run -A cli.ts worker --app ./tasks.ts [options]
 
 Options:
-  -A, --app MODULE             Module exporting the App (default export or 'app'); required
+  -a, --app MODULE             Module exporting the App (default export or 'app'); required
   -Q, --queues Q1,Q2           Queues to consume (default: the app's default queue)
   -c, --concurrency N          Web Workers (workers pool) or tasks at once (inline pool)
   -P, --pool workers|inline    Where tasks run (default: workers)
@@ -75,7 +83,7 @@ beat processes may run: they share a leader lease and claim each tick in the res
 store (Redis or Deno KV), so each tick is sent once.
 
 Options:
-  -A, --app MODULE       Module exporting the App; required
+  -a, --app MODULE       Module exporting the App; required
   -l, --loglevel LEVEL   debug, info, warn or error (default: info)
   -h, --help             Show this help`,
   call: `Usage: deno run -A cli.ts call <task-name> [options]
@@ -87,28 +95,36 @@ Options:
       --eta ISO          Run no sooner than this time
       --expires S        Revoke if not started within S seconds
   -Q, --queue NAME       Target queue
-  -A, --app MODULE       Module exporting the App (for its broker and routes)
-      --broker URL       Broker URL (default: the app's, CELERIAC_BROKER_URL, memory://)
-      --backend URL      Result backend URL (for --wait)
-      --wait             Wait for the result and print it
+  -a, --app MODULE       Module exporting the App (for its broker and routes)
+  -b, --broker URL       Broker URL (default: the app's, else CELERIAC_BROKER_URL, else kv://)
+      --backend URL      Result backend URL, for --wait (default: the app's, else
+                         CELERIAC_RESULT_BACKEND, else kv://)
+      --wait             Wait for the result and print it; progress states (PROGRESS and
+                         custom ones) are shown on stderr as they are stored
       --timeout MS       With --wait: give up after MS milliseconds (default: 60000)
-  -h, --help             Show this help`,
+  -j, --json             Print one JSON object: {id} or, with --wait, the result's meta
+  -h, --help             Show this help
+
+Exit code with --wait: 0 on SUCCESS, 1 on FAILURE or REVOKED (printed as 'Type: message').`,
   result: `Usage: deno run -A cli.ts result <task-id> [options]
 
 Options:
-  -A, --app MODULE       Module exporting the App (for its backend)
-      --backend URL      Result backend URL
-      --wait             Wait until the task is ready
+  -a, --app MODULE       Module exporting the App (for its backend)
+      --backend URL      Result backend URL (default: the app's, CELERIAC_RESULT_BACKEND, kv://)
+      --wait             Wait until the task is ready, showing progress states on stderr
       --timeout MS       With --wait: give up after MS milliseconds (default: 60000)
       --traceback        Print the traceback of a failure
-  -h, --help             Show this help`,
+  -j, --json             Print the result's meta as JSON ({"status": "PENDING"} when none)
+  -h, --help             Show this help
+
+Prints 'STATUS result' (a failure as 'FAILURE Type: message'); exits 1 on FAILURE.`,
   dashboard: `Usage: deno run -A cli.ts dashboard --app ./tasks.ts [options]
 
 Serves the web dashboard: workers, tasks (live), queues and dead letters, beat, charts, and
 Prometheus metrics at /metrics. Workers need -E (task events) for the task list.
 
 Options:
-  -A, --app MODULE       Module exporting the App (for its broker, backend and beat schedule)
+  -a, --app MODULE       Module exporting the App (for its broker, backend and beat schedule)
   -b, --broker URL       Broker URL (default: the app's, CELERIAC_BROKER_URL)
   -p, --port N           Port; 0 picks a free one (default: 5555)
       --address HOST     Address to listen on (default: 127.0.0.1)
@@ -199,7 +215,7 @@ async function worker(argv: string[]): Promise<number> {
     args: argv,
     strict: true,
     options: {
-      app: { type: "string", short: "A" },
+      app: { type: "string", short: "a" },
       queues: { type: "string", short: "Q" },
       concurrency: { type: "string", short: "c" },
       pool: { type: "string", short: "P" },
@@ -233,6 +249,7 @@ async function worker(argv: string[]): Promise<number> {
   }
   const logger = consoleLogger(values.loglevel ?? "info");
   const { app, url } = await loadApp(values.app);
+  preflight(app.conf);
   app.logger = logger;
   const controller = new AbortController();
   const options: ConstructorParameters<typeof Consumer>[1] = {
@@ -300,7 +317,7 @@ async function beat(argv: string[]): Promise<number> {
     args: argv,
     strict: true,
     options: {
-      app: { type: "string", short: "A" },
+      app: { type: "string", short: "a" },
       loglevel: { type: "string", short: "l" },
       help: { type: "boolean", short: "h" },
     },
@@ -312,7 +329,9 @@ async function beat(argv: string[]): Promise<number> {
   if (!values.app) throw new UsageError("beat needs --app ./tasks.ts");
   const logger = consoleLogger(values.loglevel ?? "info");
   const { app } = await loadApp(values.app);
+  preflight(app.conf);
   app.logger = logger;
+  logger.info(`broker ${redact(app.conf.brokerUrl)}, backend ${redact(app.conf.backendUrl)}`);
   const controller = new AbortController();
   const stop = () => controller.abort();
   for (const s of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(s, stop);
@@ -353,11 +372,12 @@ async function call(argv: string[]): Promise<number> {
       eta: { type: "string" },
       expires: { type: "string" },
       queue: { type: "string", short: "Q" },
-      app: { type: "string", short: "A" },
-      broker: { type: "string" },
+      app: { type: "string", short: "a" },
+      broker: { type: "string", short: "b" },
       backend: { type: "string" },
       wait: { type: "boolean" },
       timeout: { type: "string" },
+      json: { type: "boolean", short: "j" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -374,8 +394,10 @@ async function call(argv: string[]): Promise<number> {
     (v) => v !== null && typeof v === "object" && !Array.isArray(v),
     {},
   );
+  const timeout = num(values.timeout, "timeout") ?? 60_000;
   const app = await appFor(values);
   try {
+    preflight(app.conf, { backend: values.wait ?? false });
     const options: Parameters<App["sendTask"]>[3] = {};
     const countdown = num(values.countdown, "countdown");
     if (countdown !== undefined) options.countdown = countdown;
@@ -389,15 +411,47 @@ async function call(argv: string[]): Promise<number> {
     if (expires !== undefined) options.expires = expires;
     if (values.queue) options.queue = values.queue;
     const result = await app.sendTask(name, args, kwargs, options);
-    console.log(result.id);
-    if (values.wait) {
-      const value = await result.get({ timeout: num(values.timeout, "timeout") ?? 60_000 });
-      console.log(JSON.stringify(value));
+    if (!values.wait) {
+      console.log(values.json ? JSON.stringify({ id: result.id }) : result.id);
+      return 0;
     }
+    if (!values.json) console.log(result.id);
+    const meta = await follow(result, { timeout }).catch((error) => {
+      if (!(error instanceof WaitTimeoutError)) throw error;
+      throw new Error(
+        `${error.message}; is a worker consuming ${values.queue ?? "the task's queue"} on ` +
+          `${redact(app.conf.brokerUrl)}?`,
+      );
+    });
+    return printMeta(meta, { json: values.json ?? false, traceback: false });
   } finally {
     await app.close();
   }
-  return 0;
+}
+
+// Prints a ready (or missing) meta; FAILURE and REVOKED keep their exception type.
+function printMeta(
+  meta: Awaited<ReturnType<ReturnType<App["asyncResult"]>["meta"]>>,
+  { json, traceback, id }: { json: boolean; traceback: boolean; id?: string },
+): number {
+  const failed = meta?.status === "FAILURE" || meta?.status === "REVOKED";
+  if (json) {
+    console.log(JSON.stringify(meta ?? { task_id: id ?? null, status: "PENDING", result: null }));
+    return failed ? 1 : 0;
+  }
+  if (!meta) {
+    console.log("PENDING");
+    return 0;
+  }
+  if (failed) {
+    console.log(failureLine(meta));
+  } else if (meta.status === "SUCCESS") {
+    console.log(JSON.stringify(meta.result));
+  } else {
+    console.log(`${meta.status} ${JSON.stringify(meta.result)}`);
+  }
+  if (traceback && meta.traceback) console.log(meta.traceback);
+  return failed ? 1 : 0;
 }
 
 async function result(argv: string[]): Promise<number> {
@@ -406,11 +460,12 @@ async function result(argv: string[]): Promise<number> {
     strict: true,
     allowPositionals: true,
     options: {
-      app: { type: "string", short: "A" },
+      app: { type: "string", short: "a" },
       backend: { type: "string" },
       wait: { type: "boolean" },
       timeout: { type: "string" },
       traceback: { type: "boolean" },
+      json: { type: "boolean", short: "j" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -420,20 +475,19 @@ async function result(argv: string[]): Promise<number> {
   }
   const id = positionals[0];
   if (!id || positionals.length > 1) throw new UsageError("result needs exactly one task id");
+  const timeout = num(values.timeout, "timeout") ?? 60_000;
   const app = await appFor(values);
   try {
+    preflight(app.conf, { broker: false });
     const r = app.asyncResult(id);
-    if (values.wait) {
-      await r.get({ timeout: num(values.timeout, "timeout") ?? 60_000, propagate: false });
+    const meta = values.wait ? await follow(r, { timeout }) : await r.meta();
+    if (values.json || !meta) {
+      return printMeta(meta, { json: values.json ?? false, traceback: false, id });
     }
-    const meta = await r.meta();
-    if (!meta) {
-      console.log("PENDING");
-      return 0;
-    }
-    console.log(`${meta.status} ${JSON.stringify(meta.result)}`);
+    const failed = meta.status === "FAILURE" || meta.status === "REVOKED";
+    console.log(failed ? failureLine(meta) : `${meta.status} ${JSON.stringify(meta.result)}`);
     if (values.traceback && meta.traceback) console.log(meta.traceback);
-    return meta.status === "FAILURE" ? 1 : 0;
+    return failed ? 1 : 0;
   } finally {
     await app.close();
   }
@@ -444,7 +498,7 @@ async function dashboard(argv: string[]): Promise<number> {
     args: argv,
     strict: true,
     options: {
-      app: { type: "string", short: "A" },
+      app: { type: "string", short: "a" },
       broker: { type: "string", short: "b" },
       port: { type: "string", short: "p" },
       address: { type: "string" },
@@ -508,7 +562,26 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   status,
   events: (argv) => untilSignal((signal) => events(argv, signal)),
   purge,
+  queues,
+  dlq,
 };
+
+/** `--version`: celeriac's version (from deno.json) and the runtime's. */
+function version(): number {
+  console.log(`celeriac ${denoJson.version} (deno ${Deno.version.deno}, v8 ${Deno.version.v8})`);
+  return 0;
+}
+
+// `-A` is Deno's allow-all: given after the script name it reaches the CLI, where it used to
+// mean --app. Say so instead of guessing.
+function refuseAllowAll(argv: string[]): void {
+  if (argv.includes("-A")) {
+    throw new UsageError(
+      "-A after cli.ts is not an option of celeriac: Deno's allow-all goes before the script " +
+        "(deno run -A cli.ts ...), and the app module is --app or -a",
+    );
+  }
+}
 
 // Runs a command that streams until SIGINT/SIGTERM.
 async function untilSignal(run: (signal: AbortSignal) => Promise<number>): Promise<number> {
@@ -535,9 +608,11 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE.main);
     return command ? 0 : 2;
   }
+  if (command === "--version" || command === "-V" || command === "version") return version();
   const run = COMMANDS[command];
   try {
     if (!run) throw new UsageError(`unknown command '${command}'`);
+    refuseAllowAll(rest);
     return await run(rest);
   } catch (error) {
     const usage = error instanceof UsageError || (error as Error)?.name === "UsageError" ||

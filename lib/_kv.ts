@@ -9,13 +9,17 @@
 import { dirname, resolve } from "node:path";
 import { delay } from "./_signal.ts";
 
-/** The file `kv://` opens, relative to the current directory. */
+/**
+ * The file a bare `kv://` opens, relative to the app module's folder (see
+ * {@linkcode withKvDefault}; `CELERIAC_KV_PATH` overrides it).
+ */
 export const DEFAULT_KV_PATH = ".celeriac/celeriac.kv";
 
 /**
  * Turns a broker or backend URL into the argument of `Deno.openKv`.
  *
- * - `kv://` (or `kv:`): `.celeriac/celeriac.kv` under the current directory;
+ * - `kv://` (or `kv:`): `$CELERIAC_KV_PATH`, else `.celeriac/celeriac.kv` under the current
+ *   directory (the App first makes a bare `kv://` absolute with {@linkcode withKvDefault});
  * - `kv:///abs/path`: an absolute file;
  * - `kv://./rel/path` (or `kv://rel/path`): a file relative to the current directory;
  * - `kv://:memory:`: a private in-memory store (one per process, shared by its users);
@@ -52,7 +56,7 @@ export function kvTarget(url: string, kvUrl?: string): { target: string; local: 
   }
   const rest = decodeURIComponent(match[1]!.replace(/[?#].*$/, ""));
   if (rest === ":memory:") return { target: ":memory:", local: false };
-  return { target: resolve(rest === "" ? DEFAULT_KV_PATH : rest), local: true };
+  return { target: resolve(rest === "" ? kvPathFromEnv() ?? DEFAULT_KV_PATH : rest), local: true };
 }
 
 interface Shared {
@@ -268,5 +272,37 @@ export class GroupCommit {
     } finally {
       this.#flushing = false;
     }
+  }
+}
+
+/**
+ * Where a bare `kv://` points: `$CELERIAC_KV_PATH` when set (a file path, absolute or relative
+ * to the current directory), else `.celeriac/celeriac.kv` in `dir` (the app module's folder),
+ * else under the current directory. Any other URL is returned unchanged.
+ *
+ * @param url A broker or backend URL.
+ * @param dir The app module's folder, when known.
+ * @returns The URL, with a bare `kv://` made `kv:///absolute/path`.
+ * @example
+ * ```ts
+ * import { withKvDefault } from "./_kv.ts";
+ * console.assert(withKvDefault("redis://h", "/srv/app") === "redis://h");
+ * ```
+ */
+export function withKvDefault(url: string, dir?: string): string {
+  if (!/^kv:(?:\/\/)?$/i.test(url)) return url;
+  const fromEnv = kvPathFromEnv();
+  const path = fromEnv !== undefined ? resolve(fromEnv) : resolve(dir ?? ".", DEFAULT_KV_PATH);
+  return `kv://${encodeURI(path)}`;
+}
+
+function kvPathFromEnv(): string | undefined {
+  try {
+    const variable = "CELERIAC_KV_PATH";
+    if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") return undefined;
+    const value = Deno.env.get(variable);
+    return value === "" ? undefined : value;
+  } catch {
+    return undefined;
   }
 }

@@ -19,6 +19,8 @@ import { encodeTask, type SignatureDict } from "./protocol/message.ts";
 import { AsyncResult, EagerResult, type GroupResult, type RevokeOptions } from "./result.ts";
 import { AppEvent, type AppEventMap } from "./signals.ts";
 import { GuardedListeners } from "./_guarded_listeners.ts";
+import { withKvDefault } from "./_kv.ts";
+import { callerDir } from "./_module_dir.ts";
 import { type SendOptions, Task, type TaskFunction, type TaskOptions } from "./task.ts";
 import { currentTask, execute } from "./worker/execute.ts";
 import type { Outcome, RequestContext } from "./worker/outcome.ts";
@@ -91,6 +93,10 @@ export interface AppOptions {
 
 function env(name: string): string | undefined {
   try {
+    // Without --allow-env the variables are not read (and Deno does not prompt for them).
+    if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
+      return undefined;
+    }
     return Deno.env.get(name) || undefined;
   } catch {
     return undefined;
@@ -188,12 +194,16 @@ export class App extends EventTarget {
    */
   constructor(options: AppOptions = {}) {
     super();
+    // A bare kv:// is the file next to the app module (or $CELERIAC_KV_PATH), made absolute
+    // here so every process importing the module opens the same file, whatever its cwd.
+    let dir: string | undefined | null = null;
+    const kvDefault = (url: string) => withKvDefault(url, dir === null ? (dir = callerDir()) : dir);
     const brokerUrl = typeof options.broker === "string"
-      ? options.broker
-      : options.broker?.url ?? env("CELERIAC_BROKER_URL") ?? "kv://";
+      ? kvDefault(options.broker)
+      : options.broker?.url ?? kvDefault(env("CELERIAC_BROKER_URL") ?? "kv://");
     const backendUrl = typeof options.backend === "string"
-      ? options.backend
-      : options.backend?.url ?? env("CELERIAC_RESULT_BACKEND") ?? "kv://";
+      ? kvDefault(options.backend)
+      : options.backend?.url ?? kvDefault(env("CELERIAC_RESULT_BACKEND") ?? "kv://");
     if (typeof options.broker === "object") this.#broker = Promise.resolve(options.broker);
     if (typeof options.backend === "object") this.#backend = Promise.resolve(options.backend);
     this.logger = options.logger ?? silent;

@@ -24,7 +24,7 @@ const EX_UNAVAILABLE = 69;
 const COMMON = `      --timeout S          Seconds to wait for replies (default: 1)
   -d, --destination N1,N2  Only these node names
   -j, --json               Print the replies as JSON
-  -A, --app MODULE         Module exporting the App (for its broker)
+  -a, --app MODULE         Module exporting the App (for its broker)
   -b, --broker URL         Broker URL (default: the app's, CELERIAC_BROKER_URL)
   -h, --help               Show this help`;
 
@@ -94,15 +94,16 @@ Shows workers and recent tasks, refreshed every second, until Ctrl-C.
 Options:
       --dump               Print every event as one JSON line instead
       --types T1,T2        Only these event types (a trailing * matches a prefix)
-  -A, --app MODULE         Module exporting the App (for its broker)
+  -a, --app MODULE         Module exporting the App (for its broker)
   -b, --broker URL         Broker URL
   -h, --help               Show this help`,
   purge: `Usage: deno run -A cli.ts purge [options]
 
 Options:
   -Q, --queues Q1,Q2       Queues to purge (default: the app's default queue)
-  -f, --force              Do not ask for confirmation
-  -A, --app MODULE         Module exporting the App (for its broker)
+  -f, --force              Do not ask for confirmation (asked on a terminal; anywhere
+                           else purge refuses to run without --force)
+  -a, --app MODULE         Module exporting the App (for its broker)
   -b, --broker URL         Broker URL
   -h, --help               Show this help`,
 };
@@ -129,7 +130,7 @@ const remoteOptions = {
   timeout: { type: "string", short: "t" },
   destination: { type: "string", short: "d" },
   json: { type: "boolean", short: "j" },
-  app: { type: "string", short: "A" },
+  app: { type: "string", short: "a" },
   broker: { type: "string", short: "b" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -352,7 +353,7 @@ export async function purge(argv: string[]): Promise<number> {
     options: {
       queues: { type: "string", short: "Q" },
       force: { type: "boolean", short: "f" },
-      app: { type: "string", short: "A" },
+      app: { type: "string", short: "a" },
       broker: { type: "string", short: "b" },
       help: { type: "boolean", short: "h" },
     },
@@ -455,7 +456,7 @@ export async function events(argv: string[], signal?: AbortSignal): Promise<numb
     options: {
       dump: { type: "boolean" },
       types: { type: "string" },
-      app: { type: "string", short: "A" },
+      app: { type: "string", short: "a" },
       broker: { type: "string", short: "b" },
       help: { type: "boolean", short: "h" },
     },
