@@ -1,0 +1,101 @@
+// `queues` and `dlq list|replay|purge` as real processes, against a worker in another process,
+// on the kv:// default and on Redis.
+import assert from "node:assert/strict";
+import { App } from "@celeriac/celeriac";
+import { eventually } from "./_helpers.ts";
+import { DAYONE_APP, kvEnv, runCli, spawnCli } from "./_cli_helpers.ts";
+
+const REDIS = {
+  CELERIAC_BROKER_URL: "redis://127.0.0.1:6379/0",
+  CELERIAC_RESULT_BACKEND: "redis://127.0.0.1:6379/1",
+};
+
+async function countsOf(queue: string, env: Record<string, string>) {
+  const out = await runCli(["queues", "-Q", queue, "-a", DAYONE_APP, "--json", "--scheduled"], {
+    env,
+  });
+  assert.equal(out.code, 0, out.stderr);
+  return JSON.parse(out.stdout)[0];
+}
+
+async function scenario(env: Record<string, string>) {
+  const queue = `dayone-q-${crypto.randomUUID().slice(0, 8)}`;
+  const call = async (...args: string[]) => {
+    const out = await runCli(["call", ...args, "-Q", queue, "-a", DAYONE_APP], { env });
+    assert.equal(out.code, 0, out.stderr);
+    return out.stdout.trim();
+  };
+  // Two waiting, one scheduled an hour ahead.
+  await call("tasks.add", "--args", "[1, 1]");
+  await call("tasks.add", "--args", "[2, 2]");
+  const later = await call("tasks.add", "--args", "[3, 3]", "--countdown", "3600");
+  let counts = await countsOf(queue, env);
+  assert.equal(counts.waiting, 2);
+  assert.equal(counts.scheduled, 1);
+  assert.equal(counts.deadLettered, 0);
+  assert.deepEqual(counts.scheduledMessages.map((s: { id: string }) => s.id), [later]);
+  const table = await runCli(["queues", "-Q", queue, "-a", DAYONE_APP], { env });
+  assert.match(table.stdout, /QUEUE\s+WAITING\s+RESERVED\s+SCHEDULED\s+DEAD/);
+  assert.match(table.stdout, new RegExp(`${queue}\\s+2\\s+\\S+\\s+1\\s+0`));
+
+  // A worker runs the two, and dead-letters an unknown task name.
+  {
+    await using worker = spawnCli(["worker", "-a", DAYONE_APP, "-Q", queue, "-c", "1"], { env });
+    await worker.ready();
+    await call("ux.nope");
+    await eventually(async () => (await countsOf(queue, env)).deadLettered === 1, 30_000);
+    counts = await countsOf(queue, env);
+    assert.equal(counts.waiting, 0);
+  }
+  const list = await runCli(["dlq", "list", queue, "-a", DAYONE_APP], { env });
+  assert.equal(list.code, 0, list.stderr);
+  assert.match(list.stdout, /ux\.nope/);
+  assert.match(list.stdout, /1 dead letter\./);
+  const json = JSON.parse(
+    (await runCli(["dlq", "list", queue, "-a", DAYONE_APP, "-j"], { env })).stdout,
+  );
+  assert.equal(json.length, 1);
+  assert.equal(json[0].task, "ux.nope");
+
+  const replay = await runCli(["dlq", "replay", queue, json[0].id, "-a", DAYONE_APP], { env });
+  assert.equal(replay.code, 0, replay.stderr);
+  assert.match(replay.stdout, /Replayed 1 dead letter onto/);
+  counts = await countsOf(queue, env);
+  assert.equal(counts.deadLettered, 0);
+  assert.equal(counts.waiting, 1);
+
+  // Dead-letter it again, then purge the dead-letter queue (needs -f without a terminal).
+  {
+    await using worker = spawnCli(["worker", "-a", DAYONE_APP, "-Q", queue, "-c", "1"], { env });
+    await worker.ready();
+    await eventually(async () => (await countsOf(queue, env)).deadLettered === 1, 30_000);
+  }
+  const refused = await runCli(["dlq", "purge", queue, "-a", DAYONE_APP], { env });
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /--force/);
+  const purged = await runCli(["dlq", "purge", queue, "-f", "-a", DAYONE_APP], { env });
+  assert.equal(purged.code, 0, purged.stderr);
+  assert.match(purged.stdout, /Purged 1 dead letter from/);
+  assert.equal((await countsOf(queue, env)).deadLettered, 0);
+  return queue;
+}
+
+Deno.test("cli queues/dlq on kv://: counts, the ETA list, list, replay and purge of dead letters", async () => {
+  await using kv = await kvEnv();
+  await scenario(kv.env);
+});
+
+Deno.test("cli queues/dlq on redis://: the same", async () => {
+  const queue = await scenario(REDIS);
+  await using app = new App({
+    broker: REDIS.CELERIAC_BROKER_URL,
+    backend: REDIS.CELERIAC_RESULT_BACKEND,
+  });
+  await app.control.purge([queue]);
+});
+
+Deno.test("cli dlq: a usage error names the actions", async () => {
+  const out = await runCli(["dlq", "show", "q", "-b", "memory://"]);
+  assert.equal(out.code, 2);
+  assert.match(out.stderr, /list, replay or purge/);
+});
