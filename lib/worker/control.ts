@@ -845,5 +845,11 @@ const TASK_EVENTS = new Map<
     expired: d.expired ?? false,
   })]],
   ["taskRejected", ["task-rejected", (d) => ({ uuid: d.id ?? null, requeue: d.requeue ?? false })]],
+  // As Celery's `on_unknown_task`: Flower lists an unregistered task as failed.
+  ["taskUnknown", ["task-failed", (d) => ({
+    uuid: d.id,
+    exception: `NotRegistered(${pyRepr(d.name)})`,
+    traceback: null,
+  })]],
   ["taskPostrun", ["", () => ({})]],
 ]);
