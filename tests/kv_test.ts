@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join, resolve } from "node:path";
 import { KvBackend } from "../lib/backends/kv.ts";
 import { KvBroker } from "../lib/brokers/kv.ts";
-import { createBackend, createBroker } from "../lib/connect.ts";
+import { createBackend, createBroker } from "../lib/transport/registry.ts";
 import { DEFAULT_KV_PATH, kvTarget } from "../lib/_kv.ts";
 import { encodeTask } from "../lib/protocol/message.ts";
 import { backendSuite, meta } from "./_backend_suite.ts";

@@ -45,6 +45,18 @@ export interface Delivery {
   reject(options?: { requeue?: boolean }): Promise<void>;
 }
 
+/** Options the scheme registry passes to every broker it makes from a URL. */
+export interface BrokerConnectOptions {
+  /**
+   * Deliveries after which a message goes to the dead-letter queue instead of back to its
+   * queue.
+   * @default {10}
+   */
+  maxDeliveries?: number;
+  /** Transport-specific options, by name. */
+  transportOptions?: Record<string, unknown>;
+}
+
 /** A fan-out message, for remote control (pidbox) and events. */
 export interface BroadcastMessage {
   /** The exchange, e.g. `celery.pidbox` or `celeryev`. */
