@@ -15,12 +15,6 @@
 
 import { delay } from "../_signal.ts";
 
-/**
- * A rate: `"10/s"`, `"100/m"`, `"1/h"`, or a number of tasks per second (the same type as
- * `RateLimit` of `task.ts`, declared here so this module stays a leaf).
- */
-export type Rate = string | number;
-
 /** What {@linkcode RateLimiter.reserve} answers. */
 export interface Reservation {
   /** Whether a slot was taken; when `false`, nothing was reserved. */
@@ -48,7 +42,7 @@ export interface RateLimiter extends AsyncDisposable {
    * @param signal Stops waiting (the promise rejects with the signal's reason).
    * @returns When the caller may run.
    */
-  acquire(name: string, rate: Rate, signal?: AbortSignal): Promise<void>;
+  acquire(name: string, rate: string | number, signal?: AbortSignal): Promise<void>;
   /** Releases connections; idempotent. */
   close(): Promise<void>;
 }
@@ -70,7 +64,7 @@ const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600 };
  * console.assert(parseRate("") === 0);
  * ```
  */
-export function parseRate(rate: Rate | null | undefined): number {
+export function parseRate(rate: string | number | null | undefined): number {
   if (rate === null || rate === undefined || rate === "" || rate === 0) return 0;
   if (typeof rate === "number") {
     if (Number.isFinite(rate) && rate > 0) return rate;
@@ -100,7 +94,7 @@ export abstract class BaseRateLimiter implements RateLimiter {
    * @returns When the caller may run.
    * @throws {TypeError} When the rate cannot be read.
    */
-  async acquire(name: string, rate: Rate, signal?: AbortSignal): Promise<void> {
+  async acquire(name: string, rate: string | number, signal?: AbortSignal): Promise<void> {
     const perSecond = parseRate(rate);
     if (perSecond === 0) return;
     signal?.throwIfAborted();

@@ -14,7 +14,6 @@ export {
   BaseRateLimiter,
   MemoryRateLimiter,
   parseRate,
-  type Rate,
   type RateLimiter,
   type Reservation,
 } from "./_rate_limiter.ts";
