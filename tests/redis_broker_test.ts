@@ -272,6 +272,64 @@ Deno.test("redis broker: what the claim script dead-letters by itself is reporte
   }
 });
 
+Deno.test("redis broker: 300 malformed envelopes among good ones: each is delivered or reported, none vanishes", async () => {
+  const f = fixture();
+  await using broker = f.make();
+  const redis = await rawClient();
+  try {
+    const good = (id: string) =>
+      JSON.parse(stringifyJson(
+        toKombuEnvelope(task(id), { queue: f.queue, exchange: "", routingKey: f.queue }),
+      ));
+    const kinds: ((n: number) => string)[] = [
+      (n) => String.fromCharCode(...Array.from({ length: 40 }, (_, i) => (n * 31 + i * 7) % 256)),
+      (n) => JSON.stringify(good(`t-${n}`)).slice(0, 20 + (n % 50)),
+      (n) => JSON.stringify({ ...good(`p-${n}`), properties: "nope" }),
+      (n) => JSON.stringify({ ...good(`h-${n}`), headers: [1, 2] }),
+      (n) => JSON.stringify({ ...good(`b-${n}`), body: 42 }),
+      (n) => JSON.stringify(n),
+    ];
+    const raws: string[] = [];
+    let goods = 0;
+    for (let n = 0; n < 360; n++) {
+      if (n % 6 === 5) {
+        raws.push(JSON.stringify(good(`ok-${n}`)));
+        goods++;
+      } else {
+        raws.push(kinds[n % kinds.length]!(n));
+      }
+    }
+    await redis.lPush(`${f.prefix}${f.queue}`, raws);
+    const events: DeadLetterEvent[] = [];
+    let delivered = 0;
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), 20_000);
+    for await (
+      const d of broker.consume([f.queue], {
+        prefetch: 16,
+        signal: controller.signal,
+        onDeadLetter: (e) => events.push(e),
+      })
+    ) {
+      delivered++;
+      await d.ack();
+      if (delivered + events.length >= raws.length) break;
+    }
+    clearTimeout(timer);
+    // Reports of the last claim may still be settling.
+    for (let i = 0; i < 50 && delivered + events.length < raws.length; i++) await sleep(20);
+    assert.equal(delivered, goods);
+    assert.equal(events.length, raws.length - goods);
+    assert.ok(events.every((e) => e.reason.length > 0 && e.queue === f.queue));
+    for (let i = 0; i < 50 && (await redis.hLen(`${f.prefix}unacked`)) > 0; i++) await sleep(20);
+    assert.equal(await redis.hLen(`${f.prefix}unacked`), 0);
+    assert.equal(await redis.lLen(`${f.prefix}${f.queue}.dlq`), raws.length - goods);
+  } finally {
+    await redis.disconnect();
+    await deleteByPrefix(f.prefix);
+  }
+});
+
 Deno.test("redis broker: an envelope that does not decode is dead-lettered with the decoder's reason", async () => {
   const f = fixture();
   await using broker = f.make();
