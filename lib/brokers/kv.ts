@@ -303,21 +303,13 @@ export class KvBroker implements Broker {
     return consumeLoop(
       queues,
       options,
-      { closed: this.#closed.signal, maxDeliveries: this.#maxDeliveries },
+      {
+        closed: this.#closed.signal,
+        maxDeliveries: this.#maxDeliveries,
+        active: this.#consumers,
+      },
       (ctx) => this.#session(ctx),
     );
-  }
-
-  // While a claim runs, `close()` waits for it before it closes the store.
-  async #busy<T>(fn: () => Promise<T>): Promise<T> {
-    const p = fn();
-    const done = p.then(() => {}, () => {});
-    this.#consumers.add(done);
-    try {
-      return await p;
-    } finally {
-      this.#consumers.delete(done);
-    }
   }
 
   // The consume hooks of one consumer.
@@ -358,7 +350,7 @@ export class KvBroker implements Broker {
     };
     return {
       batch: 10,
-      claim: (max) => this.#busy(() => claim(max)),
+      claim,
       wait: (signal) =>
         wake.wait(signal, Math.min(this.#pollInterval, Math.max(0, nextDue - Date.now()))),
       ack: (d) => d.ack(),

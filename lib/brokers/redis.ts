@@ -260,6 +260,8 @@ export class RedisBroker implements Broker {
   // Deliveries handed out and not settled yet, by tag: their leases are renewed.
   #held = new Map<string, Claimed>();
   #consumers = new Set<ConsumerState>();
+  // Consume loops while they run (not while they wait at a yield).
+  #active = new Set<Promise<void>>();
   #acks: AckWaiter[] = [];
   #ackTimer: ReturnType<typeof setImmediate> | undefined;
   #nextRestore = 0;
@@ -454,7 +456,7 @@ export class RedisBroker implements Broker {
     return consumeLoop(
       queues,
       options,
-      { closed: this.#closed.signal, maxDeliveries: this.#maxDeliveries },
+      { closed: this.#closed.signal, maxDeliveries: this.#maxDeliveries, active: this.#active },
       (ctx) => this.#session(ctx),
     );
   }
@@ -545,8 +547,13 @@ export class RedisBroker implements Broker {
       // Claimed but never handed out: straight back to the consume end of their queues.
       release: async (ds) => {
         for (const d of [...ds].reverse()) {
-          this.#held.delete(d.claimed.tag);
-          await this.#settle(d.claimed, "release", "right").catch((e) => this.#onError(e));
+          try {
+            await this.#settle(d.claimed, "release", "right");
+            this.#held.delete(d.claimed.tag);
+          } catch (error) {
+            // Still held: close() restores it (kombu's restore_at_shutdown).
+            this.#onError(error as Error);
+          }
         }
       },
       // Keeps held deliveries fresh in `unacked_index` (XX: never re-adds one restored by
@@ -978,8 +985,11 @@ export class RedisBroker implements Broker {
   async #close(): Promise<void> {
     const errors: unknown[] = [];
     this.#closed.abort();
-    // Let consume() generators run their cleanup first.
-    for (let i = 0; i < 50 && this.#consumers.size > 0; i++) await delay(20);
+    // Let consume() loops that are running (not waiting at a yield) finish their cleanup:
+    // claims not handed out go back, wake-up lists are drained.
+    const stop = new AbortController();
+    await Promise.race([Promise.all(this.#active), delay(2_000, stop.signal).catch(() => {})]);
+    stop.abort();
     try {
       await this.#flushAcks();
     } catch (e) {

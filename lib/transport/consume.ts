@@ -109,6 +109,12 @@ export interface ConsumeLoopSettings {
   closed: AbortSignal;
   /** Deliveries after which a message is dead-lettered instead of requeued or handed out. */
   maxDeliveries: number;
+  /**
+   * Holds a promise while the loop runs (claiming, waiting, cleaning up), not while it waits
+   * at a `yield`: a broker's `close()` awaits them before it closes its connections, so a
+   * consumer stopping under a close still gives back what it claimed.
+   */
+  active?: Set<Promise<void>>;
 }
 
 /**
@@ -361,7 +367,26 @@ export async function* consumeLoop<R extends RawDelivery>(
       // A listener cannot break the stream.
     }
   };
-  const hooks = await open({ queues: [...queues], prefetch, signal, deadLetter });
+  let running: PromiseWithResolvers<void> | undefined;
+  const run = () => {
+    if (!settings.active) return;
+    running = Promise.withResolvers<void>();
+    settings.active.add(running.promise);
+  };
+  const pause = () => {
+    if (!running) return;
+    running.resolve();
+    settings.active!.delete(running.promise);
+    running = undefined;
+  };
+  run();
+  let hooks: ConsumerHooks<R>;
+  try {
+    hooks = await open({ queues: [...queues], prefetch, signal, deadLetter });
+  } catch (error) {
+    pause();
+    throw error;
+  }
   const session = new Session(hooks, settings.maxDeliveries, deadLetter, settings.closed);
   const batch = Math.max(1, hooks.batch ?? 100);
   // Claimed and counted in `session.held`, not yet handed out.
@@ -373,7 +398,9 @@ export async function* consumeLoop<R extends RawDelivery>(
         const raw = buffer[head]!;
         buffer[head++] = undefined as unknown as R;
         if (head === buffer.length) buffer.length = head = 0;
+        pause();
         yield new TransportDelivery(raw, raw.message!, session);
+        run();
         continue;
       }
       if (prefetch > 0 && session.outstanding >= prefetch) {
@@ -411,11 +438,17 @@ export async function* consumeLoop<R extends RawDelivery>(
   } finally {
     const rest = buffer.slice(head).filter((r) => r !== undefined);
     buffer.length = head = 0;
+    // Also when the consumer called return() at a yield: close() waits for this cleanup.
+    if (!running) run();
     try {
       await session.release(rest);
     } finally {
       session.ended();
-      await hooks.close();
+      try {
+        await hooks.close();
+      } finally {
+        pause();
+      }
     }
   }
 }
