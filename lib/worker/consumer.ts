@@ -9,7 +9,7 @@
 
 import { type App, machineName } from "../app.ts";
 import type { Backend } from "../backends/backend.ts";
-import type { Broker } from "../brokers/broker.ts";
+import type { Broker, DeadLetterEvent } from "../brokers/broker.ts";
 import { AppEvent, type AppEventDetails, type AppEventType } from "../signals.ts";
 import type { RateLimit } from "../task_options.ts";
 import { aborted, delay, Notifier } from "../_signal.ts";
@@ -402,9 +402,12 @@ export class Consumer {
           idle.dispose();
           continue;
         }
-        for await (
-          const delivery of broker.consume([...this.queues], { prefetch: prefetch(), signal })
-        ) {
+        const consumed = broker.consume([...this.queues], {
+          prefetch: prefetch(),
+          signal,
+          onDeadLetter: (e) => this.#brokerDeadLetter(e),
+        });
+        for await (const delivery of consumed) {
           const request = new Request(delivery, host);
           this.#held.add(request);
           const p = request.process().finally(() => {
@@ -531,6 +534,23 @@ export class Consumer {
       event: (type, detail) => this.#event(type, detail),
       storeFailed: () => this.#storeFailures++,
     };
+  }
+
+  // A message the broker dead-lettered by itself (unreadable, or delivered too often): one log
+  // line and a `task-rejected` event, as for the ones the worker dead-letters.
+  #brokerDeadLetter(e: DeadLetterEvent): void {
+    const id = typeof e.message?.headers.id === "string" ? e.message.headers.id : null;
+    const name = typeof e.message?.headers.task === "string" ? e.message.headers.task : null;
+    const what = id ? `Task ${name}[${id}]` : `A message from ${e.queue}`;
+    this.app.logger.error(`${what} dead-lettered by the broker: ${e.reason}`);
+    this.#event("taskRejected", {
+      id,
+      name,
+      queue: e.queue,
+      requeue: false,
+      reason: e.reason,
+      ...(e.message ? { message: e.message } : {}),
+    });
   }
 
   #event<K extends AppEventType>(type: K, detail: Omit<AppEventDetails[K], "hostname">): void {

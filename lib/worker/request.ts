@@ -468,7 +468,7 @@ export class Request {
             reason,
             ...(req ? {} : { message: delivery.message }),
           });
-          await delivery.reject({ requeue: false });
+          await delivery.reject({ requeue: false, reason });
           break;
         }
         case "none":
