@@ -343,7 +343,7 @@ export class KvBroker implements Broker {
       for (let i = 0; i < queues.length && claimed.length === 0 && !signal.aborted; i++) {
         const queue = queues[(nextQueue + i) % queues.length]!;
         for (let attempt = 0; attempt < 8 && !signal.aborted; attempt++) {
-          const got = await this.#claim(kv, queue, want, contention > 0, signal);
+          const got = await this.#claim(kv, queue, want, contention > 0, signal, ctx);
           if (got === "empty") break;
           if (got === "raced") {
             contention = 50;
@@ -391,13 +391,23 @@ export class KvBroker implements Broker {
     want: number,
     contended: boolean,
     signal: AbortSignal,
+    ctx: ConsumerContext,
   ): Promise<KvDelivery[] | "empty" | "raced"> {
     const limit = contended ? Math.min(want * 4, 64) : want;
-    const list = await retry(
-      () => Array.fromAsync(kv.list<Entry>({ prefix: this.#key(queue, "ready") }, { limit })),
+    const listed = await retry(
+      () => Array.fromAsync(kv.list<unknown>({ prefix: this.#key(queue, "ready") }, { limit })),
       signal,
     );
-    if (list.length === 0) return "empty";
+    if (listed.length === 0) return "empty";
+    // Something other than an entry under a `ready` key (a foreign writer, a bug): it goes to
+    // the dead letters with its reason instead of stopping every consumer of the queue.
+    const list: Deno.KvEntry<Entry>[] = [];
+    for (const c of listed) {
+      const reason = entryProblem(c.value);
+      if (reason === null) list.push(c as Deno.KvEntry<Entry>);
+      else await this.#deadLetterRaw(kv, queue, c, reason, signal, ctx);
+    }
+    if (list.length === 0) return "raced";
     let pick = list.slice(0, want);
     if (contended) {
       // A random window: FIFO is kept within it, not across racing consumers.
@@ -421,6 +431,44 @@ export class KvBroker implements Broker {
       d.expiresAt = expiresAt;
       return d;
     });
+  }
+
+  // Moves an unreadable `ready` value to the dead letters (as a placeholder message that keeps
+  // the start of its text) and reports it.
+  async #deadLetterRaw(
+    kv: Deno.Kv,
+    queue: string,
+    c: Deno.KvEntry<unknown>,
+    reason: string,
+    signal: AbortSignal,
+    ctx: ConsumerContext,
+  ): Promise<void> {
+    let raw: string;
+    try {
+      raw = typeof c.value === "string" ? c.value : JSON.stringify(c.value) ?? String(c.value);
+    } catch {
+      raw = String(c.value);
+    }
+    raw = raw.slice(0, 4096);
+    const entry: Entry = {
+      id: crypto.randomUUID(),
+      seq: nextSeq(),
+      priority: 0,
+      deliveries: 1,
+      message: {
+        headers: { [DEAD_LETTER_REASON_HEADER]: reason },
+        properties: {},
+        body: raw,
+        contentType: "application/x-celeriac-unreadable",
+        contentEncoding: "utf-8",
+      },
+    };
+    const moved = await commit(
+      () =>
+        kv.atomic().check(c).delete(c.key).set(this.deadKey(queue, entry), entry, this.deadOptions),
+      signal,
+    );
+    if (moved) ctx.deadLetter({ queue, reason, message: null, raw });
   }
 
   // Moves due ETAs and expired leases to `ready` (or, past `maxDeliveries`, to the dead
@@ -835,6 +883,27 @@ class KvDelivery implements RawDelivery {
       return ok ? (requeue ? "requeued" : "dead") : "gone";
     });
   }
+}
+
+// Why a stored value is not an entry (null when it is one).
+function entryProblem(value: unknown): string | null {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    return `stored value is not an entry (${typeof value})`;
+  }
+  const e = value as Record<string, unknown>;
+  if (typeof e.id !== "string" || typeof e.seq !== "number") return "entry has no id or seq";
+  if (typeof e.deliveries !== "number" || typeof e.priority !== "number") {
+    return "entry has no delivery count or priority";
+  }
+  const m = e.message as Record<string, unknown> | null;
+  if (
+    m === null || typeof m !== "object" || typeof m.body !== "string" ||
+    m.headers === null || typeof m.headers !== "object" ||
+    m.properties === null || typeof m.properties !== "object"
+  ) {
+    return "entry holds no message";
+  }
+  return null;
 }
 
 // The dead-lettered copy of an entry: its message carries why.
