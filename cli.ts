@@ -19,7 +19,7 @@ import { parseArgs } from "node:util";
 import { App, type Logger } from "./lib/app.ts";
 import { startBeat } from "./lib/beat/beat.ts";
 import { Consumer } from "./lib/worker/consumer.ts";
-import { redact } from "./lib/connect.ts";
+import { redact } from "./lib/_url.ts";
 import { events, purge, remote, status } from "./lib/cli/monitor.ts";
 
 const USAGE: Record<string, string> = {
@@ -270,7 +270,8 @@ async function worker(argv: string[]): Promise<number> {
   } finally {
     await beat?.close();
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
-    await app.close().catch((e) => logger.error(`closing: ${e}`));
+    // Never hides the error that ended the run (it propagates to main's one line).
+    await app.close().catch((e) => logger.error(`closing: ${(e as Error)?.message ?? e}`));
   }
   return exitCode;
 }
@@ -355,7 +356,10 @@ async function call(argv: string[]): Promise<number> {
     {},
   );
   const app = await appFor(values);
+  const timeout = num(values.timeout, "timeout") ?? 60_000;
   try {
+    await app.getBroker({ signal: AbortSignal.timeout(timeout) });
+    if (values.wait) await app.getBackend({ signal: AbortSignal.timeout(timeout) });
     const options: Parameters<App["sendTask"]>[3] = {};
     const countdown = num(values.countdown, "countdown");
     if (countdown !== undefined) options.countdown = countdown;
@@ -371,11 +375,11 @@ async function call(argv: string[]): Promise<number> {
     const result = await app.sendTask(name, args, kwargs, options);
     console.log(result.id);
     if (values.wait) {
-      const value = await result.get({ timeout: num(values.timeout, "timeout") ?? 60_000 });
+      const value = await result.get({ timeout });
       console.log(JSON.stringify(value));
     }
   } finally {
-    await app.close();
+    await closeQuietly(app);
   }
   return 0;
 }
@@ -401,11 +405,11 @@ async function result(argv: string[]): Promise<number> {
   const id = positionals[0];
   if (!id || positionals.length > 1) throw new UsageError("result needs exactly one task id");
   const app = await appFor(values);
+  const timeout = num(values.timeout, "timeout") ?? 60_000;
   try {
+    await app.getBackend({ signal: AbortSignal.timeout(timeout) });
     const r = app.asyncResult(id);
-    if (values.wait) {
-      await r.get({ timeout: num(values.timeout, "timeout") ?? 60_000, propagate: false });
-    }
+    if (values.wait) await r.get({ timeout, propagate: false });
     const meta = await r.meta();
     if (!meta) {
       console.log("PENDING");
@@ -415,7 +419,17 @@ async function result(argv: string[]): Promise<number> {
     if (values.traceback && meta.traceback) console.log(meta.traceback);
     return meta.status === "FAILURE" ? 1 : 0;
   } finally {
+    await closeQuietly(app);
+  }
+}
+
+// Closes a client command's app; a close error goes to stderr and never replaces the error
+// the command failed with.
+async function closeQuietly(app: App): Promise<void> {
+  try {
     await app.close();
+  } catch (error) {
+    console.error(`celeriac: closing: ${(error as Error)?.message ?? error}`);
   }
 }
 

@@ -7,6 +7,10 @@
 
 import type { Backend, BackendOptions } from "./backends/backend.ts";
 import type { Broker } from "./brokers/broker.ts";
+import { redact } from "./_url.ts";
+
+/** Hides the password of a URL (moved to `lib/_url.ts`; kept here for importers). */
+export { redact };
 
 /** Options passed to every broker made from a URL. */
 export interface BrokerConnectOptions {
@@ -18,6 +22,8 @@ export interface BrokerConnectOptions {
   maxDeliveries?: number;
   /** Transport-specific options, by name. */
   transportOptions?: Record<string, unknown>;
+  /** Receives errors of a connection that was up (its client reconnects by itself). */
+  onError?: (error: Error) => void;
 }
 
 /** Options passed to every backend made from a URL. */
@@ -26,6 +32,8 @@ export interface BackendConnectOptions extends BackendOptions {
   broker?: Broker;
   /** Transport-specific options, by name. */
   transportOptions?: Record<string, unknown>;
+  /** Receives errors of a connection that was up (its client reconnects by itself). */
+  onError?: (error: Error) => void;
 }
 
 type BrokerFactory = (url: string, options: BrokerConnectOptions) => Broker;
@@ -33,10 +41,11 @@ type BackendFactory = (url: string, options: BackendConnectOptions) => Backend;
 
 async function loadAmqpBroker(): Promise<BrokerFactory> {
   const { AmqpBroker } = await import("./brokers/amqp.ts");
-  return (url, { maxDeliveries, transportOptions }) =>
+  return (url, { maxDeliveries, transportOptions, onError }) =>
     new AmqpBroker(url, {
       ...transportOptions,
       ...(maxDeliveries === undefined ? {} : { maxDeliveries }),
+      ...(onError === undefined ? {} : { onError }),
     });
 }
 
@@ -157,19 +166,4 @@ export async function createBackend(
     );
   }
   return (await load())(url, options);
-}
-
-/**
- * Hides the password of a URL, for logs and errors.
- *
- * @param url A URL.
- * @returns The URL with `***` for its password.
- * @example
- * ```ts
- * import { redact } from "./connect.ts";
- * console.assert(redact("redis://:secret@host:6379/0") === "redis://:***@host:6379/0");
- * ```
- */
-export function redact(url: string): string {
-  return url.replace(/^([a-z0-9+.-]+:\/\/[^:/@]*:)[^@/]*@/i, "$1***@");
 }

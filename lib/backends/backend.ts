@@ -98,6 +98,11 @@ export interface Backend extends AsyncDisposable {
     groupIndex: number,
     part: ChordPart,
   ): Promise<ChordPart[] | null>;
+  /**
+   * Makes one connection attempt now (the App retries it); it gives up when `signal` aborts.
+   * Optional: backends without a server need none.
+   */
+  connect?(options?: { signal?: AbortSignal }): Promise<void>;
   /** Closes connections; idempotent. */
   close(): Promise<void>;
 }

@@ -35,7 +35,7 @@ import {
 
 // A command that has had no reply for this long means a wedged connection (ms).
 const COMMAND_DEADLINE = 15_000;
-import { redact } from "../connect.ts";
+import { redact } from "../_url.ts";
 import { stringifyJson } from "../protocol/json.ts";
 import { fromKombuEnvelope, toKombuEnvelope } from "../protocol/kombu.ts";
 import type { Message } from "../protocol/message.ts";
@@ -278,6 +278,17 @@ export class RedisBroker implements Broker {
     return this.#client.get();
   }
 
+  /**
+   * Makes one connection attempt now, if there is no client yet.
+   *
+   * @param options `signal` gives up the attempt.
+   * @returns When connected.
+   */
+  async connect(options: { signal?: AbortSignal } = {}): Promise<void> {
+    this.#checkOpen();
+    await this.#client.get(options.signal);
+  }
+
   // Disconnects a wedged client; the next #connect() makes a new shared one if it was that.
   #reset(wedged: RedisClient): void {
     this.#others.delete(wedged);
@@ -304,7 +315,12 @@ export class RedisBroker implements Broker {
   async #dedicated(): Promise<RedisClient> {
     const client = createRedisClient(this.#url, this.#onError, this.#name);
     this.#others.add(client);
-    await client.connect();
+    try {
+      await client.connect();
+    } catch (error) {
+      this.#others.delete(client);
+      throw error;
+    }
     return client;
   }
 
@@ -847,11 +863,18 @@ export class RedisBroker implements Broker {
       ...(options.signal ? [options.signal] : []),
     ]);
     if (signal.aborted) return;
-    const subscriber = await (this.#subscriber ??= (async () => {
-      const c = createRedisClient(this.#url, this.#onError, this.#name);
-      await c.connect();
-      return c;
-    })());
+    if (!this.#subscriber) {
+      const connecting = this.#subscriber = (async () => {
+        const c = createRedisClient(this.#url, this.#onError, this.#name);
+        await c.connect();
+        return c;
+      })();
+      // A failed connect is not remembered: the next subscriber tries again.
+      connecting.catch(() => {
+        if (this.#subscriber === connecting) this.#subscriber = undefined;
+      });
+    }
+    const subscriber = await this.#subscriber;
     const buffer: BroadcastMessage[] = [];
     const notifier = new Notifier();
     const base = this.#channel(exchange);
@@ -1012,10 +1035,15 @@ function checkQueue(queue: string): void {
  */
 export function redisBrokerFromUrl(
   url: string,
-  options: { maxDeliveries?: number; transportOptions?: Record<string, unknown> } = {},
+  options: {
+    maxDeliveries?: number;
+    transportOptions?: Record<string, unknown>;
+    onError?: (error: Error) => void;
+  } = {},
 ): RedisBroker {
   const t = options.transportOptions ?? {};
   const own: RedisBrokerOptions = {};
+  if (options.onError) own.onError = options.onError;
   if (options.maxDeliveries !== undefined) own.maxDeliveries = options.maxDeliveries;
   const vt = t.visibility_timeout ?? t.visibilityTimeout;
   if (vt !== undefined) {

@@ -318,8 +318,18 @@ export class Consumer {
 
   async #run(): Promise<void> {
     const app = this.app;
-    this.#broker = await app.getBroker();
-    this.#backend = await app.getBackend();
+    // Connecting retries as the App's brokerConnection* options say; a stop signal (SIGTERM)
+    // while connecting ends the run at once.
+    try {
+      this.#broker = await app.getBroker({ signal: this.#stop.signal });
+      this.#backend = await app.getBackend({ signal: this.#stop.signal });
+    } catch (error) {
+      if (this.#stop.signal.aborted) {
+        app.logger.info(`${this.hostname} stopped while connecting`);
+        return;
+      }
+      throw error;
+    }
     const o = this.#options;
     const kind = o.pool ?? "workers";
     const concurrency = o.autoscale?.min ??
@@ -374,6 +384,14 @@ export class Consumer {
     const multiplier = o.prefetchMultiplier ?? 4;
     if (multiplier === 0) {
       app.logger.warn("prefetchMultiplier 0 means unlimited prefetch: this worker may hoard tasks");
+    }
+    // Everything is declared before `ready`: a refusal is the run's error, not a later exit.
+    try {
+      await this.#broker.declare?.([...this.queues]);
+    } catch (error) {
+      await control.close().catch(() => {});
+      await this.#pool.close();
+      throw error;
     }
     app.logger.info(`${this.hostname} ready`, {
       queues: this.queues,
