@@ -138,7 +138,7 @@ export function describeConnectError(error: unknown): string {
   const e = root(error);
   if (!(e instanceof Error)) return String(e);
   const code = (e as { code?: unknown }).code;
-  const message = e.message || e.name;
+  const message = (e.message || e.name).replace(/\.+$/, "");
   return typeof code === "string" && !message.includes(code) ? `${code}: ${message}` : message;
 }
 
@@ -306,7 +306,7 @@ export class Connector {
         const last = this.#lastError.get(resource);
         throw new ConnectionFailedError(
           `Cannot connect to ${what} ${resource.url}: ${
-            last === undefined ? "no reply" : describeConnectError(last)
+            last === undefined ? "no attempt finished" : describeConnectError(last)
           } (timed out)`,
           resource.url,
           0,

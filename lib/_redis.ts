@@ -263,6 +263,72 @@ export async function closeRedisClient(client: RedisClient, timeout = 2000): Pro
   }
 }
 
+// How long a TLS handshake may go unanswered before the port is probed for plain TCP (ms).
+const TLS_HANDSHAKE_PROBE = 2_500;
+
+/** A `rediss://` URL points at a port that accepts TCP but never answers the TLS handshake. */
+export class RedisTlsHandshakeError extends Error {
+  /** Node's code for a TLS failure, so that the error is sorted as one. */
+  readonly code = "ERR_TLS_HANDSHAKE_TIMEOUT";
+
+  /**
+   * Creates the error.
+   *
+   * @param host The host.
+   * @param port The port.
+   */
+  constructor(host: string, port: number) {
+    super(
+      `TLS handshake with ${host}:${port} got no reply, though the port accepts TCP: ` +
+        `is it a plain (non-TLS) port? Use redis:// for it, or the server's TLS port`,
+    );
+    this.name = "RedisTlsHandshakeError";
+  }
+}
+
+/**
+ * Connects a client made by {@linkcode createRedisClient}. A TLS client whose handshake is not
+ * answered for a while has its port probed with plain TCP: a port that accepts TCP but stays
+ * silent to TLS is a plain Redis port, reported as {@linkcode RedisTlsHandshakeError} instead of
+ * a bare timeout (a plain Redis server waits forever for the end of a "command").
+ *
+ * @param client The client.
+ * @returns When the client is ready.
+ * @throws What the connection failed with.
+ */
+export async function connectRedisClient(client: RedisClient): Promise<void> {
+  const socket = client.options?.socket as
+    | { tls?: boolean; host?: string; port?: number }
+    | undefined;
+  if (!socket?.tls) {
+    await client.connect();
+    return;
+  }
+  let socketUp = false;
+  const onConnect = () => socketUp = true;
+  client.on("connect", onConnect);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const silent = new Promise<never>((_, reject) => {
+    timer = setTimeout(async () => {
+      if (socketUp || !socket.host || !socket.port) return;
+      const tcp = await Deno.connect({ hostname: socket.host, port: socket.port }).catch(() =>
+        undefined
+      );
+      if (!tcp) return;
+      tcp.close();
+      if (socketUp) return;
+      reject(new RedisTlsHandshakeError(socket.host, socket.port));
+      void closeRedisClient(client, 0);
+    }, TLS_HANDSHAKE_PROBE);
+  });
+  try {
+    await Promise.race([client.connect(), silent]);
+  } finally {
+    clearTimeout(timer);
+    client.off("connect", onConnect);
+  }
+}
+
 /**
  * One shared client, connected on first use. A failed connect is not remembered (the next
  * `get()` tries again), and a client found wedged can be replaced.
@@ -301,7 +367,7 @@ export class SharedRedisClient {
     if (!current) {
       const client = this.#make();
       const connecting = current = (async () => {
-        await client.connect();
+        await connectRedisClient(client);
         return client;
       })();
       this.#current = connecting;
