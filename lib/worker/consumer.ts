@@ -289,6 +289,9 @@ export class Consumer {
     return terminated;
   }
 
+  /** Results that could not be stored (the backend gave up); each is logged as an ERROR. */
+  storeFailures = 0;
+
   /** Web Workers (`workers`) or task slots (`inline`) in the pool now. */
   get poolSize(): number {
     return this.#poolSize;
@@ -474,11 +477,16 @@ export class Consumer {
     return this.close();
   }
 
-  async #store(req: TaskRequest, meta: ReturnType<typeof makeMeta>): Promise<void> {
+  // Returns whether the result was stored: a failed store (the backend's window passed) is
+  // logged and counted, and a late-ack success is then requeued instead of acked.
+  async #store(req: TaskRequest, meta: ReturnType<typeof makeMeta>): Promise<boolean> {
     try {
       await this.#backend.store(req.id, meta, { replyTo: req.replyTo });
+      return true;
     } catch (error) {
+      this.storeFailures++;
       this.app.logger.error(`Cannot store the result of ${req.name}[${req.id}]: ${error}`);
+      return false;
     }
   }
 
@@ -815,6 +823,7 @@ export class Consumer {
       if (acksLate) await delivery.ack();
       return "REVOKED";
     }
+    let stored = true;
     switch (outcome.kind) {
       case "success": {
         // Follow-ups go out before the result is stored, as Celery's tracer does, so that
@@ -823,10 +832,11 @@ export class Consumer {
         if (!ignoreResult) {
           const meta = makeMeta(req.id, "SUCCESS", outcome.value, ids);
           meta.children = children;
-          await this.#store(req, meta);
+          stored = await this.#store(req, meta);
         }
         await this.#chordPart(req, "SUCCESS", outcome.value);
-        if (acksLate) await delivery.ack();
+        if (acksLate && !stored) await delivery.reject({ requeue: true });
+        else if (acksLate) await delivery.ack();
         this.#event("taskSuccess", {
           id: req.id,
           name: req.name,

@@ -18,5 +18,9 @@ export const app: App = new App({
 });
 
 app.task("conn.add", (x: number, y: number) => x + y);
+app.task("conn.sleep", async (i: number, ms: number) => {
+  await new Promise((r) => setTimeout(r, ms));
+  return i;
+});
 
 export default app;
