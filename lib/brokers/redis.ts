@@ -446,7 +446,8 @@ export class RedisBroker implements Broker {
       ...(options.signal ? [options.signal] : []),
     ]);
     if (signal.aborted) return;
-    let client = await this.#connect();
+    // A connect fails at once while the server is down: wait for it as other commands do.
+    let client = await this.#retry((c) => Promise.resolve(c));
     const id = crypto.randomUUID();
     const state: ConsumerState = {
       id,
