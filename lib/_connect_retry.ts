@@ -323,3 +323,38 @@ export class Connector {
     this.#closed.abort(new ConnectionFailedError("The app is closed", "", 0));
   }
 }
+
+/**
+ * A handler for errors of a connection that was up (its client reconnects by itself): one WARN,
+ * the same one at most every 10 s (a consume loop retrying against a server that is down
+ * repeats it).
+ *
+ * @param logger The logger, read at each error (the CLI replaces the App's).
+ * @param what `broker` or `result backend`.
+ * @param url The redacted URL.
+ * @returns The handler.
+ * @example
+ * ```ts
+ * import { connectionErrorLogger } from "./_connect_retry.ts";
+ * const lines: string[] = [];
+ * const onError = connectionErrorLogger(() => ({ warn: (m) => lines.push(m) }), "broker", "u");
+ * onError(new Error("x"));
+ * onError(new Error("x"));
+ * console.assert(lines.length === 1);
+ * ```
+ */
+export function connectionErrorLogger(
+  logger: () => RetryLogger,
+  what: string,
+  url: string,
+): (error: Error) => void {
+  let last = "";
+  let at = 0;
+  return (error) => {
+    const message = `${what} connection error: ${describeConnectError(error)}`;
+    if (message === last && Date.now() - at < 10_000) return;
+    last = message;
+    at = Date.now();
+    logger().warn(message, { url });
+  };
+}

@@ -9,7 +9,7 @@ import type { BeatEntries, BeatEntry } from "./beat/entry.ts";
 import type { Broker } from "./brokers/broker.ts";
 import { registerBuiltins } from "./canvas/builtins.ts";
 import { createBackend, createBroker } from "./connect.ts";
-import { Connector, describeConnectError } from "./_connect_retry.ts";
+import { connectionErrorLogger, Connector } from "./_connect_retry.ts";
 import { redact } from "./_url.ts";
 import { TimeLimitExceeded } from "./errors.ts";
 import { Control } from "./control.ts";
@@ -430,12 +430,9 @@ export class App extends EventTarget {
     logger: this.logger,
   }));
 
-  // A connection that was up failed (its client reconnects by itself): one WARN per outage.
   #onConnectionError(what: string): (error: Error) => void {
-    return (error) =>
-      this.logger.warn(`${what} connection error: ${describeConnectError(error)}`, {
-        url: what === "broker" ? redact(this.conf.brokerUrl) : redact(this.conf.backendUrl),
-      });
+    const url = what === "broker" ? this.conf.brokerUrl : this.conf.backendUrl;
+    return connectionErrorLogger(() => this.logger, what, redact(url));
   }
 
   /**
