@@ -109,6 +109,9 @@ class UsageError extends Error {
 
 const LEVELS = ["debug", "info", "warn", "error"] as const;
 
+// How long a stopping worker with no task running waits for its connections (ms).
+const STOP_GRACE = 3_000;
+
 function consoleLogger(level: string): Logger {
   const min = LEVELS.indexOf(level as typeof LEVELS[number]);
   if (min < 0) throw new UsageError(`unknown log level '${level}' (use ${LEVELS.join(", ")})`);
@@ -251,15 +254,34 @@ async function worker(argv: string[]): Promise<number> {
 
   let exitCode = 0;
   let signals = 0;
+  // Once no task runs, what is left of a shutdown is clean-up on the connections (requeues,
+  // the offline event). Against a broker that does not answer that could wait for minutes:
+  // after STOP_GRACE the connections are closed, which ends every pending command at once.
+  let watchdog: ReturnType<typeof setInterval> | undefined;
+  let idleSince = 0;
+  const forceClose = (why: string) => {
+    clearInterval(watchdog);
+    logger.warn(`${why}: closing the connections`);
+    app.close().catch(() => {});
+  };
   const onSignal = (name: Deno.Signal) => () => {
     signals++;
     if (signals === 1) {
       logger.info(`${name}: warm shutdown (finishing running tasks; ${name} again to stop now)`);
       controller.abort();
+      watchdog = setInterval(() => {
+        if (consumer.active > 0) return void (idleSince = 0);
+        idleSince ||= Date.now();
+        if (Date.now() - idleSince >= STOP_GRACE) {
+          forceClose("shutdown: the broker does not answer");
+        }
+      }, 250);
     } else if (signals === 2) {
       logger.warn(`${name}: cold shutdown`);
       exitCode = 1;
       consumer.terminate();
+      clearInterval(watchdog);
+      watchdog = setInterval(() => forceClose("cold shutdown still waiting"), STOP_GRACE);
     }
   };
   const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, onSignal(s)] as const);
@@ -268,6 +290,7 @@ async function worker(argv: string[]): Promise<number> {
   try {
     await consumer.run();
   } finally {
+    clearInterval(watchdog);
     await beat?.close();
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
     // Never hides the error that ended the run (it propagates to main's one line).

@@ -167,3 +167,22 @@ Deno.test("connections: a worker with a mistyped scheme prints the real error, n
   assert.match(finalLine(w.log()), /Cannot use broker URL "reddis:\/\/127\.0\.0\.1:6379\/0"/);
   assert.doesNotMatch(w.log(), /closing|AggregateError/);
 });
+
+Deno.test("connections: a ready worker whose Redis went away stops on SIGTERM within 10 s", async () => {
+  const redis = await startRedis(16606);
+  const w = worker({ CELERIAC_BROKER_URL: redis.url(0), CELERIAC_RESULT_BACKEND: redis.url(1) }, [
+    "--without-mingle",
+  ]);
+  try {
+    await w.waitFor(/ ready/, 30_000);
+    await redis.stop("SIGKILL");
+    await w.waitFor(/WARN broker connection error/, 10_000);
+    const t0 = Date.now();
+    w.process.kill("SIGTERM");
+    assert.equal(await exitWithin(w, 10_000), 0, w.log());
+    assert.ok(Date.now() - t0 < 10_000);
+  } finally {
+    await w.stop("SIGKILL");
+    await redis.stop();
+  }
+});

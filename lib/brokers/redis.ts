@@ -35,6 +35,8 @@ import {
 
 // A command that has had no reply for this long means a wedged connection (ms).
 const COMMAND_DEADLINE = 15_000;
+// Longest a stopping consumer waits for its clean-up commands (ms).
+const STOP_DEADLINE = 3_000;
 import { redact } from "../_url.ts";
 import { stringifyJson } from "../protocol/json.ts";
 import { fromKombuEnvelope, toKombuEnvelope } from "../protocol/kombu.ts";
@@ -684,14 +686,22 @@ export class RedisBroker implements Broker {
       this.#held.delete(c.tag);
       await this.#settle(c, "restore", "right").catch((e) => this.#onError(e));
     }
+    // Bounded: a server that is down must not hold a stopping worker (the sweep drains the
+    // processing lists of a consumer whose liveness key expired).
     try {
-      for (let i = 0; i < queues.length; i++) {
-        await DRAIN.run(client, [processing[i]!, this.#listKey(queues[i]!, 0)], []);
-      }
-      await client.multi()
-        .sRem(this.#key("celeriac.processing"), registry)
-        .del(state.aliveKey)
-        .exec();
+      await withDeadline(
+        (async () => {
+          for (let i = 0; i < queues.length; i++) {
+            await DRAIN.run(client, [processing[i]!, this.#listKey(queues[i]!, 0)], []);
+          }
+          await client.multi()
+            .sRem(this.#key("celeriac.processing"), registry)
+            .del(state.aliveKey)
+            .exec();
+        })(),
+        STOP_DEADLINE,
+        "stop consumer",
+      );
     } catch (error) {
       this.#onError(error as Error);
     }
