@@ -99,6 +99,11 @@ export interface Backend extends AsyncDisposable {
     groupIndex: number,
     part: ChordPart,
   ): Promise<ChordPart[] | null>;
+  /**
+   * Makes one connection attempt now (the App retries it); it gives up when `signal` aborts.
+   * Optional: backends without a server need none.
+   */
+  connect?(options?: { signal?: AbortSignal }): Promise<void>;
   /** Closes connections; idempotent. */
   close(): Promise<void>;
 }
@@ -118,4 +123,6 @@ export interface BackendConnectOptions extends BackendOptions {
   broker?: Broker;
   /** Transport-specific options, by name. */
   transportOptions?: Record<string, unknown>;
+  /** Receives errors of a connection that was up (its client reconnects by itself). */
+  onError?: (error: Error) => void;
 }

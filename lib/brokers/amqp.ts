@@ -33,7 +33,7 @@ import { Buffer } from "node:buffer";
 import { delay } from "../_signal.ts";
 import { CeleriacError } from "../errors.ts";
 import type { Message, MessageProperties } from "../protocol/message.ts";
-import { redact } from "../connect.ts";
+import { redact } from "../_url.ts";
 import {
   type BroadcastMessage,
   type Broker,
@@ -291,6 +291,30 @@ export class AmqpBroker implements Broker {
       }
     }
     this.#conn = new AmqpConnection(url, options);
+  }
+
+  /**
+   * Makes one connection attempt now, unless connected.
+   *
+   * @param options `signal` gives up the attempt.
+   * @returns When connected.
+   */
+  async connect(options: { signal?: AbortSignal } = {}): Promise<void> {
+    await this.#conn.connect(options.signal);
+  }
+
+  /**
+   * Declares the task queues (durable queue, direct exchange, binding) as `consume` does, so a
+   * refusal (`PRECONDITION_FAILED`, `ACCESS_REFUSED`) surfaces before a worker is ready.
+   *
+   * @param queues The queues.
+   * @returns When declared.
+   * @throws {AmqpQueueMismatchError} When a queue exists with other arguments.
+   */
+  async declare(queues: readonly string[]): Promise<void> {
+    for (const queue of queues) {
+      await this.#withPublisher((ch) => this.#declareQueue(ch, queue));
+    }
   }
 
   /** The underlying connection manager (tests force-close its socket). */

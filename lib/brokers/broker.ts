@@ -95,6 +95,8 @@ export interface BrokerConnectOptions {
   maxDeliveries?: number;
   /** Transport-specific options, by name. */
   transportOptions?: Record<string, unknown>;
+  /** Receives errors of a connection that was up (its client reconnects by itself). */
+  onError?: (error: Error) => void;
 }
 
 /** A fan-out message, for remote control (pidbox) and events. */
@@ -150,6 +152,16 @@ export interface Broker extends AsyncDisposable {
     routingKey: string,
     options: ConsumeDirectOptions,
   ): AsyncIterable<Message>;
+  /**
+   * Makes one connection attempt now (the App retries it as Celery's start-up does); it gives
+   * up when `signal` aborts. Optional: brokers without a server need none.
+   */
+  connect?(options?: { signal?: AbortSignal }): Promise<void>;
+  /**
+   * Declares the queues a worker will consume, so a refusal is reported before the worker
+   * says it is ready. Optional.
+   */
+  declare?(queues: readonly string[]): Promise<void>;
   /** Closes connections; idempotent. */
   close(): Promise<void>;
   /**

@@ -36,7 +36,9 @@ import {
 
 // A command that has had no reply for this long means a wedged connection (ms).
 const COMMAND_DEADLINE = 15_000;
-import { redact } from "../connect.ts";
+// Longest a stopping consumer waits for its clean-up commands (ms).
+const STOP_DEADLINE = 3_000;
+import { redact } from "../_url.ts";
 import { stringifyJson } from "../protocol/json.ts";
 import { fromKombuEnvelope, toKombuEnvelope } from "../protocol/kombu.ts";
 import type { Message } from "../protocol/message.ts";
@@ -326,6 +328,17 @@ export class RedisBroker implements Broker {
     return this.#client.get();
   }
 
+  /**
+   * Makes one connection attempt now, if there is no client yet.
+   *
+   * @param options `signal` gives up the attempt.
+   * @returns When connected.
+   */
+  async connect(options: { signal?: AbortSignal } = {}): Promise<void> {
+    this.#checkOpen();
+    await this.#client.get(options.signal);
+  }
+
   // Disconnects a wedged client; the next #connect() makes a new shared one if it was that.
   #reset(wedged: RedisClient): void {
     this.#others.delete(wedged);
@@ -352,7 +365,12 @@ export class RedisBroker implements Broker {
   async #dedicated(): Promise<RedisClient> {
     const client = createRedisClient(this.#url, this.#onError, this.#name);
     this.#others.add(client);
-    await client.connect();
+    try {
+      await client.connect();
+    } catch (error) {
+      this.#others.delete(client);
+      throw error;
+    }
     return client;
   }
 
@@ -474,7 +492,8 @@ export class RedisBroker implements Broker {
   // BLMOVE on a dedicated connection when they are empty.
   async #session(ctx: ConsumerContext): Promise<ConsumerHooks<RedisDelivery>> {
     const { queues, signal } = ctx;
-    let client = await this.#connect();
+    // A connect fails at once while the server is down: wait for it as other commands do.
+    let client = await this.#retry((c) => Promise.resolve(c));
     const id = crypto.randomUUID();
     const state: ConsumerState = { id, aliveKey: this.#key(`celeriac.consumer.${id}`) };
     const processing = queues.map((q) => this.#key(`celeriac.processing.${id}.${q}`));
@@ -590,14 +609,22 @@ export class RedisBroker implements Broker {
       close: async () => {
         signal.removeEventListener("abort", unblock);
         this.#consumers.delete(state);
+        // Bounded: a server that is down must not hold a stopping worker (the sweep drains the
+        // processing lists of a consumer whose liveness key expired).
         try {
-          for (let i = 0; i < queues.length; i++) {
-            await DRAIN.run(client, [processing[i]!, this.#listKey(queues[i]!, 0)], []);
-          }
-          await client.multi()
-            .sRem(this.#key("celeriac.processing"), registry)
-            .del(state.aliveKey)
-            .exec();
+          await withDeadline(
+            (async () => {
+              for (let i = 0; i < queues.length; i++) {
+                await DRAIN.run(client, [processing[i]!, this.#listKey(queues[i]!, 0)], []);
+              }
+              await client.multi()
+                .sRem(this.#key("celeriac.processing"), registry)
+                .del(state.aliveKey)
+                .exec();
+            })(),
+            STOP_DEADLINE,
+            "stop consumer",
+          );
         } catch (error) {
           this.#onError(error as Error);
         }
@@ -890,11 +917,18 @@ export class RedisBroker implements Broker {
       ...(options.signal ? [options.signal] : []),
     ]);
     if (signal.aborted) return;
-    const subscriber = await (this.#subscriber ??= (async () => {
-      const c = createRedisClient(this.#url, this.#onError, this.#name);
-      await c.connect();
-      return c;
-    })());
+    if (!this.#subscriber) {
+      const connecting = this.#subscriber = (async () => {
+        const c = createRedisClient(this.#url, this.#onError, this.#name);
+        await c.connect();
+        return c;
+      })();
+      // A failed connect is not remembered: the next subscriber tries again.
+      connecting.catch(() => {
+        if (this.#subscriber === connecting) this.#subscriber = undefined;
+      });
+    }
+    const subscriber = await this.#subscriber;
     const received = new PushChannel<BroadcastMessage>();
     const base = this.#channel(exchange);
     const listener = (raw: string, channel: string) => {
@@ -1071,10 +1105,15 @@ export class RedisBroker implements Broker {
  */
 export function redisBrokerFromUrl(
   url: string,
-  options: { maxDeliveries?: number; transportOptions?: Record<string, unknown> } = {},
+  options: {
+    maxDeliveries?: number;
+    transportOptions?: Record<string, unknown>;
+    onError?: (error: Error) => void;
+  } = {},
 ): RedisBroker {
   const t = options.transportOptions ?? {};
   const own: RedisBrokerOptions = {};
+  if (options.onError) own.onError = options.onError;
   if (options.maxDeliveries !== undefined) own.maxDeliveries = options.maxDeliveries;
   const vt = t.visibility_timeout ?? t.visibilityTimeout;
   if (vt !== undefined) {

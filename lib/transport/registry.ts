@@ -157,7 +157,11 @@ const amqp = (secure: boolean): Entry => ({
   broker: async () => {
     const { AmqpBroker } = await import("../brokers/amqp.ts");
     return (url, options) =>
-      new AmqpBroker(url, { ...options.transportOptions, ...definedOf(options) });
+      new AmqpBroker(url, {
+        ...options.transportOptions,
+        ...definedOf(options),
+        ...(options.onError === undefined ? {} : { onError: options.onError }),
+      });
   },
 });
 

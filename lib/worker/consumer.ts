@@ -342,8 +342,20 @@ export class Consumer {
   async #run(): Promise<void> {
     const app = this.app;
     const o = this.#options;
-    const broker = await app.getBroker();
-    const backend = await app.getBackend();
+    // Connecting retries as the App's brokerConnection* options say; a stop signal (SIGTERM)
+    // while connecting ends the run at once.
+    let broker: Broker;
+    let backend: Backend;
+    try {
+      broker = await app.getBroker({ signal: this.#stop.signal });
+      backend = await app.getBackend({ signal: this.#stop.signal });
+    } catch (error) {
+      if (this.#stop.signal.aborted) {
+        app.logger.info(`${this.hostname} stopped while connecting`);
+        return;
+      }
+      throw error;
+    }
     const pool = this.#pool = this.#makePool(broker, backend);
     try {
       await pool.start();
@@ -377,6 +389,14 @@ export class Consumer {
         onGrown: () => this.#slotFreed.notify(),
         signal: this.#stop.signal,
       });
+    }
+    // Everything is declared before `ready`: a refusal is the run's error, not a later exit.
+    try {
+      await broker.declare?.([...this.queues]);
+    } catch (error) {
+      await control.close().catch(() => {});
+      await pool.close();
+      throw error;
     }
     const host = this.#requestHost(broker, backend, pool);
     const multiplier = o.prefetchMultiplier ?? 4;
