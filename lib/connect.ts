@@ -57,6 +57,10 @@ const BROKERS: Record<string, () => Promise<BrokerFactory>> = {
   "kv+http:": async () => (await BROKERS["kv:"]!()),
   "redis:": loadRedisBroker,
   "rediss:": loadRedisBroker,
+  "sqs:": async () => {
+    const { sqsBrokerFromUrl } = await import("./brokers/sqs.ts");
+    return sqsBrokerFromUrl;
+  },
 };
 
 const BACKENDS: Record<string, () => Promise<BackendFactory>> = {

@@ -5,7 +5,12 @@
 // - `local-aws-sqs`: npm's local-aws-sqs, which also speaks the query protocol that Debian's
 //   botocore 1.29 (and kombu 5.2's pycurl client) use, for the Python interop tests. Its long
 //   polls last the whole wait unless MaxNumberOfMessages arrive, so tests give it short waits.
-import { createServer } from "node:http";
+//   AWS also takes a query request addressed by its path (POST /<account>/<queue>, no
+//   QueueUrl parameter; GET with the parameters in the URL), which kombu 5.2's async client
+//   sends and local-aws-sqs does not read: `queryByPath` moves those into the form body.
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { Readable } from "node:stream";
+import { Buffer } from "node:buffer";
 import { createRequestHandler } from "local-aws-sqs";
 import { buildApp } from "fauxqs";
 
@@ -29,7 +34,7 @@ async function listenLocal(port: number): Promise<boolean> {
     emulateQueueCreationLifecycle: false,
     validateDlqDestination: false,
   });
-  const server = createServer(requestHandler);
+  const server = createServer(queryByPath(requestHandler, port));
   const ok = await new Promise<boolean>((resolve) => {
     server.once("error", () => resolve(false));
     server.listen(port, "127.0.0.1", () => resolve(true));
@@ -37,6 +42,37 @@ async function listenLocal(port: number): Promise<boolean> {
   if (ok) service.PORT = port;
   else server.close();
   return ok;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => unknown;
+
+function queryByPath(handler: Handler, port: number): Handler {
+  return (req, res) => {
+    if (String(req.headers["content-type"] ?? "").includes("x-amz-json")) {
+      return handler(req, res);
+    }
+    const url = new URL(req.url ?? "/", `http://127.0.0.1:${port}`);
+    const chunks: Uint8Array[] = [];
+    req.on("data", (c: Uint8Array) => chunks.push(c));
+    req.on("end", () => {
+      const form = new URLSearchParams(new TextDecoder().decode(Buffer.concat(chunks)));
+      for (const [k, v] of url.searchParams) if (!form.has(k)) form.set(k, v);
+      if (/^\/[^/]+\/[^/]+$/.test(url.pathname) && !form.has("QueueUrl")) {
+        form.set("QueueUrl", `${url.origin}${url.pathname}`);
+      }
+      const body = Buffer.from(form.toString());
+      const copy = Object.assign(Readable.from([body]), {
+        headers: {
+          ...req.headers,
+          "content-type": "application/x-www-form-urlencoded",
+          "content-length": String(body.length),
+        },
+        method: "POST",
+        url: url.pathname,
+      });
+      handler(copy as unknown as IncomingMessage, res);
+    });
+  };
 }
 
 for (let port = Number(from); port <= Number(to); port++) {
