@@ -156,7 +156,7 @@ export {
   type BrokerConnectOptions,
   createBackend,
   createBroker,
-} from "./lib/connect.ts";
+} from "./lib/transport/registry.ts";
 export type { ExceptionInfo } from "./lib/protocol/exceptions.ts";
 export type {
   DeliveryInfo,

@@ -8,7 +8,7 @@ import type { Backend, ResultMeta } from "./backends/backend.ts";
 import type { BeatEntries, BeatEntry } from "./beat/entry.ts";
 import type { Broker } from "./brokers/broker.ts";
 import { registerBuiltins } from "./canvas/builtins.ts";
-import { createBackend, createBroker } from "./connect.ts";
+import { createBackend, createBroker } from "./transport/registry.ts";
 import { TimeLimitExceeded } from "./errors.ts";
 import { Control } from "./control.ts";
 import { type CeleryEvent, receiveEvents, type ReceiveEventsOptions } from "./events.ts";

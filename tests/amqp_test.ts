@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { AmqpBroker, AmqpQueueMismatchError } from "../lib/brokers/amqp.ts";
-import { createBroker } from "../lib/connect.ts";
+import { createBroker } from "../lib/transport/registry.ts";
 import { decodeTask, encodeTask } from "../lib/protocol/message.ts";
 import { brokerSuite } from "./_broker_suite.ts";
 import { AMQP_URL, cleanup, python, queueCounts, taskQueueNames } from "./_amqp_helpers.ts";

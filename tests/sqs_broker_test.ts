@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import type { Broker, Delivery } from "../lib/brokers/broker.ts";
 import { SqsClient } from "../lib/brokers/_sqs_client.ts";
 import { SqsBroker, type SqsBrokerOptions } from "../lib/brokers/sqs.ts";
-import { createBroker } from "../lib/connect.ts";
+import { createBroker } from "../lib/transport/registry.ts";
 import { encodeTask, type TaskCall } from "../lib/protocol/message.ts";
 import { brokerSuite } from "./_broker_suite.ts";
 import { emulatorUrl, sqsEmulator, TEST_KEY, TEST_SECRET, uniqueQueue } from "./_sqs_emulator.ts";

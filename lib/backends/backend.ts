@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { Broker } from "../brokers/broker.ts";
 import type { State } from "../protocol/states.ts";
 
 /**
@@ -109,4 +110,12 @@ export interface BackendOptions {
    * @default {86_400_000}
    */
   resultExpires?: number;
+}
+
+/** Options the scheme registry passes to every backend it makes from a URL. */
+export interface BackendConnectOptions extends BackendOptions {
+  /** The broker, for backends that reply through it (`rpc://`). */
+  broker?: Broker;
+  /** Transport-specific options, by name. */
+  transportOptions?: Record<string, unknown>;
 }

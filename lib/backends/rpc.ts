@@ -25,10 +25,15 @@ import { Buffer } from "node:buffer";
 import { delay, Notifier } from "../_signal.ts";
 import { CeleriacError } from "../errors.ts";
 import { parseJson, stringifyJson } from "../protocol/json.ts";
-import type { BackendConnectOptions } from "../connect.ts";
 import { AmqpBroker } from "../brokers/amqp.ts";
 import { AmqpConnection } from "../brokers/_amqp_connection.ts";
-import type { Backend, ChordPart, ResultMeta, WaitOptions } from "./backend.ts";
+import type {
+  Backend,
+  BackendConnectOptions,
+  ChordPart,
+  ResultMeta,
+  WaitOptions,
+} from "./backend.ts";
 import { readyEach, untilReady } from "./_wait.ts";
 
 /** A feature the `rpc://` backend cannot offer (groups, chords). */
