@@ -88,7 +88,7 @@ Deno.test("sqs app: a late-acked task longer than the visibility timeout runs on
   await client.close();
 });
 
-Deno.test("sqs app: a message requeued past maxDeliveries is dead-lettered to <queue>-dlq", async () => {
+Deno.test("sqs app: a message requeued past maxDeliveries is dead-lettered to <queue>.dlq", async () => {
   const queue = uniqueQueue("poison");
   const app = makeApp({}, 3);
   let runs = 0;
@@ -104,7 +104,7 @@ Deno.test("sqs app: a message requeued past maxDeliveries is dead-lettered to <q
       const controller = new AbortController();
       const timer = setTimeout(() => controller.abort(), 15_000);
       let dead: string | undefined;
-      for await (const d of broker.consume([`${queue}-dlq`], { signal: controller.signal })) {
+      for await (const d of broker.consume([`${queue}.dlq`], { signal: controller.signal })) {
         dead = d.message.headers.task as string;
         await d.ack();
         break;

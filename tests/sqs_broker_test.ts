@@ -1,11 +1,11 @@
 // The SQS broker against a local emulator (npm's fauxqs, started by the test file on
 // 127.0.0.1:16500-16599): the Broker conformance suite, then what is particular to SQS.
 import assert from "node:assert/strict";
-import type { Broker, Delivery } from "../lib/brokers/broker.ts";
+import { type Broker, DEAD_LETTER_REASON_HEADER, type Delivery } from "../lib/brokers/broker.ts";
 import { SqsClient } from "../lib/brokers/_sqs_client.ts";
 import { SqsBroker, type SqsBrokerOptions } from "../lib/brokers/sqs.ts";
 import { createBroker } from "../lib/transport/registry.ts";
-import { encodeTask, type TaskCall } from "../lib/protocol/message.ts";
+import { encodeTask, type Message, type TaskCall } from "../lib/protocol/message.ts";
 import { brokerSuite } from "./_broker_suite.ts";
 import { emulatorUrl, sqsEmulator, TEST_KEY, TEST_SECRET, uniqueQueue } from "./_sqs_emulator.ts";
 
@@ -15,12 +15,26 @@ function broker(options: SqsBrokerOptions = {}): SqsBroker {
   return new SqsBroker(emulatorUrl(emu), { visibilityTimeout: 30_000, ...options });
 }
 
-brokerSuite("sqs", async () => ({
-  broker: await createBroker(emulatorUrl(emu), {
+// A queue's dead letters, read (and removed) from its SQS dead-letter queue.
+async function deadLetters(b: SqsBroker, queue: string): Promise<Message[]> {
+  const claims = await b.transport.claim(`${queue}.dlq`, 10, { waitSeconds: 1 });
+  await b.transport.ack(claims);
+  return claims.map((c) => c.message!);
+}
+
+brokerSuite("sqs", async (options = {}) => {
+  const b = await createBroker(emulatorUrl(emu), {
     transportOptions: { visibility_timeout: 30 },
-  }),
-  queue: uniqueQueue("suite"),
-}));
+    ...options,
+  }) as SqsBroker;
+  return {
+    broker: b,
+    queue: uniqueQueue("suite"),
+    deadLetters: (q) => deadLetters(b, q),
+    // SQS counts every receive, a given-back message's too (ApproximateReceiveCount).
+    releaseMarksRedelivered: true,
+  };
+}, { fanout: false });
 
 const message = (id: string, extra: Partial<TaskCall> = {}) =>
   encodeTask({ id, name: "tasks.add", args: [1, 2], kwargs: {}, ...extra });
@@ -153,7 +167,7 @@ Deno.test("sqs: a consumer that stops settling (dead) loses its messages after t
   assert.equal(again?.redelivered, true);
 });
 
-Deno.test("sqs: rejected messages go to the dead-letter queue; requeues past maxDeliveries too", async () => {
+Deno.test("sqs: rejected messages go to <queue>.dlq (SQS <queue>-dlq) with their reason; requeues past maxDeliveries too", async () => {
   await using b = broker({ maxDeliveries: 2 });
   const q = uniqueQueue("dl");
   await b.publish(q, message("bad"));
@@ -167,8 +181,15 @@ Deno.test("sqs: rejected messages go to the dead-letter queue; requeues past max
   assert.equal(second!.message.headers.id, "tired");
   assert.equal(second!.deliveryCount, 2);
   await second!.reject({ requeue: true }); // the second delivery: no third
-  const dead = await collect(b, [`${q}-dlq`], 2);
+  const dead = await collect(b, [`${q}.dlq`], 2);
   assert.deepEqual(dead.map((d) => d.message.headers.id).sort(), ["bad", "tired"]);
+  const reasons = Object.fromEntries(
+    dead.map((d) => [d.message.headers.id, d.message.headers[DEAD_LETTER_REASON_HEADER]]),
+  );
+  assert.equal(reasons.bad, "rejected without requeue");
+  assert.match(String(reasons.tired), /maxDeliveries 2/);
+  // The SQS name follows kombu's renaming.
+  assert.ok((await raw.getQueueUrl(`${q}-dlq`)).endsWith(`/${q}-dlq`));
   assert.equal(await b.purge(q), 0);
 });
 

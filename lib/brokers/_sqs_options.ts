@@ -81,9 +81,9 @@ export interface SqsBrokerOptions {
    */
   maxDeliveries?: number;
   /**
-   * Where `reject({ requeue: false })` moves a message: a function of the queue name, or
-   * `false` to delete it.
-   * @default {(q) => q.endsWith(".fifo") ? `${q.slice(0, -5)}-dlq.fifo` : `${q}-dlq`}
+   * Where a dead-lettered message goes: a function of the queue name, or `false` to delete
+   * it. (kombu's renaming makes `celery.dlq` the SQS queue `celery-dlq`.)
+   * @default {(q) => q.endsWith(".fifo") ? `${q.slice(0, -5)}.dlq.fifo` : `${q}.dlq`}
    */
   deadLetterQueue?: false | ((queue: string) => string);
 }
@@ -116,7 +116,7 @@ function env(name: string): string | undefined {
 
 /** The default dead-letter queue name of a queue. */
 export function defaultDeadLetterQueue(queue: string): string {
-  return queue.endsWith(".fifo") ? `${queue.slice(0, -5)}-dlq.fifo` : `${queue}-dlq`;
+  return queue.endsWith(".fifo") ? `${queue.slice(0, -5)}.dlq.fifo` : `${queue}.dlq`;
 }
 
 function positive(name: string, value: number, max = Infinity): number {

@@ -1,7 +1,8 @@
 /**
- * The SQS transport as small hooks (claim, ack, reject, renew, publish, schedule, purge), the
- * shape of kombu's virtual transport (`_get_bulk`, `_put`, `_purge`, `basic_ack`): the consume
- * loop, prefetch and settle-once live in `sqs.ts` (and later in the shared transport base).
+ * The SQS transport's operations (claim, ack, reject, renew, publish, schedule, purge), the
+ * shape of kombu's virtual transport (`_get_bulk`, `_put`, `_purge`, `basic_ack`); `sqs.ts`
+ * plugs them into the shared consume loop (`lib/transport/consume.ts`), which owns prefetch,
+ * settle-once, lease scheduling and the dead-letter decisions.
  *
  * - Queue names follow kombu: `queue_name_prefix` + name, punctuation replaced
  *   (`sqsQueueName`); queues are created on first use with the visibility timeout (and
@@ -10,41 +11,43 @@
  *   `celeriac-eta` message attribute, and a message that arrives before it is re-sent with the
  *   rest of the delay and the old copy deleted (FIFO queues take no per-message delay: there
  *   the message is hidden with `ChangeMessageVisibility` until its ETA instead).
- * - Dead letters: `reject({ requeue: false })`, and a requeue past `maxDeliveries`, move the
- *   message to the dead-letter queue (`<queue>-dlq`) and delete it. A redrive policy set with
- *   `creationAttributes` works beside it.
+ * - Dead letters: a rejected message moves to the dead-letter queue (`<queue>.dlq`, SQS name
+ *   `<queue>-dlq`) with its reason in the `x-celeriac-dead-letter-reason` header, and is
+ *   deleted. A redrive policy set with `creationAttributes` works beside it.
  *
  * @module
  */
 
 import { delay } from "../_signal.ts";
 import type { Message } from "../protocol/message.ts";
-import type { PublishOptions } from "./broker.ts";
+import { DEAD_LETTER_REASON_HEADER, type PublishOptions } from "./broker.ts";
+import type { RawDelivery } from "../transport/consume.ts";
 import { type SendMessageInput, SqsClient, SqsError, type SqsMessage } from "./_sqs_client.ts";
 import { decodeSqsBody, encodeSqsBody } from "./_sqs_format.ts";
 import { sqsQueueName, type SqsSettings } from "./_sqs_options.ts";
 
 /** The ETA message attribute (ms since the epoch). */
 export const ETA_ATTRIBUTE = "celeriac-eta";
+const EMPTY: Message = {
+  headers: {},
+  properties: {},
+  body: "",
+  contentType: "application/json",
+  contentEncoding: "utf-8",
+};
 /** ChangeMessageVisibility's limit, less a margin. */
 const MAX_HOLD_SECONDS = 43_200 - 60;
 /** An ETA this close is waited for in the claim rather than re-sent. */
 const SHORT_WAIT_MS = 1000;
 
 /** One received message, until it is settled. */
-export interface SqsClaim {
-  /** The queue name as the app knows it. */
-  readonly queue: string;
-  /** Its URL. */
+export interface SqsClaim extends RawDelivery {
+  /** Its queue's URL. */
   readonly queueUrl: string;
   /** The client that received it (predefined queues may have their own credentials). */
   readonly client: SqsClient;
-  /** The raw SQS message. */
-  readonly raw: SqsMessage;
-  /** The decoded message, or the decode error (the consumer rejects it). */
-  readonly message: Message;
-  /** Deliveries so far, this one included. */
-  readonly deliveryCount: number;
+  /** The SQS message. */
+  readonly sqs: SqsMessage;
 }
 
 interface QueueRef {
@@ -254,30 +257,31 @@ export class SqsTransport {
         early.push(raw);
         continue;
       }
-      let message: Message;
+      let message: Message | null = null;
+      let error: string | undefined;
       try {
         message = decodeSqsBody(raw.Body);
-      } catch {
-        // Undecodable: hand it over anyway so the consumer rejects it (to the dead letters).
-        message = {
-          headers: {},
-          properties: {},
-          body: raw.Body,
-          contentType: "application/x-unknown",
-          contentEncoding: "binary",
-        };
+      } catch (cause) {
+        // Undecodable: the consume loop dead-letters it with this reason.
+        error = `the SQS message could not be read: ${(cause as Error).message}`;
       }
       if (wait > 0) await delay(wait);
+      const count = deliveryCount(raw, eta);
       claims.push({
         queue,
         queueUrl: ref.url,
         client: ref.client,
-        raw,
+        sqs: raw,
         message,
-        deliveryCount: deliveryCount(raw, eta),
+        deliveryCount: count,
+        redelivered: count > 1,
+        ...(error === undefined ? {} : { error, raw: raw.Body.slice(0, 200) }),
       });
     }
-    if (early.length) await this.#postpone(ref, queue, early);
+    if (early.length) {
+      // Best effort: a message not postponed now comes back after its visibility timeout.
+      await this.#postpone(ref, queue, early).catch(() => {});
+    }
     return claims;
   }
 
@@ -353,7 +357,7 @@ export class SqsTransport {
         try {
           const failed = await first.client.deleteMessageBatch(
             first.queueUrl,
-            chunk.map((j) => claims[j]!.raw.ReceiptHandle),
+            chunk.map((j) => claims[j]!.sqs.ReceiptHandle),
           );
           for (const [k, f] of failed) {
             results[chunk[k]!] = new SqsError("DeleteMessageBatch", f.Code, 400, f.Message ?? "");
@@ -367,45 +371,55 @@ export class SqsTransport {
   }
 
   /**
-   * Gives a message back (visible again at once: kombu's requeue), or, without requeue or
-   * past `maxDeliveries`, moves it to the dead-letter queue.
+   * Gives a message back, visible again at once (kombu's requeue); SQS counts the next
+   * receive as a delivery.
    *
-   * @param claim The claim.
-   * @param options `requeue`.
+   * @param claims The claims.
    */
-  async reject(claim: SqsClaim, options: { requeue?: boolean } = {}): Promise<void> {
-    if (options.requeue && claim.deliveryCount < this.settings.maxDeliveries) {
-      await this.renew([claim], 0);
-      return;
-    }
-    await this.deadLetter(claim);
+  requeue(claims: readonly SqsClaim[]): Promise<void> {
+    return this.renew(claims, 0);
   }
 
   /**
-   * Moves a message to its queue's dead-letter queue (or deletes it, when there is none).
+   * Moves a message to its queue's dead-letter queue, with the reason in the
+   * `x-celeriac-dead-letter-reason` header (an undecodable body is moved as it is, the reason
+   * in a message attribute), then deletes it. With predefined queues and no dead-letter
+   * queue among them, the message is only deleted.
    *
    * @param claim The claim.
+   * @param reason Why.
    */
-  async deadLetter(claim: SqsClaim): Promise<void> {
+  async deadLetter(claim: SqsClaim, reason: string): Promise<void> {
     const dlq = this.settings.deadLetterQueue;
     if (dlq) {
       let ref: QueueRef | undefined;
       try {
         ref = await this.queue(dlq(claim.queue));
       } catch (error) {
-        // Predefined queues without a dead-letter queue among them: the message is dropped.
         if (!(error instanceof TypeError)) throw error;
       }
       if (ref) {
-        await ref.client.sendMessage(this.#sendInput(ref, claim.raw.Body, claim.message, {
-          dedup: claim.raw.MessageId,
-          ...(claim.raw.Attributes?.MessageGroupId
-            ? { group: claim.raw.Attributes.MessageGroupId }
+        const message = claim.message;
+        const body = message
+          ? encodeSqsBody({
+            ...message,
+            headers: { ...message.headers, [DEAD_LETTER_REASON_HEADER]: reason },
+          }, claim.queue)
+          : claim.sqs.Body;
+        const input = this.#sendInput(ref, body, message ?? EMPTY, {
+          // A repeated move (after a crash) is dropped on FIFO queues.
+          dedup: claim.sqs.MessageId,
+          ...(claim.sqs.Attributes?.MessageGroupId
+            ? { group: claim.sqs.Attributes.MessageGroupId }
             : {}),
-        }));
+        });
+        input.MessageAttributes = {
+          [DEAD_LETTER_REASON_HEADER]: { DataType: "String", StringValue: reason || "rejected" },
+        };
+        await ref.client.sendMessage(input);
       }
     }
-    await this.#deleteAll(claim.client, claim.queueUrl, [claim.raw.ReceiptHandle], claim.queue);
+    await this.#deleteAll(claim.client, claim.queueUrl, [claim.sqs.ReceiptHandle], claim.queue);
   }
 
   /**
@@ -427,7 +441,7 @@ export class SqsTransport {
         const chunk = list.slice(i, i + 10);
         await chunk[0]!.client.changeMessageVisibilityBatch(
           chunk[0]!.queueUrl,
-          chunk.map((c) => ({ receiptHandle: c.raw.ReceiptHandle, seconds })),
+          chunk.map((c) => ({ receiptHandle: c.sqs.ReceiptHandle, seconds })),
         );
       }
     }));

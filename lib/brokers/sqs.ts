@@ -14,15 +14,22 @@
  * - ETA: `DelaySeconds` up to 900 s; further ETAs hop (see `_sqs_transport.ts`).
  * - No fan-out: remote control and events are not available on SQS (as in Celery).
  *
- * The transport's hooks are in `_sqs_transport.ts`; this file holds the consume loop,
- * prefetch, leases and settle-once, which the shared transport base will take over.
+ * The transport's operations are in `_sqs_transport.ts`; the consume loop, prefetch, leases,
+ * settle-once and dead-letter decisions are the shared base's (`lib/transport/consume.ts`):
+ * this file only fills in its hooks.
  *
  * @module
  */
 
-import { Notifier } from "../_signal.ts";
 import { delay } from "../_signal.ts";
 import type { Message } from "../protocol/message.ts";
+import {
+  checkMaxDeliveries,
+  checkQueue,
+  consumeLoop,
+  type ConsumerContext,
+  type ConsumerHooks,
+} from "../transport/consume.ts";
 import type { Broker, ConsumeOptions, Delivery, PublishOptions } from "./broker.ts";
 import { SqsError } from "./_sqs_client.ts";
 import {
@@ -58,11 +65,10 @@ function transient(error: unknown): boolean {
  */
 export class SqsBroker implements Broker {
   readonly url: string;
-  /** The transport's hooks (claim, ack, reject, renew, publish, schedule, purge). */
+  /** The transport's operations (claim, ack, requeue, dead-letter, renew, publish, purge). */
   readonly transport: SqsTransport;
   #closed = new AbortController();
-  #held = new Set<SqsDelivery>();
-  #leaseTimer: ReturnType<typeof setInterval> | undefined;
+  #maxDeliveries: number;
   #acks: Ack[] = [];
   #ackTimer: ReturnType<typeof setTimeout> | undefined;
   #flushing = new Set<Promise<void>>();
@@ -78,132 +84,145 @@ export class SqsBroker implements Broker {
    */
   constructor(url = "sqs://", options: SqsBrokerOptions = {}) {
     this.url = url.replace(/^(sqs:\/\/[^:/@]*:)[^@/]*@/i, "$1***@");
+    this.#maxDeliveries = checkMaxDeliveries(options.maxDeliveries);
     this.transport = new SqsTransport(resolveSqsSettings(url, options));
   }
 
   publish(queue: string, message: Message, options?: PublishOptions): Promise<void> {
+    try {
+      checkQueue(queue);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.transport.publish(queue, message, options);
   }
 
   schedule(queue: string, message: Message, eta: Date, options?: PublishOptions): Promise<void> {
+    try {
+      checkQueue(queue);
+      if (!(eta instanceof Date) || Number.isNaN(eta.getTime())) {
+        throw new TypeError(`Cannot schedule: invalid ETA ${eta}`);
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.transport.schedule(queue, message, eta, options);
   }
 
   purge(queue: string): Promise<number> {
+    try {
+      checkQueue(queue);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.transport.purge(queue);
   }
 
-  async *consume(
-    queues: readonly string[],
-    options: ConsumeOptions = {},
-  ): AsyncGenerator<Delivery> {
-    const prefetch = options.prefetch ?? 4;
-    if (queues.length === 0) return;
-    const stop = new AbortController();
-    const signal = AbortSignal.any([
-      this.#closed.signal,
-      stop.signal,
-      ...(options.signal ? [options.signal] : []),
-    ]);
-    const wake = new Notifier();
-    const ready: SqsDelivery[] = [];
+  consume(queues: readonly string[], options: ConsumeOptions = {}): AsyncGenerator<Delivery> {
+    return consumeLoop(
+      queues,
+      options,
+      { closed: this.#closed.signal, maxDeliveries: this.#maxDeliveries },
+      (ctx) => Promise.resolve(this.#session(ctx)),
+    );
+  }
+
+  // The consume hooks. A claim long-polls every idle queue at once, each for its share of the
+  // room the prefetch leaves, and returns as soon as one poll brings messages; polls still
+  // running keep their share and stash what they bring for the next claim, so the messages
+  // received but not handed out never exceed the prefetch.
+  #session(ctx: ConsumerContext): ConsumerHooks<SqsClaim> {
+    const transport = this.transport;
+    const queues = ctx.queues;
     const polls = new Map<string, Promise<void>>();
-    let outstanding = 0;
+    const stash: SqsClaim[] = [];
+    let arrived = Promise.withResolvers<void>();
     let reserved = 0;
     let next = 0;
     let failures = 0;
     let failure: unknown;
-    const release = () => {
-      outstanding--;
-      wake.notify();
-    };
+    const seconds = transport.settings.visibilitySeconds;
     const poll = (queue: string, share: number) => {
       reserved += share;
-      const p = this.transport.claim(queue, share, { signal }).then(
+      const p = transport.claim(queue, share, { signal: ctx.signal }).then(
         (claims) => {
           failures = 0;
-          for (const claim of claims) {
-            const d = new SqsDelivery(this, claim, release);
-            this.#hold(d);
-            ready.push(d);
-          }
+          stash.push(...claims);
         },
         (error) => {
-          if (!signal.aborted) failure = error;
+          if (!ctx.signal.aborted) failure = error;
         },
       ).finally(() => {
         reserved -= share;
         polls.delete(queue);
-        wake.notify();
+        arrived.resolve();
       });
       polls.set(queue, p);
     };
-    try {
-      while (!signal.aborted) {
-        if (failure !== undefined) {
-          const error = failure;
-          failure = undefined;
-          if (!transient(error)) throw error;
-          await delay(Math.min(30_000, 100 * 2 ** failures++), signal).catch(() => {});
-          continue;
+    return {
+      batch: 10 * queues.length,
+      claim: async (max, signal) => {
+        for (;;) {
+          if (stash.length > 0) return stash.splice(0, max);
+          if (failure !== undefined) {
+            const error = failure;
+            failure = undefined;
+            throw error;
+          }
+          let free = max - reserved;
+          for (let i = 0; i < queues.length && free >= 1; i++) {
+            const queue = queues[(next + i) % queues.length]!;
+            if (polls.has(queue)) continue;
+            const idle = queues.length - polls.size;
+            const share = Math.min(10, Math.max(1, Math.floor(free / idle)));
+            poll(queue, share);
+            free -= share;
+          }
+          next = (next + 1) % queues.length;
+          if (polls.size === 0) return [];
+          arrived = Promise.withResolvers<void>();
+          const onAbort = () => arrived.resolve();
+          signal.addEventListener("abort", onAbort, { once: true });
+          await arrived.promise;
+          signal.removeEventListener("abort", onAbort);
+          if (signal.aborted) return stash.splice(0, max);
+          // Every poll ended empty (long polls ran out): say so, and the loop claims again.
+          if (stash.length === 0 && failure === undefined && polls.size === 0) return [];
         }
-        if (ready.length > 0) {
-          outstanding++;
-          yield ready.shift()!;
-          continue;
+      },
+      // A claim waits by long-polling; an empty one has already waited (without long polls,
+      // kombu's polling_interval of 1 s).
+      wait: (signal) =>
+        transport.settings.waitTimeSeconds > 0
+          ? Promise.resolve()
+          : delay(1000, signal).catch(() => {}),
+      ack: (claim) => this.#enqueueAck(claim),
+      reject: async (claim, { requeue, reason }) => {
+        if (requeue) {
+          await transport.requeue([claim]);
+          return "requeued";
         }
-        // Start a poll on each idle queue while the prefetch allows, sharing what it allows.
-        let free = prefetch > 0 ? prefetch - outstanding - reserved : Infinity;
-        for (let i = 0; i < queues.length && free >= 1; i++) {
-          const queue = queues[(next + i) % queues.length]!;
-          if (polls.has(queue)) continue;
-          const idle = queues.length - polls.size;
-          const share = Math.min(10, Math.max(1, Math.floor(free / idle)));
-          poll(queue, share);
-          free -= share;
-        }
-        next = (next + 1) % queues.length;
-        await wake.wait(signal);
-      }
-    } finally {
-      stop.abort();
-      await Promise.allSettled(polls.values());
-      // Claimed but never handed out: visible again at once.
-      const left = ready.splice(0);
-      for (const d of left) this.#unhold(d);
-      if (left.length) {
-        await this.transport.renew(left.map((d) => d.claim), 0).catch(() => {});
-      }
-    }
+        await transport.deadLetter(claim, reason);
+        return "dead";
+      },
+      release: (claims) => transport.requeue(claims),
+      renew: (held) => transport.renew(held, seconds),
+      renewInterval: Math.min(300_000, Math.max(500, (seconds * 1000) / 3)),
+      recover: async (error, signal) => {
+        if (!transient(error)) throw error;
+        await delay(Math.min(30_000, 100 * 2 ** failures++), signal).catch(() => {});
+      },
+      close: async () => {
+        await Promise.allSettled(polls.values());
+        // Brought in by polls that ended with the consumer: visible again at once.
+        const left = stash.splice(0);
+        if (left.length) await transport.requeue(left).catch(() => {});
+      },
+    };
   }
 
-  #hold(d: SqsDelivery): void {
-    this.#held.add(d);
-    if (this.#leaseTimer !== undefined) return;
-    const seconds = this.transport.settings.visibilitySeconds;
-    const every = Math.min(300_000, Math.max(500, (seconds * 1000) / 3));
-    this.#leaseTimer = setInterval(() => {
-      const claims = [...this.#held].map((h) => h.claim);
-      if (claims.length) this.transport.renew(claims, seconds).catch(() => {});
-    }, every);
-  }
-
-  /** @internal Stops extending a delivery's visibility. */
-  #unhold(d: SqsDelivery): void {
-    this.#held.delete(d);
-    if (this.#held.size === 0 && this.#leaseTimer !== undefined) {
-      clearInterval(this.#leaseTimer);
-      this.#leaseTimer = undefined;
-    }
-  }
-
-  /** @internal Called by a delivery once it settles. */
-  settled(d: SqsDelivery): void {
-    this.#unhold(d);
-  }
-
-  /** @internal Queues a delete; deletes made in the same turn go in one batch. */
-  enqueueAck(claim: SqsClaim): Promise<void> {
+  // Deletes made in the same turn go in one DeleteMessageBatch per queue.
+  #enqueueAck(claim: SqsClaim): Promise<void> {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     this.#acks.push({ claim, resolve, reject });
     if (this.#acks.length >= 10) this.#flushAcks();
@@ -228,63 +247,12 @@ export class SqsBroker implements Broker {
       this.#closed.abort();
       this.#flushAcks();
       await Promise.allSettled(this.#flushing);
-      if (this.#leaseTimer !== undefined) clearInterval(this.#leaseTimer);
-      this.#leaseTimer = undefined;
-      this.#held.clear();
     })();
   }
 
   /** Same as `close()`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
-  }
-}
-
-/** One SQS message handed to a consumer; the first settle wins, later ones do nothing. */
-class SqsDelivery implements Delivery {
-  readonly claim: SqsClaim;
-  readonly #broker: SqsBroker;
-  readonly #release: () => void;
-  #settled = false;
-
-  constructor(broker: SqsBroker, claim: SqsClaim, release: () => void) {
-    this.#broker = broker;
-    this.claim = claim;
-    this.#release = release;
-  }
-
-  get message(): Message {
-    return this.claim.message;
-  }
-
-  get queue(): string {
-    return this.claim.queue;
-  }
-
-  get redelivered(): boolean {
-    return this.claim.deliveryCount > 1;
-  }
-
-  get deliveryCount(): number {
-    return this.claim.deliveryCount;
-  }
-
-  #settle(): boolean {
-    if (this.#settled) return false;
-    this.#settled = true;
-    this.#broker.settled(this);
-    this.#release();
-    return true;
-  }
-
-  ack(): Promise<void> {
-    if (!this.#settle()) return Promise.resolve();
-    return this.#broker.enqueueAck(this.claim);
-  }
-
-  reject(options: { requeue?: boolean } = {}): Promise<void> {
-    if (!this.#settle()) return Promise.resolve();
-    return this.#broker.transport.reject(this.claim, options);
   }
 }
 
