@@ -322,3 +322,28 @@ Deno.test("sqs: predefined queues are used as given and nothing else is created"
     /FIFO/,
   );
 });
+
+Deno.test("sqs: prefetch 1 over two queues takes from both, one at a time, without waiting out a long poll", async () => {
+  await using b = broker({ waitTimeSeconds: 20 });
+  const q = uniqueQueue("two");
+  await b.purge(`${q}.a`); // both exist, a stays empty
+  await b.purge(`${q}.b`);
+  for (let i = 0; i < 3; i++) await b.publish(`${q}.b`, message(`b-${i}`));
+  let outstanding = 0;
+  let most = 0;
+  const started = Date.now();
+  const controller = new AbortController();
+  const got: string[] = [];
+  for await (
+    const d of b.consume([`${q}.a`, `${q}.b`], { prefetch: 1, signal: controller.signal })
+  ) {
+    most = Math.max(most, ++outstanding);
+    got.push(d.message.headers.id as string);
+    await d.ack();
+    outstanding--;
+    if (got.length === 3) break;
+  }
+  assert.deepEqual(got.sort(), ["b-0", "b-1", "b-2"]);
+  assert.equal(most, 1);
+  assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+});

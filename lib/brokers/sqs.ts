@@ -142,9 +142,10 @@ export class SqsBroker implements Broker {
     let failures = 0;
     let failure: unknown;
     const seconds = transport.settings.visibilitySeconds;
-    const poll = (queue: string, share: number) => {
+    const longPoll = transport.settings.waitTimeSeconds;
+    const poll = (queue: string, share: number, waitSeconds: number) => {
       reserved += share;
-      const p = transport.claim(queue, share, { signal: ctx.signal }).then(
+      const p = transport.claim(queue, share, { signal: ctx.signal, waitSeconds }).then(
         (claims) => {
           failures = 0;
           stash.push(...claims);
@@ -170,12 +171,15 @@ export class SqsBroker implements Broker {
             throw error;
           }
           let free = max - reserved;
+          // Too little room to poll every idle queue at once: short polls (1 s) in turn, so
+          // one empty queue's long poll does not keep the others waiting.
+          const idle = queues.length - polls.size;
+          const wait = free >= idle ? longPoll : Math.min(longPoll, 1);
           for (let i = 0; i < queues.length && free >= 1; i++) {
             const queue = queues[(next + i) % queues.length]!;
             if (polls.has(queue)) continue;
-            const idle = queues.length - polls.size;
             const share = Math.min(10, Math.max(1, Math.floor(free / idle)));
-            poll(queue, share);
+            poll(queue, share, wait);
             free -= share;
           }
           next = (next + 1) % queues.length;
