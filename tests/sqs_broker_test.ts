@@ -347,3 +347,25 @@ Deno.test("sqs: prefetch 1 over two queues takes from both, one at a time, witho
   assert.equal(most, 1);
   assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
 });
+
+Deno.test("sqs: consume() fails clearly without credentials, and retries an unreachable endpoint", async () => {
+  const saved = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"].map(
+    (k) => [k, Deno.env.get(k)] as const,
+  );
+  try {
+    for (const [k] of saved) Deno.env.delete(k);
+    await using none = new SqsBroker(`sqs://@127.0.0.1:${emu.port}`);
+    await assert.rejects(async () => {
+      for await (const _ of none.consume([uniqueQueue("nocred")])) break;
+    }, /no credentials/);
+  } finally {
+    for (const [k, v] of saved) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
+  }
+  // Nothing listens on port 1: the loop keeps retrying until the signal aborts.
+  await using gone = new SqsBroker("sqs://k:s@127.0.0.1:1");
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(), 1500);
+  let n = 0;
+  for await (const _ of gone.consume(["q"], { signal: controller.signal })) n++;
+  assert.equal(n, 0);
+});

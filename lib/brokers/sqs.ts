@@ -50,7 +50,8 @@ interface Ack {
 // Network errors, throttling and 5xx are retried by the consume loop; others end it.
 function transient(error: unknown): boolean {
   if (!(error instanceof SqsError)) return false;
-  return error.status === 0 || error.status >= 500 || error.status === 429 ||
+  if (error.status === 0) return error.code === ""; // a network error, not missing credentials
+  return error.status >= 500 || error.status === 429 ||
     /throttl|RequestThrottled|OverLimit/i.test(error.code);
 }
 
