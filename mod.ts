@@ -115,7 +115,9 @@ export type {
   Broker,
   ConsumeDirectOptions,
   ConsumeOptions,
+  DeadLetterEvent,
   Delivery,
+  DeliveryRejectOptions,
   PublishOptions,
   SubscribeOptions,
 } from "./lib/brokers/broker.ts";

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { Notifier } from "../_signal.ts";
+import { PushChannel } from "../transport/channel.ts";
 import {
   closeRedisClient,
   createRedisClient,
@@ -282,12 +282,10 @@ export class RedisBackend implements Backend {
     ]);
     if (signal.aborted) throw signal.reason;
     const keys = ids.map((id) => TASK_KEY_PREFIX + id);
-    const buffer: ResultMeta[] = [];
-    const notifier = new Notifier();
+    const metas = new PushChannel<ResultMeta>();
     const listener: Listener = (raw, key) => {
       try {
-        buffer.push(decodeMeta(raw, key.slice(TASK_KEY_PREFIX.length)));
-        notifier.notify();
+        metas.push(decodeMeta(raw, key.slice(TASK_KEY_PREFIX.length)));
       } catch (error) {
         this.#onError(error as Error);
       }
@@ -297,15 +295,7 @@ export class RedisBackend implements Backend {
       const client = await this.#connect();
       const values = await client.mGet(keys);
       values.forEach((raw, i) => raw !== null && listener(raw, keys[i]!));
-      while (true) {
-        const meta = buffer.shift();
-        if (meta) {
-          yield meta;
-          continue;
-        }
-        if (signal.aborted) throw signal.reason;
-        await notifier.wait(signal);
-      }
+      yield* metas.stream(signal, { onAbort: "throw" });
     } finally {
       await Promise.all(keys.map((k) => this.#unlisten(k, listener)));
     }

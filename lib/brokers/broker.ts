@@ -46,7 +46,7 @@ export interface DeadLetterEvent {
 }
 
 /** Options of {@linkcode Delivery.reject}. */
-export interface RejectOptions {
+export interface DeliveryRejectOptions {
   /**
    * `true`: back on its queue (dead-lettered instead past `maxDeliveries`); `false`: to the
    * dead-letter queue (`<queue>.dlq`).
@@ -82,7 +82,7 @@ export interface Delivery {
    * Gives the message back (`requeue: true`) or moves it to the dead-letter queue with its
    * `reason`. Settles once, as `ack()`.
    */
-  reject(options?: RejectOptions): Promise<void>;
+  reject(options?: DeliveryRejectOptions): Promise<void>;
 }
 
 /** Options the scheme registry passes to every broker it makes from a URL. */
@@ -110,6 +110,10 @@ export interface BroadcastMessage {
 /**
  * A message broker. Implementations open their connections lazily, on first use, and
  * `close()` is idempotent.
+ *
+ * The consume loop is written once (`lib/transport/consume.ts`); a broker supplies its hooks.
+ * Optional admin members (queue counts, dead-letter list/replay/purge) belong beside
+ * `broadcast`/`subscribe` below, as optional methods every broker may implement.
  */
 export interface Broker extends AsyncDisposable {
   /** The URL the broker was made from, with any password hidden. */

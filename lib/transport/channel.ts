@@ -119,14 +119,24 @@ export class PushChannel<T> {
    * Yields items as they come, until the channel is closed and drained or the signal aborts.
    *
    * @param signal Ends the stream.
+   * @param options `onAbort`: `"return"` ends the stream at once (items still waiting are
+   * left); `"throw"` yields what waits first, then throws the signal's reason (the result
+   * backends' `waitFor` contract).
    * @returns The items.
+   * @throws The signal's reason, with `onAbort: "throw"`.
    */
-  async *stream(signal?: AbortSignal): AsyncGenerator<T> {
-    while (!signal?.aborted) {
+  async *stream(
+    signal?: AbortSignal,
+    options: { onAbort?: "return" | "throw" } = {},
+  ): AsyncGenerator<T> {
+    const drainFirst = options.onAbort === "throw";
+    while (true) {
+      if (signal?.aborted && !drainFirst) return;
       if (this.size > 0) {
         yield this.shift()!;
         continue;
       }
+      if (signal?.aborted) throw signal.reason;
       if (this.#closed) return;
       await this.#notifier.wait(signal);
     }

@@ -24,7 +24,7 @@ import type {
   ConsumeOptions,
   DeadLetterEvent,
   Delivery,
-  RejectOptions,
+  DeliveryRejectOptions,
 } from "../brokers/broker.ts";
 import type { Message } from "../protocol/message.ts";
 
@@ -248,7 +248,7 @@ class Session<R extends RawDelivery> {
     return this.hooks.ack(raw);
   }
 
-  async reject(raw: R, options: RejectOptions): Promise<void> {
+  async reject(raw: R, options: DeliveryRejectOptions): Promise<void> {
     this.#drop(raw);
     let requeue = options.requeue ?? false;
     let reason = options.reason ?? REJECTED;
@@ -307,7 +307,7 @@ class TransportDelivery<R extends RawDelivery> implements Delivery {
     return this.#settle ??= this.#session.ack(this.#raw);
   }
 
-  reject(options: RejectOptions = {}): Promise<void> {
+  reject(options: DeliveryRejectOptions = {}): Promise<void> {
     return this.#settle ??= this.#session.reject(this.#raw, options);
   }
 }

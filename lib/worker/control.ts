@@ -13,6 +13,7 @@ import type { BroadcastMessage, Broker } from "../brokers/broker.ts";
 import { clockOf, type LamportClock } from "../_clock.ts";
 import { pyRepr } from "../protocol/message.ts";
 import { redact } from "../connect.ts";
+import { schemeInfo } from "../transport/registry.ts";
 import type { Pool } from "./pool.ts";
 import type { RevokedSet } from "./revoked.ts";
 import { EventDispatcher, SOFTWARE, systemName } from "./events.ts";
@@ -526,7 +527,7 @@ export class ControlNode {
         virtual_host: u.pathname.replace(/^\//, "") || "/",
         port: u.port ? Number(u.port) : null,
         insist: false,
-        ssl: u.protocol === "rediss:" || u.protocol === "amqps:",
+        ssl: schemeInfo(w.app.conf.brokerUrl)?.secure ?? false,
         transport: u.protocol.replace(/:$/, ""),
         connect_timeout: 4,
         transport_options: w.app.conf.transportOptions,
