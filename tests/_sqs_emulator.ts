@@ -40,7 +40,8 @@ export async function startSqsEmulator(
     args: ["run", "-A", "--quiet", "--config", CONFIG, MAIN, kind, String(start), String(hi)],
     stdout: "piped",
     stderr: "inherit",
-    stdin: "null",
+    // The emulator exits when this pipe closes, so a crashed test leaves no server behind.
+    stdin: "piped",
     env: { NO_COLOR: "1" },
   }).spawn();
   const reader = process.stdout.pipeThrough(new TextDecoderStream()).getReader();

@@ -75,6 +75,12 @@ function queryByPath(handler: Handler, port: number): Handler {
   };
 }
 
+// The test process holds our stdin: when it ends (even by a crash), so do we.
+(async () => {
+  for await (const _ of Deno.stdin.readable) { /* nothing is sent */ }
+  Deno.exit(0);
+})();
+
 for (let port = Number(from); port <= Number(to); port++) {
   if (await (kind === "fauxqs" ? listenFauxqs(port) : listenLocal(port))) {
     await Deno.stdout.write(new TextEncoder().encode(`listening ${port}\n`));
