@@ -369,3 +369,16 @@ Deno.test("sqs: consume() fails clearly without credentials, and retries an unre
   for await (const _ of gone.consume(["q"], { signal: controller.signal })) n++;
   assert.equal(n, 0);
 });
+
+Deno.test("sqs: breaking out of consume() over several queues does not wait for a long poll", async () => {
+  await using b = broker({ waitTimeSeconds: 20 });
+  const q = uniqueQueue("brk");
+  await b.purge(`${q}.empty`);
+  await b.publish(`${q}.full`, message("one"));
+  const started = Date.now();
+  for await (const d of b.consume([`${q}.empty`, `${q}.full`], { prefetch: 0 })) {
+    await d.ack();
+    break; // the poll on the empty queue is still running
+  }
+  assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
+});

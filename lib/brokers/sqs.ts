@@ -144,15 +144,19 @@ export class SqsBroker implements Broker {
     let failure: unknown;
     const seconds = transport.settings.visibilitySeconds;
     const longPoll = transport.settings.waitTimeSeconds;
+    // Polls end with the session too: a consumer that breaks out of its loop does not wait
+    // for a long poll.
+    const ended = new AbortController();
+    const pollSignal = AbortSignal.any([ctx.signal, ended.signal]);
     const poll = (queue: string, share: number, waitSeconds: number) => {
       reserved += share;
-      const p = transport.claim(queue, share, { signal: ctx.signal, waitSeconds }).then(
+      const p = transport.claim(queue, share, { signal: pollSignal, waitSeconds }).then(
         (claims) => {
           failures = 0;
           stash.push(...claims);
         },
         (error) => {
-          if (!ctx.signal.aborted) failure = error;
+          if (!pollSignal.aborted) failure = error;
         },
       ).finally(() => {
         reserved -= share;
@@ -211,13 +215,15 @@ export class SqsBroker implements Broker {
         return "dead";
       },
       release: (claims) => transport.requeue(claims),
-      renew: (held) => transport.renew(held, seconds),
+      // The stash too: polls that finished while the consumer was busy are held as well.
+      renew: (held) => transport.renew([...held, ...stash], seconds),
       renewInterval: Math.min(300_000, Math.max(500, (seconds * 1000) / 3)),
       recover: async (error, signal) => {
         if (!transient(error)) throw error;
         await delay(Math.min(30_000, 100 * 2 ** failures++), signal).catch(() => {});
       },
       close: async () => {
+        ended.abort();
         await Promise.allSettled(polls.values());
         // Brought in by polls that ended with the consumer: visible again at once.
         const left = stash.splice(0);
