@@ -285,9 +285,11 @@ export class SqsTransport {
     return claims;
   }
 
-  // Messages whose ETA is ahead: re-send the rest of the delay, then delete the old copy (a
-  // crash between the two leaves the old copy to be postponed again: never run early, and
-  // never twice on FIFO queues, where the re-send is deduplicated by the original id).
+  // Messages whose ETA is ahead: re-send with the rest of the delay, then delete the old copy
+  // at once. Only a crash between those two calls leaves two copies (the old one comes back
+  // after its visibility timeout and hops again). Re-sending, not hiding, keeps SQS's receive
+  // count (and a redrive policy's maxReceiveCount) for real deliveries; FIFO queues take no
+  // per-message delay, so there the message is hidden until its ETA (12 h at a time).
   async #postpone(ref: QueueRef, queue: string, raws: SqsMessage[]): Promise<void> {
     const max = this.settings.maxDelaySeconds;
     if (ref.fifo) {
