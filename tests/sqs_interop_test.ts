@@ -25,14 +25,20 @@ function pyEnv(prefix: string): Record<string, string> {
   };
 }
 
-async function pySend(prefix: string, ...args: string[]): Promise<Record<string, unknown>> {
+function pySend(prefix: string, ...args: string[]): Promise<Record<string, unknown>> {
+  return pyRun(prefix, "send", ...args);
+}
+
+async function pyRun(prefix: string, ...args: string[]): Promise<Record<string, unknown>> {
   const out = await new Deno.Command("/usr/bin/python3", {
-    args: [SCRIPT, "send", ...args],
+    args: [SCRIPT, ...args],
     env: pyEnv(prefix),
     stdout: "piped",
     stderr: "piped",
   }).output();
-  if (!out.success) throw new Error(`python send failed: ${new TextDecoder().decode(out.stderr)}`);
+  if (!out.success) {
+    throw new Error(`python ${args[0]} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
   return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
 }
 
@@ -131,5 +137,45 @@ Deno.test("sqs interop: celeriac calls a task run by a Python celery worker and 
     child.kill("SIGTERM");
     await child.status;
     await child.stderr.cancel().catch(() => {});
+  }
+});
+
+Deno.test("sqs interop: a Python client's tasks on a FIFO queue run in celeriac in order", async () => {
+  const prefix = `py${crypto.randomUUID().slice(0, 8)}-`;
+  const queue = `${uniqueQueue("fifo")}.fifo`;
+  const app = new App({
+    broker: BROKER,
+    backend: REDIS_BACKEND,
+    transportOptions: { ...TRANSPORT, queue_name_prefix: prefix },
+  });
+  const seen: number[] = [];
+  app.task("interop.order", (n: number) => {
+    seen.push(n);
+    return n;
+  });
+  const stop = new AbortController();
+  const worker = new Consumer(app, {
+    pool: "inline",
+    queues: [queue],
+    concurrency: 1,
+    signal: stop.signal,
+  });
+  const running = worker.run();
+  try {
+    const out = await pyRun(prefix, "sendmany", queue, "interop.order", "[[1], [2], [3], [4]]");
+    assert.deepEqual(out.results, [1, 2, 3, 4]);
+    assert.deepEqual(seen, [1, 2, 3, 4]);
+    const raw = new SqsClient({
+      endpoint: emu.endpoint,
+      region: "us-east-1",
+      credentials: { accessKeyId: TEST_KEY, secretAccessKey: TEST_SECRET },
+    });
+    const url = await raw.getQueueUrl(`${prefix}${queue}`);
+    const attrs = await raw.getQueueAttributes(url, ["FifoQueue"]);
+    assert.equal(attrs.FifoQueue, "true");
+  } finally {
+    stop.abort();
+    await running;
+    await app.close();
   }
 });

@@ -4,6 +4,7 @@ Environment: CELERIAC_SQS_BROKER (sqs://KEY:SECRET@127.0.0.1:PORT), CELERIAC_TES
 CELERIAC_SQS_PREFIX (queue_name_prefix).
 
 Usage: sqs_app.py send QUEUE NAME ARGS_JSON KWARGS_JSON [COUNTDOWN]  -> prints the result
+       sqs_app.py sendmany QUEUE NAME ARGS_LIST_JSON   -> sends all, then prints the results
        sqs_app.py worker QUEUE                                        -> runs a solo worker
 """
 import json
@@ -43,6 +44,10 @@ if __name__ == "__main__":
         result = app.send_task(name, args=json.loads(args), kwargs=json.loads(kwargs), **options)
         value = result.get(timeout=60)
         print(json.dumps({"id": result.id, "result": value, "state": result.state}))
+    elif mode == "sendmany":
+        queue, name, arg_lists = sys.argv[2:5]
+        results = [app.send_task(name, args=a, queue=queue) for a in json.loads(arg_lists)]
+        print(json.dumps({"results": [r.get(timeout=60) for r in results]}))
     elif mode == "worker":
         app.worker_main([
             "worker", "-Q", sys.argv[2], "-P", "solo", "-c", "1", "--without-heartbeat",
