@@ -38,6 +38,16 @@ Deno.test("sqs options: kombu's broker_transport_options map to the broker's set
   assert.deepEqual(s.credentials, { accessKeyId: "K", secretAccessKey: "S" });
   // kombu: a host in the URL is the endpoint (http unless is_secure).
   assert.equal(resolveSqsSettings("sqs://K:S@localhost:9324").endpoint, "http://localhost:9324");
+  assert.equal(
+    resolveSqsSettings("sqs://K:S@sqs.local", sqsOptionsFromTransport({ is_secure: true }))
+      .endpoint,
+    "https://sqs.local",
+  );
+  assert.equal(
+    resolveSqsSettings("sqs://", sqsOptionsFromTransport({ sqs_base64_encoding: false }))
+      .base64Encoding,
+    false,
+  );
   // camelCase names, ms for the visibility timeout.
   assert.equal(
     resolveSqsSettings("sqs://", sqsOptionsFromTransport({ visibilityTimeout: 1500 }))
@@ -65,7 +75,8 @@ Deno.test("sqs format: bodies are read base64 or plain, kombu's or not, as kombu
   assert.equal(envelope.properties.delivery_info.routing_key, "celery");
   assert.equal(decodeSqsBody(body).body, m.body);
   // sqs_base64_encoding = False: the JSON envelope as it is.
-  const plain = JSON.stringify(envelope);
+  const plain = encodeSqsBody(m, "celery", false);
+  assert.equal(JSON.parse(plain).body, envelope.body);
   assert.deepEqual(decodeSqsBody(plain).headers, m.headers);
   // JSON that no kombu sent: the whole text is the body.
   const foreign = decodeSqsBody('{"hello": "world"}');

@@ -21,6 +21,7 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
  *
  * @param message The message.
  * @param queue The queue name (before kombu's SQS renaming): the routing key.
+ * @param base64 Base64 the JSON (kombu's `sqs_base64_encoding`, its default).
  * @returns The `MessageBody` to send.
  * @example
  * ```ts
@@ -32,9 +33,9 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
  * console.assert(decodeSqsBody(body).body === m.body);
  * ```
  */
-export function encodeSqsBody(message: Message, queue: string): string {
-  const envelope = toKombuEnvelope(message, { queue });
-  return utf8.encode(stringifyJson(envelope)).toBase64();
+export function encodeSqsBody(message: Message, queue: string, base64 = true): string {
+  const json = stringifyJson(toKombuEnvelope(message, { queue }));
+  return base64 ? utf8.encode(json).toBase64() : json;
 }
 
 /**

@@ -76,6 +76,17 @@ export interface SqsBrokerOptions {
    */
   maxDelaySeconds?: number;
   /**
+   * Send bodies as the base64 of the JSON envelope (`false`: the JSON itself). Either is read.
+   * kombu's `sqs_base64_encoding`.
+   * @default {true}
+   */
+  base64Encoding?: boolean;
+  /**
+   * With a host in the URL, reach it over https rather than http. kombu's `is_secure`.
+   * @default {false}
+   */
+  secure?: boolean;
+  /**
    * Deliveries (SQS `ApproximateReceiveCount`) after which a message is dead-lettered.
    * @default {10}
    */
@@ -101,6 +112,7 @@ export interface SqsSettings {
   predefinedQueues: Record<string, SqsPredefinedQueue>;
   creationAttributes: Record<string, string>;
   maxDelaySeconds: number;
+  base64Encoding: boolean;
   maxDeliveries: number;
   deadLetterQueue: false | ((queue: string) => string);
 }
@@ -145,7 +157,7 @@ export function resolveSqsSettings(url: string, options: SqsBrokerOptions = {}):
   let endpoint = options.endpoint;
   if (hostPort) {
     // kombu: `is_secure` picks https; a host in the URL means a local or private endpoint.
-    endpoint = `http://${hostPort}`;
+    endpoint = `${options.secure ? "https" : "http"}://${hostPort}`;
   }
   endpoint ??= env("AWS_ENDPOINT_URL_SQS") ?? env("AWS_ENDPOINT_URL");
   const endpointSet = endpoint !== undefined;
@@ -183,6 +195,7 @@ export function resolveSqsSettings(url: string, options: SqsBrokerOptions = {}):
     endpointSet,
     credentials,
     queueNamePrefix: options.queueNamePrefix ?? "",
+    base64Encoding: options.base64Encoding ?? true,
     visibilitySeconds: Math.ceil(
       positive("visibilityTimeout", options.visibilityTimeout ?? 1_800_000, 43_200_000) / 1000,
     ),
@@ -230,6 +243,10 @@ export function sqsOptionsFromTransport(t: Record<string, unknown>): SqsBrokerOp
   }
   const wait = t.wait_time_seconds ?? t.waitTimeSeconds;
   if (wait !== undefined) out.waitTimeSeconds = num("wait_time_seconds", wait);
+  const b64 = t.sqs_base64_encoding ?? t.base64Encoding;
+  if (b64 !== undefined) out.base64Encoding = Boolean(b64);
+  const secure = t.is_secure ?? t.secure;
+  if (secure !== undefined) out.secure = Boolean(secure);
   const maxDelay = t.max_delay_seconds ?? t.maxDelaySeconds;
   if (maxDelay !== undefined) out.maxDelaySeconds = num("max_delay_seconds", maxDelay);
   const attrs = t["sqs-creation-attributes"] ?? t.creationAttributes;

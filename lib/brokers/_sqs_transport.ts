@@ -195,7 +195,9 @@ export class SqsTransport {
     const m = options.priority === undefined
       ? message
       : { ...message, properties: { ...message.properties, priority: options.priority } };
-    await ref.client.sendMessage(this.#sendInput(ref, encodeSqsBody(m, queue), m));
+    await ref.client.sendMessage(
+      this.#sendInput(ref, encodeSqsBody(m, queue, this.settings.base64Encoding), m),
+    );
   }
 
   /**
@@ -219,12 +221,14 @@ export class SqsTransport {
       : { ...message, properties: { ...message.properties, priority: options.priority } };
     const due = eta.getTime();
     const seconds = Math.ceil((due - Date.now()) / 1000);
-    await ref.client.sendMessage(this.#sendInput(ref, encodeSqsBody(m, queue), m, {
-      eta: due,
-      delaySeconds: Math.min(Math.max(0, seconds), this.settings.maxDelaySeconds),
-      // A held FIFO message must not block its group: it gets a group of its own.
-      ...(ref.fifo ? { group: `celeriac-eta-${crypto.randomUUID()}` } : {}),
-    }));
+    await ref.client.sendMessage(
+      this.#sendInput(ref, encodeSqsBody(m, queue, this.settings.base64Encoding), m, {
+        eta: due,
+        delaySeconds: Math.min(Math.max(0, seconds), this.settings.maxDelaySeconds),
+        // A held FIFO message must not block its group: it gets a group of its own.
+        ...(ref.fifo ? { group: `celeriac-eta-${crypto.randomUUID()}` } : {}),
+      }),
+    );
   }
 
   /**
@@ -403,10 +407,14 @@ export class SqsTransport {
       if (ref) {
         const message = claim.message;
         const body = message
-          ? encodeSqsBody({
-            ...message,
-            headers: { ...message.headers, [DEAD_LETTER_REASON_HEADER]: reason },
-          }, claim.queue)
+          ? encodeSqsBody(
+            {
+              ...message,
+              headers: { ...message.headers, [DEAD_LETTER_REASON_HEADER]: reason },
+            },
+            claim.queue,
+            this.settings.base64Encoding,
+          )
           : claim.sqs.Body;
         const input = this.#sendInput(ref, body, message ?? EMPTY, {
           // A repeated move (after a crash) is dropped on FIFO queues.
