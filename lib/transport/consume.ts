@@ -182,6 +182,8 @@ class Session<R extends RawDelivery> {
   readonly settled = new Notifier();
   readonly deadLetter: (event: DeadLetterEvent) => void;
   readonly #maxDeliveries: number;
+  readonly #closed: AbortSignal;
+  readonly #onClosed = () => this.#stopTimer();
   #running = true;
   #timer: ReturnType<typeof setInterval> | undefined;
   #renewing: Promise<void> | undefined;
@@ -195,7 +197,9 @@ class Session<R extends RawDelivery> {
     this.hooks = hooks;
     this.#maxDeliveries = maxDeliveries;
     this.deadLetter = deadLetter;
-    closed.addEventListener("abort", () => this.#stopTimer(), { once: true });
+    this.#closed = closed;
+    // The broker closing stops renewals, even of deliveries never settled.
+    closed.addEventListener("abort", this.#onClosed, { once: true });
     if (!closed.aborted) this.#schedule();
   }
 
@@ -216,9 +220,12 @@ class Session<R extends RawDelivery> {
   // there too) or while anything is held.
   #schedule(): void {
     const hooks = this.hooks;
-    if (!hooks.renew || !hooks.renewInterval) return;
     const needed = this.#running || this.held.size > 0;
-    if (needed && this.#timer === undefined) {
+    if (!hooks.renew || !hooks.renewInterval) {
+      if (!needed) this.#stopTimer();
+      return;
+    }
+    if (needed && this.#timer === undefined && !this.#closed.aborted) {
       this.#timer = setInterval(() => {
         if (this.#renewing) return;
         this.#renewing = hooks.renew!([...this.held])
@@ -235,6 +242,9 @@ class Session<R extends RawDelivery> {
   #stopTimer(): void {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
+    if (!this.#running && this.held.size === 0) {
+      this.#closed.removeEventListener("abort", this.#onClosed);
+    }
   }
 
   #drop(raw: R): void {
