@@ -67,9 +67,14 @@ async function take(
 export function brokerSuite(
   name: string,
   make: (options?: BrokerFixtureOptions) => Promise<BrokerFixture>,
-  options: { ignore?: boolean } = {},
+  options: {
+    ignore?: boolean;
+    /** Whether the broker has fan-out and direct exchanges (SQS has neither). @default {true} */
+    fanout?: boolean;
+  } = {},
 ) {
   const ignore = options.ignore ?? false;
+  const ignoreFanout = ignore || options.fanout === false;
 
   Deno.test({
     name: `${name}: publish then consume returns the same message, FIFO`,
@@ -346,7 +351,7 @@ export function brokerSuite(
 
   Deno.test({
     name: `${name}: broadcast() reaches every subscriber of the exchange`,
-    ignore,
+    ignore: ignoreFanout,
     async fn() {
       const { broker, queue } = await make();
       await using _ = broker;
@@ -387,7 +392,7 @@ export function brokerSuite(
 
   Deno.test({
     name: `${name}: publishDirect() reaches the queue bound with its routing key only`,
-    ignore,
+    ignore: ignoreFanout,
     async fn() {
       const { broker, queue } = await make();
       await using _ = broker;

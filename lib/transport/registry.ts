@@ -13,6 +13,7 @@
  * | `kv:`, `kv+https:`, `kv+http:` | Deno KV | Deno KV | Deno KV | Deno KV |
  * | `redis:`, `rediss:` | Redis | Redis | Redis | Redis |
  * | `amqp:`, `amqps:` | RabbitMQ | — | — | — |
+ * | `sqs:` | Amazon SQS | — | — | — |
  * | `rpc:` | — | rpc (replies through the broker) | — | — |
  *
  * @module
@@ -165,6 +166,12 @@ const amqp = (secure: boolean): Entry => ({
   },
 });
 
+const sqs: Entry = {
+  transport: "sqs",
+  secure: true,
+  broker: async () => (await import("../brokers/sqs.ts")).sqsBrokerFromUrl,
+};
+
 const SCHEMES: Record<string, Entry> = {
   "memory:": memory,
   "kv:": kv(false),
@@ -174,6 +181,7 @@ const SCHEMES: Record<string, Entry> = {
   "rediss:": redis(true),
   "amqp:": amqp(false),
   "amqps:": amqp(true),
+  "sqs:": sqs,
   "rpc:": {
     transport: "rpc",
     secure: false,
