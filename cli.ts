@@ -20,7 +20,7 @@ import { formatLogLine } from "./lib/_log.ts";
 import { App, type Logger } from "./lib/app.ts";
 import { startBeat } from "./lib/beat/beat.ts";
 import { Consumer } from "./lib/worker/consumer.ts";
-import { redact } from "./lib/connect.ts";
+import { redact } from "./lib/_url.ts";
 import { events, purge, remote, status } from "./lib/cli/monitor.ts";
 import { dlq, queues } from "./lib/cli/admin.ts";
 import { failureLine, follow, WaitTimeoutError } from "./lib/cli/wait.ts";
@@ -144,6 +144,9 @@ class UsageError extends Error {
 }
 
 const LEVELS = ["debug", "info", "warn", "error"] as const;
+
+// How long a stopping worker with no task running waits for its connections (ms).
+const STOP_GRACE = 3_000;
 
 function consoleLogger(level: string): Logger {
   const min = LEVELS.indexOf(level as typeof LEVELS[number]);
@@ -288,15 +291,34 @@ async function worker(argv: string[]): Promise<number> {
 
   let exitCode = 0;
   let signals = 0;
+  // Once no task runs, what is left of a shutdown is clean-up on the connections (requeues,
+  // the offline event). Against a broker that does not answer that could wait for minutes:
+  // after STOP_GRACE the connections are closed, which ends every pending command at once.
+  let watchdog: ReturnType<typeof setInterval> | undefined;
+  let idleSince = 0;
+  const forceClose = (why: string) => {
+    clearInterval(watchdog);
+    logger.warn(`${why}: closing the connections`);
+    app.close().catch(() => {});
+  };
   const onSignal = (name: Deno.Signal) => () => {
     signals++;
     if (signals === 1) {
       logger.info(`${name}: warm shutdown (finishing running tasks; ${name} again to stop now)`);
       controller.abort();
+      watchdog = setInterval(() => {
+        if (consumer.active > 0) return void (idleSince = 0);
+        idleSince ||= Date.now();
+        if (Date.now() - idleSince >= STOP_GRACE) {
+          forceClose("shutdown: the broker does not answer");
+        }
+      }, 250);
     } else if (signals === 2) {
       logger.warn(`${name}: cold shutdown`);
       exitCode = 1;
       consumer.terminate();
+      clearInterval(watchdog);
+      watchdog = setInterval(() => forceClose("cold shutdown still waiting"), STOP_GRACE);
     }
   };
   const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, onSignal(s)] as const);
@@ -305,9 +327,11 @@ async function worker(argv: string[]): Promise<number> {
   try {
     await consumer.run();
   } finally {
+    clearInterval(watchdog);
     await beat?.close();
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
-    await app.close().catch((e) => logger.error(`closing: ${e}`));
+    // Never hides the error that ended the run (it propagates to main's one line).
+    await app.close().catch((e) => logger.error(`closing: ${(e as Error)?.message ?? e}`));
   }
   return exitCode;
 }
@@ -398,6 +422,8 @@ async function call(argv: string[]): Promise<number> {
   const app = await appFor(values);
   try {
     preflight(app.conf, { backend: values.wait ?? false });
+    await app.getBroker({ signal: AbortSignal.timeout(timeout) });
+    if (values.wait) await app.getBackend({ signal: AbortSignal.timeout(timeout) });
     const options: Parameters<App["sendTask"]>[3] = {};
     const countdown = num(values.countdown, "countdown");
     if (countdown !== undefined) options.countdown = countdown;
@@ -425,7 +451,7 @@ async function call(argv: string[]): Promise<number> {
     });
     return printMeta(meta, { json: values.json ?? false, traceback: false });
   } finally {
-    await app.close();
+    await closeQuietly(app);
   }
 }
 
@@ -479,6 +505,7 @@ async function result(argv: string[]): Promise<number> {
   const app = await appFor(values);
   try {
     preflight(app.conf, { broker: false });
+    await app.getBackend({ signal: AbortSignal.timeout(timeout) });
     const r = app.asyncResult(id);
     const meta = values.wait ? await follow(r, { timeout }) : await r.meta();
     if (values.json || !meta) {
@@ -489,7 +516,17 @@ async function result(argv: string[]): Promise<number> {
     if (values.traceback && meta.traceback) console.log(meta.traceback);
     return failed ? 1 : 0;
   } finally {
+    await closeQuietly(app);
+  }
+}
+
+// Closes a client command's app; a close error goes to stderr and never replaces the error
+// the command failed with.
+async function closeQuietly(app: App): Promise<void> {
+  try {
     await app.close();
+  } catch (error) {
+    console.error(`celeriac: closing: ${(error as Error)?.message ?? error}`);
   }
 }
 

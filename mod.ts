@@ -119,7 +119,9 @@ export type {
   ConsumeDirectOptions,
   ConsumeOptions,
   DeadLetter,
+  DeadLetterEvent,
   Delivery,
+  DeliveryRejectOptions,
   PublishOptions,
   QueueCounts,
   ScheduledMessage,
@@ -162,7 +164,7 @@ export {
   type BrokerConnectOptions,
   createBackend,
   createBroker,
-} from "./lib/connect.ts";
+} from "./lib/transport/registry.ts";
 export type { ExceptionInfo } from "./lib/protocol/exceptions.ts";
 export type {
   DeliveryInfo,
