@@ -13,6 +13,7 @@
  * | `[P, "q", queue, "delayed", eta, id]` | entry | `schedule()`d; moved to `ready` once `eta` (ms) has passed |
  * | `[P, "q", queue, "dead", seq, id]` | entry | dead letters: rejected without requeue, or delivered `maxDeliveries` times |
  * | `[P, "q", queue, "notify"]` | `Deno.KvU64` | bumped by every publish, watched by consumers |
+ * | `[P, "q", queue, "chunk", id, i]` | `Uint8Array` | part `i` of a body larger than one KV value (see `_kv_chunks.ts`) |
  * | `[P, "bc", exchange, seq, id]` | `BroadcastMessage` | fan-out (pidbox, events), kept `broadcastExpires` |
  * | `[P, "bcn", exchange]` | `Deno.KvU64` | bumped by every broadcast, watched by subscribers |
  *
@@ -35,6 +36,13 @@
 import { Notifier } from "../_signal.ts";
 import { commit, GroupCommit, KvHandle, retry } from "../_kv.ts";
 import type { Message } from "../protocol/message.ts";
+import {
+  deleteChunks,
+  INLINE_CHUNK_DELETES,
+  readChunks,
+  splitBody,
+  writeChunks,
+} from "./_kv_chunks.ts";
 import {
   type BroadcastMessage,
   type Broker,
@@ -114,6 +122,8 @@ interface Entry {
   priority: number;
   deliveries: number;
   message: Message;
+  /** Set when the body is stored in chunks (the message's body is then empty). */
+  chunks?: number;
 }
 
 // Deno KV refuses values over 64 KiB; leave room for the entry's other fields.
@@ -205,6 +215,19 @@ export class KvBroker implements Broker {
     return this.#key(queue, "notify");
   }
 
+  /** @internal The key of chunk `i` of an entry's body. */
+  chunkKey(queue: string, id: string): (i: number) => Deno.KvKey {
+    return (i) => this.#key(queue, "chunk", id, i);
+  }
+
+  /**
+   * @internal Options of a dead-letter write. A chunked entry's dead letter does not expire:
+   * its chunks could not expire with it, so it stays until replayed or purged.
+   */
+  deadOptionsFor(entry: Entry): { expireIn?: number } {
+    return entry.chunks ? {} : this.deadOptions;
+  }
+
   /** @internal The `lease` key of an entry expiring at `expiresAt`. */
   leaseKey(queue: string, expiresAt: number, id: string): Deno.KvKey {
     return this.#key(queue, "lease", expiresAt, id);
@@ -239,18 +262,32 @@ export class KvBroker implements Broker {
     await this.#writer.write(build, size);
   }
 
-  #entry(message: Message, options: PublishOptions): Entry {
+  // The entry of a message; a body too large for one KV value goes to chunks, written here
+  // before the entry that refers to them is stored.
+  async #entry(queue: string, message: Message, options: PublishOptions): Promise<Entry> {
     const priority = options.priority ?? message.properties.priority ?? 0;
     if (!Number.isInteger(priority) || priority < 0 || priority > 9) {
       throw new RangeError(`Cannot publish: priority must be an integer 0-9, got ${priority}`);
     }
+    const entry: Entry = {
+      id: crypto.randomUUID(),
+      seq: nextSeq(),
+      priority,
+      deliveries: 0,
+      message,
+    };
     const size = encoder.encode(JSON.stringify(message)).byteLength;
-    if (size > MAX_MESSAGE_BYTES) {
+    if (size <= MAX_MESSAGE_BYTES) return entry;
+    const head = encoder.encode(JSON.stringify({ ...message, body: "" })).byteLength;
+    if (head > MAX_MESSAGE_BYTES) {
       throw new RangeError(
-        `Cannot publish: the message is ${size} bytes, Deno KV holds at most ${MAX_MESSAGE_BYTES}`,
+        `Cannot publish: the message's headers and properties are ${head} bytes, ` +
+          `Deno KV holds at most ${MAX_MESSAGE_BYTES} (only the body is split)`,
       );
     }
-    return { id: crypto.randomUUID(), seq: nextSeq(), priority, deliveries: 0, message };
+    const chunks = splitBody(message.body);
+    await writeChunks(await this.#open(), this.chunkKey(queue, entry.id), chunks);
+    return { ...entry, message: { ...message, body: "" }, chunks: chunks.length };
   }
 
   /**
@@ -264,7 +301,7 @@ export class KvBroker implements Broker {
    */
   async publish(queue: string, message: Message, options: PublishOptions = {}): Promise<void> {
     checkQueue(queue);
-    const entry = this.#entry(message, options);
+    const entry = await this.#entry(queue, message, options);
     await this.write(
       (op) => op.set(this.readyKey(queue, entry), entry).sum(this.notifyKey(queue), 1n),
       entry.message.body.length + 500,
@@ -292,7 +329,7 @@ export class KvBroker implements Broker {
     const at = eta instanceof Date ? eta.getTime() : NaN;
     if (!Number.isFinite(at)) throw new TypeError(`Cannot schedule: invalid ETA ${eta}`);
     if (at <= Date.now()) return this.publish(queue, message, options);
-    const entry = this.#entry(message, options);
+    const entry = await this.#entry(queue, message, options);
     // The bump wakes consumers, so they shorten their sleep to this ETA.
     await this.write(
       (op) =>
@@ -425,12 +462,33 @@ export class KvBroker implements Broker {
       return op.commit();
     }, signal);
     if (!result.ok) return "raced";
-    return entries.map((entry) => {
+    const deliveries: KvDelivery[] = [];
+    for (const entry of entries) {
       const key = this.leaseKey(queue, expiresAt, entry.id);
-      const d = new KvDelivery(this, kv, queue, entry, key, result.versionstamp);
+      let message = entry.message;
+      if (entry.chunks) {
+        // The chunks do not move: the claim above took them with the entry.
+        const body = await readChunks(kv, this.chunkKey(queue, entry.id), entry.chunks);
+        if (body === undefined) {
+          const reason = `body chunks of a large message are missing (${entry.chunks} expected)`;
+          const moved = await commit(
+            () =>
+              kv.atomic().check({ key, versionstamp: result.versionstamp }).delete(key).set(
+                this.deadKey(queue, entry),
+                deadEntry(entry, reason),
+              ),
+            signal,
+          );
+          if (moved) ctx.deadLetter({ queue, reason, message: entry.message });
+          continue;
+        }
+        message = { ...entry.message, body };
+      }
+      const d = new KvDelivery(this, kv, queue, entry, key, result.versionstamp, message);
       d.expiresAt = expiresAt;
-      return d;
-    });
+      deliveries.push(d);
+    }
+    return deliveries.length ? deliveries : "raced";
   }
 
   // Moves an unreadable `ready` value to the dead letters (as a placeholder message that keeps
@@ -517,7 +575,11 @@ export class KvBroker implements Broker {
         const moved = await commit(() => {
           const op = kv.atomic().check(l).delete(l.key);
           return dead
-            ? op.set(this.deadKey(queue, l.value), deadEntry(l.value, reason), this.deadOptions)
+            ? op.set(
+              this.deadKey(queue, l.value),
+              deadEntry(l.value, reason),
+              this.deadOptionsFor(l.value),
+            )
             : op.set(this.readyKey(queue, l.value), l.value).sum(this.notifyKey(queue), 1n);
         }, signal);
         if (dead && moved) ctx.deadLetter({ queue, reason, message: l.value.message });
@@ -715,7 +777,10 @@ export class KvBroker implements Broker {
       );
       if (batch.length === 0) return removed;
       for (const e of batch) {
-        if (await commit(() => kv.atomic().check(e).delete(e.key))) removed++;
+        if (!(await commit(() => kv.atomic().check(e).delete(e.key)))) continue;
+        removed++;
+        const chunks = e.value?.chunks;
+        if (chunks) await deleteChunks(kv, this.chunkKey(queue, e.value.id), chunks);
       }
     }
   }
@@ -792,12 +857,13 @@ class KvDelivery implements RawDelivery {
     entry: Entry,
     leaseKey: Deno.KvKey,
     versionstamp: string,
+    message: Message = entry.message,
   ) {
     this.#broker = broker;
     this.#kv = kv;
     this.queue = queue;
     this.#entry = entry;
-    this.message = entry.message;
+    this.message = message;
     this.deliveryCount = entry.deliveries;
     this.redelivered = entry.deliveries > 1;
     this.#leaseKey = leaseKey;
@@ -839,9 +905,15 @@ class KvDelivery implements RawDelivery {
       // Deleting the `ready` key too removes the message if its lease had expired and it
       // went back to the queue meanwhile.
       const lease = this.#leaseKey;
-      await this.#broker.write((op) =>
-        op.delete(lease).delete(this.#broker.readyKey(this.queue, this.#entry))
-      );
+      const b = this.#broker;
+      const chunks = this.#entry.chunks ?? 0;
+      const inline = Math.min(chunks, INLINE_CHUNK_DELETES);
+      const chunkKey = b.chunkKey(this.queue, this.#entry.id);
+      await b.write((op) => {
+        op.delete(lease).delete(b.readyKey(this.queue, this.#entry));
+        for (let i = 0; i < inline; i++) op.delete(chunkKey(i));
+      }, 100 + inline * 2_000);
+      if (chunks > inline) await deleteChunks(this.#kv, chunkKey, chunks, inline);
     });
   }
 
@@ -877,7 +949,7 @@ class KvDelivery implements RawDelivery {
           : op.set(
             b.deadKey(this.queue, this.#entry),
             deadEntry(this.#entry, reason),
-            b.deadOptions,
+            b.deadOptionsFor(this.#entry),
           );
       });
       return ok ? (requeue ? "requeued" : "dead") : "gone";

@@ -7,6 +7,7 @@
  */
 
 import { commit, retry } from "../_kv.ts";
+import { deleteChunks } from "./_kv_chunks.ts";
 import type { Message } from "../protocol/message.ts";
 import type { BrowseOptions, DeadLetter, QueueCounts, ScheduledMessage } from "./broker.ts";
 
@@ -20,8 +21,10 @@ export interface KvAdminEntry {
   priority: number;
   /** Deliveries so far. */
   deliveries: number;
-  /** The message. */
+  /** The message (its body is empty when the body is in chunks). */
   message: Message;
+  /** How many chunks hold the body, when it is too large for one KV value. */
+  chunks?: number;
 }
 
 /** What the admin functions need of the broker. */
@@ -178,6 +181,11 @@ export async function kvPurgeDeadLetters(ctx: KvAdminContext, queue: string): Pr
     Array.fromAsync(kv.list<KvAdminEntry>({ prefix: ctx.key(queue, "dead") }))
   );
   let removed = 0;
-  for (const e of entries) if (await commit(() => kv.atomic().check(e).delete(e.key))) removed++;
+  for (const e of entries) {
+    if (!(await commit(() => kv.atomic().check(e).delete(e.key)))) continue;
+    removed++;
+    const chunks = e.value.chunks;
+    if (chunks) await deleteChunks(kv, (i) => ctx.key(queue, "chunk", e.value.id, i), chunks);
+  }
   return removed;
 }
