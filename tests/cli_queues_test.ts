@@ -10,8 +10,9 @@ const REDIS = {
   CELERIAC_RESULT_BACKEND: "redis://127.0.0.1:6379/1",
 };
 
-async function countsOf(queue: string, env: Record<string, string>) {
-  const out = await runCli(["queues", "-Q", queue, "-a", DAYONE_APP, "--json", "--scheduled"], {
+async function countsOf(queue: string, env: Record<string, string>, scheduled = true) {
+  const flags = scheduled ? ["--scheduled"] : [];
+  const out = await runCli(["queues", "-Q", queue, "-a", DAYONE_APP, "--json", ...flags], {
     env,
   });
   assert.equal(out.code, 0, out.stderr);
@@ -98,4 +99,52 @@ Deno.test("cli dlq: a usage error names the actions", async () => {
   const out = await runCli(["dlq", "show", "q", "-b", "memory://"]);
   assert.equal(out.code, 2);
   assert.match(out.stderr, /list, replay or purge/);
+});
+
+Deno.test("cli queues/dlq purge on amqp://: waiting and dead-letter counts; the rest is unknown", async () => {
+  const env = {
+    CELERIAC_BROKER_URL: "amqp://guest:guest@127.0.0.1:5672//",
+    CELERIAC_RESULT_BACKEND: "redis://127.0.0.1:6379/1",
+  };
+  const queue = `dayone-amqp-${crypto.randomUUID().slice(0, 8)}`;
+  const missing = await countsOf(queue, env, false);
+  assert.deepEqual(missing, {
+    queue,
+    waiting: 0,
+    reserved: null,
+    scheduled: null,
+    deadLettered: 0,
+  });
+  for (let i = 0; i < 2; i++) {
+    const out = await runCli([
+      "call",
+      "tasks.add",
+      "--args",
+      "[1, 1]",
+      "-Q",
+      queue,
+      "-a",
+      DAYONE_APP,
+    ], {
+      env,
+    });
+    assert.equal(out.code, 0, out.stderr);
+  }
+  {
+    await using worker = spawnCli(["worker", "-a", DAYONE_APP, "-Q", queue, "-c", "1"], { env });
+    await worker.ready();
+    await eventually(async () => (await countsOf(queue, env, false)).waiting === 0, 30_000);
+    const out = await runCli(["call", "ux.nope", "-Q", queue, "-a", DAYONE_APP], { env });
+    assert.equal(out.code, 0, out.stderr);
+    await eventually(async () => (await countsOf(queue, env, false)).deadLettered === 1, 30_000);
+  }
+  await runCli(["call", "tasks.add", "--args", "[1, 1]", "-Q", queue, "-a", DAYONE_APP], { env });
+  const table = await runCli(["queues", "-Q", queue, "-a", DAYONE_APP], { env });
+  assert.match(table.stdout, new RegExp(`${queue}\\s+1\\s+-\\s+-\\s+1`), table.stdout);
+  const purged = await runCli(["dlq", "purge", queue, "-f", "-a", DAYONE_APP], { env });
+  assert.match(purged.stdout, /Purged 1 dead letter/, purged.stdout + purged.stderr);
+  const list = await runCli(["dlq", "list", queue, "-a", DAYONE_APP], { env });
+  assert.equal(list.code, 1);
+  assert.match(list.stderr, /cannot list dead letters/);
+  await runCli(["purge", "-f", "-Q", queue, "-a", DAYONE_APP], { env });
 });

@@ -42,8 +42,10 @@ import {
   DEAD_LETTER_REASON_HEADER,
   type Delivery,
   type PublishOptions,
+  type QueueCounts,
   type SubscribeOptions,
 } from "./broker.ts";
+import { amqpPurgeDeadLetters, amqpQueueCounts } from "./amqp_admin.ts";
 import {
   checkMaxDeliveries,
   checkQueue,
@@ -721,6 +723,29 @@ export class AmqpBroker implements Broker {
     } finally {
       await channel.close().catch(() => {});
     }
+  }
+
+  /**
+   * Admin: waiting and dead-lettered (`<queue>.dlq`) counts per queue; reserved and scheduled
+   * are `null` (AMQP cannot tell them).
+   *
+   * @param queues The queues.
+   * @returns The counts.
+   */
+  async queueCounts(queues: readonly string[]): Promise<QueueCounts[]> {
+    for (const queue of queues) checkQueue(queue);
+    return amqpQueueCounts(await this.#conn.connection(), queues);
+  }
+
+  /**
+   * Admin: deletes the dead letters of a queue (purges `<queue>.dlq`).
+   *
+   * @param queue The queue.
+   * @returns How many were deleted.
+   */
+  async purgeDeadLetters(queue: string): Promise<number> {
+    checkQueue(queue);
+    return amqpPurgeDeadLetters(await this.#conn.connection(), queue);
   }
 
   #exchangeType(exchange: string): "direct" | "fanout" | "topic" {
