@@ -563,6 +563,7 @@ async function dashboard(argv: string[]): Promise<number> {
   const app = values.app
     ? values.broker ? new App({ broker: values.broker }) : (await loadApp(values.app)).app
     : new App(values.broker ? { broker: values.broker } : {});
+  preflight(app.conf);
   app.logger = logger;
   return await untilSignal(async (signal) => {
     const options: Parameters<typeof serveDashboard>[1] = {

@@ -11,7 +11,8 @@
 import { parseArgs } from "node:util";
 import { App } from "../app.ts";
 import type { Broker } from "../brokers/broker.ts";
-import { redact } from "../connect.ts";
+import { redact } from "../_url.ts";
+import { preflight } from "./preflight.ts";
 
 class UsageError extends Error {
   constructor(message: string) {
@@ -51,6 +52,12 @@ Options:
 };
 
 async function appFor(values: { app?: string | undefined; broker?: string | undefined }) {
+  const app = await loadApp(values);
+  preflight(app.conf, { backend: false });
+  return app;
+}
+
+async function loadApp(values: { app?: string | undefined; broker?: string | undefined }) {
   if (values.broker) return new App({ broker: values.broker });
   if (values.app) {
     const url = /^[a-z][a-z0-9+.-]*:/i.test(values.app)

@@ -10,6 +10,7 @@
 import { parseArgs } from "node:util";
 import { App } from "../app.ts";
 import type { CeleryEvent } from "../worker/events.ts";
+import { preflight } from "./preflight.ts";
 
 class UsageError extends Error {
   constructor(message: string) {
@@ -109,6 +110,12 @@ Options:
 };
 
 async function appFor(values: { app?: string | undefined; broker?: string | undefined }) {
+  const app = await loadApp(values);
+  preflight(app.conf, { backend: false });
+  return app;
+}
+
+async function loadApp(values: { app?: string | undefined; broker?: string | undefined }) {
   if (values.app) {
     const url = /^[a-z][a-z0-9+.-]*:/i.test(values.app)
       ? new URL(values.app)
