@@ -287,13 +287,15 @@ export class GroupCommit {
  * ```ts
  * import { withKvDefault } from "./_kv.ts";
  * console.assert(withKvDefault("redis://h", "/srv/app") === "redis://h");
+ * console.assert(withKvDefault("kv://?leaseTime=5000", "/srv/app").endsWith("kv?leaseTime=5000"));
  * ```
  */
 export function withKvDefault(url: string, dir?: string): string {
-  if (!/^kv:(?:\/\/)?$/i.test(url)) return url;
+  const bare = /^kv:(?:\/\/)?([?#].*)?$/i.exec(url);
+  if (!bare) return url;
   const fromEnv = kvPathFromEnv();
   const path = fromEnv !== undefined ? resolve(fromEnv) : resolve(dir ?? ".", DEFAULT_KV_PATH);
-  return `kv://${encodeURI(path)}`;
+  return `kv://${encodeURI(path)}${bare[1] ?? ""}`;
 }
 
 function kvPathFromEnv(): string | undefined {

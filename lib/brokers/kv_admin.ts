@@ -7,7 +7,19 @@
  */
 
 import { commit, retry } from "../_kv.ts";
-import { deleteChunks } from "./_kv_chunks.ts";
+import { deleteChunks, readChunks } from "./_kv_chunks.ts";
+
+// The message of an entry, its body read back from chunks when it has them.
+async function messageOf(
+  kv: Deno.Kv,
+  ctx: KvAdminContext,
+  queue: string,
+  e: KvAdminEntry,
+): Promise<Message> {
+  if (!e.chunks) return e.message;
+  const body = await readChunks(kv, (i) => ctx.key(queue, "chunk", e.id, i), e.chunks);
+  return { ...e.message, body: body ?? "" };
+}
 import type { Message } from "../protocol/message.ts";
 import type { BrowseOptions, DeadLetter, QueueCounts, ScheduledMessage } from "./broker.ts";
 
@@ -101,11 +113,11 @@ export async function kvBrowseScheduled(
       }),
     )
   );
-  return entries.map((e) => ({
+  return await Promise.all(entries.map(async (e) => ({
     id: taskId(e.value.message, e.value.id),
     eta: e.key[4] as number,
-    message: e.value.message,
-  }));
+    message: await messageOf(kv, ctx, queue, e.value),
+  })));
 }
 
 /**
@@ -127,11 +139,11 @@ export async function kvBrowseDeadLetters(
       kv.list<KvAdminEntry>({ prefix: ctx.key(queue, "dead") }, { limit: options.limit ?? 100 }),
     )
   );
-  return entries.map((e) => {
-    const d: DeadLetter = { id: e.value.id, message: e.value.message };
+  return await Promise.all(entries.map(async (e) => {
+    const d: DeadLetter = { id: e.value.id, message: await messageOf(kv, ctx, queue, e.value) };
     if (e.value.deliveries > 0) d.reason = `after ${e.value.deliveries} deliveries`;
     return d;
-  });
+  }));
 }
 
 /**
