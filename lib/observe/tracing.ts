@@ -7,8 +7,9 @@
  * `run/<task>`); attributes follow OpenTelemetry's messaging conventions.
  *
  * Spans go through `@opentelemetry/api`: with Deno's built-in OpenTelemetry
- * (`OTEL_DENO=true`) or any SDK registered globally they are exported; otherwise every
- * function here returns at once, before making anything ({@linkcode tracingEnabled}).
+ * (`OTEL_DENO=true`) or any SDK registered globally before the first publish they are
+ * exported; otherwise every function here returns at once, before making anything
+ * ({@linkcode tracingEnabled}).
  *
  * @module
  */
@@ -31,10 +32,12 @@ const SCOPE = "celeriac";
 
 let cachedTracer: Tracer | undefined;
 
+let enabled: boolean | undefined;
+
 /**
  * Whether a tracer provider is registered (Deno's built-in one with `OTEL_DENO=true`, or an
- * SDK's). Checked on every call, so a provider registered after start-up is picked up; the
- * check is one `instanceof`.
+ * SDK's). Decided at the first call (the first publish or run) and remembered, so that with
+ * tracing off a publish or a run costs one variable read: register an SDK before sending.
  *
  * @returns True when spans would be recorded.
  * @example
@@ -44,7 +47,7 @@ let cachedTracer: Tracer | undefined;
  * ```
  */
 export function tracingEnabled(): boolean {
-  return !(trace.getTracerProvider() instanceof ProxyTracerProvider);
+  return enabled ??= !(trace.getTracerProvider() instanceof ProxyTracerProvider);
 }
 
 function tracer(): Tracer {

@@ -291,7 +291,7 @@ export class Request {
       hostname: host.hostname,
     });
     const flags = { ignoreResult, storeErrors };
-    if (!span) return await this.#execute(req, run, flags, null);
+    if (!span) return this.#execute(req, run, flags, null);
     run.context.headers = span.carrier(req.headers);
     let state: State | undefined;
     try {
