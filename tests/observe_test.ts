@@ -54,7 +54,7 @@ function otlpReceiver() {
 
 const attr = (s: OtlpSpan, key: string) => {
   const v = s.attributes?.find((a) => a.key === key)?.value;
-  return v?.stringValue ?? v?.intValue ?? v?.boolValue;
+  return v?.stringValue ?? v?.intValue ?? v?.doubleValue ?? v?.boolValue;
 };
 
 function spawn(args: string[], env: Record<string, string>, stdout: "piped" | "null" = "null") {
@@ -169,6 +169,8 @@ for (const pool of ["workers", "inline"] as const) {
         chainValue: number;
         nested: string;
         nestedChild: string;
+        flaky: string;
+        flakyValue: number;
       };
       assert.equal(sent.chainValue, 8);
       await w.stop();
@@ -210,6 +212,21 @@ for (const pool of ["workers", "inline"] as const) {
       assert(nestedPub, "no publish span of the nested send");
       assert.equal(nestedPub.parentSpanId, nestedRun.spanId);
       assert.equal(nestedPub.traceId, nestedRun.traceId);
+      // A retry is published from the run that asked for it, and runs under that publish.
+      assert.equal(sent.flakyValue, 1);
+      const flakyRuns = spans.filter((s) =>
+        s.name === "run/obs.flaky" && attr(s, "messaging.message.id") === sent.flaky
+      );
+      const first = flakyRuns.find((s) => Number(attr(s, "celery.retries")) === 0);
+      assert(first, JSON.stringify(flakyRuns));
+      assert.equal(attr(first, "celery.state"), "RETRY");
+      const retryPub = spans.find((s) =>
+        s.name === "apply_async/obs.flaky" && s.parentSpanId === first.spanId
+      );
+      assert(retryPub, "the retry's publish is not a child of the first run");
+      const second = flakyRuns.find((s) => s.parentSpanId === retryPub.spanId);
+      assert(second, "the retried run is not a child of the retry's publish");
+      assert.equal(attr(second, "celery.state"), "SUCCESS");
     } finally {
       await w.stop();
       await otlp.close();

@@ -1,7 +1,7 @@
 // The app of the observability tests (tests/observe_test.ts): worker subprocesses import it.
 // Broker, backend and key prefix come from CELERIAC_BROKER_URL, CELERIAC_RESULT_BACKEND and
 // CELERIAC_TEST_PREFIX; CELERIAC_TEST_BEAT adds a periodic entry sent every second.
-import { App, every } from "@celeriac/celeriac";
+import { App, every, type TaskContext } from "@celeriac/celeriac";
 
 const env = (name: string) => Deno.env.get(name);
 
@@ -23,6 +23,12 @@ app.task("obs.boom", () => {
 app.task("obs.nested", async (x: number) => {
   const r = await add.delay(x, 1);
   return r.id;
+});
+
+// Retries once: the retry's PRODUCER span is a child of the first run.
+app.task("obs.flaky", function (this: TaskContext) {
+  if (this.retries < 1) this.retry({ countdown: 0 });
+  return this.retries;
 });
 
 if (env("CELERIAC_TEST_BEAT")) {
