@@ -29,6 +29,7 @@ const SPAN_KIND_CONSUMER = 5;
 // A tiny OTLP/HTTP JSON receiver: keeps every span with its resource's service.name.
 function otlpReceiver() {
   const spans: OtlpSpan[] = [];
+  const points: { name: string; attributes: Record<string, unknown>; value: number }[] = [];
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, async (req) => {
     const body = await req.text();
     if (new URL(req.url).pathname === "/v1/traces") {
@@ -46,10 +47,49 @@ function otlpReceiver() {
         }
       }
     }
+    if (new URL(req.url).pathname === "/v1/metrics") {
+      type Point = {
+        attributes?: { key: string; value: Record<string, unknown> }[];
+        asInt?: string | number;
+        asDouble?: number;
+        count?: string | number;
+      };
+      const data = JSON.parse(body) as {
+        resourceMetrics?: {
+          scopeMetrics?: {
+            metrics?: {
+              name: string;
+              sum?: { dataPoints?: Point[] };
+              histogram?: { dataPoints?: Point[] };
+              gauge?: { dataPoints?: Point[] };
+            }[];
+          }[];
+        }[];
+      };
+      for (const rm of data.resourceMetrics ?? []) {
+        for (const sm of rm.scopeMetrics ?? []) {
+          for (const m of sm.metrics ?? []) {
+            const dps = m.sum?.dataPoints ?? m.histogram?.dataPoints ?? m.gauge?.dataPoints ?? [];
+            for (const p of dps) {
+              const attributes = Object.fromEntries(
+                (p.attributes ?? []).map((a) => [a.key, Object.values(a.value)[0]]),
+              );
+              const value = Number(p.asInt ?? p.asDouble ?? p.count ?? NaN);
+              points.push({ name: m.name, attributes, value });
+            }
+          }
+        }
+      }
+    }
     return Response.json({});
   });
   const port = (server.addr as Deno.NetAddr).port;
-  return { spans, endpoint: `http://127.0.0.1:${port}`, close: () => server.shutdown() };
+  return {
+    spans,
+    points,
+    endpoint: `http://127.0.0.1:${port}`,
+    close: () => server.shutdown(),
+  };
 }
 
 const attr = (s: OtlpSpan, key: string) => {
@@ -127,7 +167,7 @@ function otelEnv(endpoint: string, service: string): Record<string, string> {
     OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
     OTEL_SERVICE_NAME: service,
     OTEL_BSP_SCHEDULE_DELAY: "200",
-    OTEL_METRIC_EXPORT_INTERVAL: "60000",
+    OTEL_METRIC_EXPORT_INTERVAL: "500",
   };
 }
 
@@ -227,6 +267,18 @@ for (const pool of ["workers", "inline"] as const) {
       const second = flakyRuns.find((s) => s.parentSpanId === retryPub.spanId);
       assert(second, "the retried run is not a child of the retry's publish");
       assert.equal(attr(second, "celery.state"), "SUCCESS");
+      // OpenTelemetry metrics: the task counter (cumulative) reached 3 obs.add successes.
+      await waitFor("the task counter", () => {
+        const adds = otlp.points.filter((p) =>
+          p.name === "celeriac.tasks" && p.attributes["celery.task_name"] === "obs.add" &&
+          p.attributes["celery.state"] === "SUCCESS"
+        );
+        return adds.some((p) => p.value === 3) || undefined;
+      }, 5000).catch(() => {
+        throw new Error(`no celeriac.tasks = 3: ${JSON.stringify(otlp.points)}`);
+      });
+      assert(otlp.points.some((p) => p.name === "celeriac.task.runtime"));
+      assert(otlp.points.some((p) => p.name === "celeriac.task.queue_wait"));
     } finally {
       await w.stop();
       await otlp.close();

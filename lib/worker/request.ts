@@ -323,7 +323,15 @@ export class Request {
     // The slot frees as soon as the pool returns: the next task starts while this one's
     // result is stored and its message settled (broker round trips, not pool work).
     this.#release();
-    if (span && outcome.kind === "failure") span.fail(outcome.error);
+    if (span) {
+      if (outcome.kind === "failure" || outcome.kind === "lost") span.fail(outcome.error);
+      else if (outcome.kind === "timeout") {
+        span.fail({
+          name: "TimeLimitExceeded",
+          message: `Hard time limit (${outcome.seconds}s) exceeded`,
+        });
+      }
+    }
     if (this.#terminate.signal.aborted) {
       this.#event("taskRevoked", { id: req.id, name: req.name, terminated: true, expired: false });
       const exc = errorToInfo(new TaskRevokedError("terminated"));
