@@ -10,6 +10,7 @@ const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const APP = new URL("./apps/observe_app.ts", import.meta.url).pathname;
 const PRODUCER = new URL("./observe_procs/producer.ts", import.meta.url).pathname;
 const PY_SEND = new URL("./python/otel_send.py", import.meta.url).pathname;
+const PY_PRODUCER = new URL("./observe_procs/py_producer.ts", import.meta.url).pathname;
 
 interface OtlpSpan {
   traceId: string;
@@ -321,6 +322,64 @@ Deno.test("a Python client's traceparent header is continued by celeriac", async
     assert.equal(attr(run, "messaging.system"), "redis");
   } finally {
     await w.stop();
+    await otlp.close();
+    await t.cleanup();
+  }
+});
+
+Deno.test("celeriac's traceparent reaches a Python worker where its OTel instrumentation reads it", async () => {
+  const t = setup("topy");
+  const otlp = otlpReceiver();
+  const py = spawn([
+    "/usr/bin/python3",
+    "-m",
+    "celery",
+    "-A",
+    "otel_tasks",
+    "--workdir",
+    new URL("./python/", import.meta.url).pathname,
+    "worker",
+    "-Q",
+    t.queue,
+    "-P",
+    "solo",
+    "-c",
+    "1",
+    "--without-heartbeat",
+    "--without-gossip",
+    "--without-mingle",
+    "-n",
+    `py-${t.queue}@%h`,
+    "--loglevel",
+    "INFO",
+  ], {
+    CELERIAC_TEST_BROKER: REDIS,
+    CELERIAC_TEST_BACKEND: REDIS_BACKEND,
+    CELERIAC_TEST_PREFIX: t.prefix,
+  });
+  try {
+    await waitFor("the Python worker", () => /ready/.test(py.log()) || undefined, 30_000);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", PY_PRODUCER],
+      env: { ...t.env, ...otelEnv(otlp.endpoint, "producer"), CELERIAC_TEST_PY_QUEUE: t.queue },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert(out.success, `producer failed: ${new TextDecoder().decode(out.stderr)}`);
+    const sent = JSON.parse(new TextDecoder().decode(out.stdout).trim()) as {
+      id: string;
+      seen: { traceparent: string | null };
+    };
+    const pub = await waitFor(
+      "the publish span",
+      () =>
+        otlp.spans.find((s) =>
+          s.name === "apply_async/py.trace_context" && attr(s, "messaging.message.id") === sent.id
+        ),
+    );
+    assert.equal(sent.seen.traceparent, `00-${pub.traceId}-${pub.spanId}-01`);
+  } finally {
+    await py.stop();
     await otlp.close();
     await t.cleanup();
   }
