@@ -213,7 +213,6 @@ export function startRunSpan(info: RunInfo): RunSpan | null {
       "messaging.operation.name": "run",
       "messaging.destination.name": info.queue,
       "messaging.message.id": info.id,
-      "messaging.consumer.group.name": info.queue,
       "celery.action": "run",
       "celery.task_name": info.name,
       "celery.retries": info.retries,
