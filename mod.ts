@@ -151,6 +151,26 @@ export { EventDispatcher, type EventDispatcherOptions } from "./lib/worker/event
 export type { Pool, PoolRunOptions } from "./lib/worker/pool.ts";
 export { RevokedSet, type RevokedSetOptions } from "./lib/worker/revoked.ts";
 export { LamportClock } from "./lib/_clock.ts";
+export {
+  createLogger,
+  type LevelLogger,
+  type LoggerOptions,
+  type LogLevel,
+  parseLogLevel,
+} from "./lib/observe/logger.ts";
+export { logTaskLines, type TaskLogOptions } from "./lib/observe/task_log.ts";
+export {
+  type MetricsWorker,
+  otelMetricsEnabled,
+  WorkerMetrics,
+  type WorkerMetricsOptions,
+} from "./lib/observe/metrics.ts";
+export {
+  type MetricsServer,
+  serveMetrics,
+  type ServeMetricsOptions,
+} from "./lib/observe/metrics_server.ts";
+export { tracingEnabled } from "./lib/observe/tracing.ts";
 export type {
   Backend,
   BackendOptions,

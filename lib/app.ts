@@ -21,6 +21,7 @@ import { encodeTask, type SignatureDict } from "./protocol/message.ts";
 import { AsyncResult, EagerResult, type GroupResult, type RevokeOptions } from "./result.ts";
 import { AppEvent, type AppEventMap } from "./signals.ts";
 import { GuardedListeners } from "./_guarded_listeners.ts";
+import { startPublishSpan } from "./observe/tracing.ts";
 import { type SendOptions, Task, type TaskFunction, type TaskOptions } from "./task.ts";
 import { currentTask, execute } from "./worker/execute.ts";
 import type { Outcome, RequestContext } from "./worker/outcome.ts";
@@ -512,16 +513,28 @@ export class App extends EventTarget {
       chain: options.chain ?? null,
       chord: options.chord ?? null,
     });
-    const detail = { name, id, queue, message };
-    this.dispatchEvent(new AppEvent("beforeTaskPublish", detail));
-    const broker = await this.getBroker();
-    const publishOptions = options.priority === undefined ? {} : { priority: options.priority };
-    if (eta && eta.getTime() > Date.now()) {
-      await broker.schedule(queue, message, eta, publishOptions);
-    } else {
-      await broker.publish(queue, message, publishOptions);
+    // The PRODUCER span (null when tracing is off) writes traceparent into the headers.
+    const span = startPublishSpan(
+      { name, id, queue, brokerUrl: this.conf.brokerUrl, retries: options.retries ?? 0 },
+      message,
+    );
+    try {
+      const detail = { name, id, queue, message };
+      this.dispatchEvent(new AppEvent("beforeTaskPublish", detail));
+      const broker = await this.getBroker();
+      const publishOptions = options.priority === undefined ? {} : { priority: options.priority };
+      if (eta && eta.getTime() > Date.now()) {
+        await broker.schedule(queue, message, eta, publishOptions);
+      } else {
+        await broker.publish(queue, message, publishOptions);
+      }
+      this.dispatchEvent(new AppEvent("afterTaskPublish", detail));
+    } catch (error) {
+      span?.fail(error);
+      throw error;
+    } finally {
+      span?.end();
     }
-    this.dispatchEvent(new AppEvent("afterTaskPublish", detail));
     return new AsyncResult<R>(id, this);
   }
 

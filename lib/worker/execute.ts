@@ -12,6 +12,7 @@ import type { State } from "../protocol/states.ts";
 import { backoffCountdown } from "../backoff.ts";
 import { matchesError, TaskContext } from "../task.ts";
 import { bindArguments, parameterNames } from "./arguments.ts";
+import { withHeadersContext } from "../observe/tracing.ts";
 import { type Outcome, type RunRequest, toErrorShape } from "./outcome.ts";
 
 /** The task running in the current async context, so that tasks it sends get its ids. */
@@ -78,7 +79,11 @@ export async function execute(
   try {
     const fn = task.fn as (this: TaskContext, ...args: unknown[]) => unknown;
     const args = bindArguments(request.args, request.kwargs, paramsOf(fn, task.options.params));
-    const value = await currentTask.run(context, () => fn.apply(context, args));
+    // In a Web Worker, the parent's CONSUMER span continues through the run's traceparent.
+    const value = await withHeadersContext(
+      request.context.headers,
+      () => currentTask.run(context, () => fn.apply(context, args)),
+    );
     return { kind: "success", value, runtime: runtime() };
   } catch (thrown) {
     const error = autoretry(task, context, thrown);
