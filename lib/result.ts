@@ -266,19 +266,34 @@ export class AsyncResult<R = unknown> {
  * ```
  */
 export class EagerResult<R = unknown> {
-  /** The task id. */
+  /** The task id (a chain's last step's, a chord body's, a group's id). */
   readonly id: string;
   readonly #meta: Promise<ResultMeta>;
+  readonly #node: Promise<AsyncResult | GroupResult> | undefined;
 
   /**
    * Made by `apply()`.
    *
    * @param id The task id.
    * @param meta The run's final meta.
+   * @param node For a canvas: the result graph, in the eager run's own backend.
    */
-  constructor(id: string, meta: Promise<ResultMeta>) {
+  constructor(id: string, meta: Promise<ResultMeta>, node?: Promise<AsyncResult | GroupResult>) {
     this.id = id;
     this.#meta = meta;
+    this.#node = node;
+    // A failed run is reported by get()/meta(), not as an unhandled rejection.
+    node?.catch(() => {});
+  }
+
+  /**
+   * For an eager canvas (`signature.apply()`), the handle of its result graph: `parent`
+   * links, `children()`, `collect()`, a group's members. `null` for `task.apply()`.
+   *
+   * @returns The handle.
+   */
+  async handle(): Promise<AsyncResult | GroupResult | null> {
+    return this.#node ? await this.#node : null;
   }
 
   /**
@@ -322,7 +337,7 @@ export class EagerResult<R = unknown> {
  * await app.close();
  * ```
  */
-export class GroupResult<R = unknown> {
+export class GroupResult<R = unknown, T extends unknown[] = R[]> {
   /** The group id. */
   readonly id: string;
   /** The members, in call order. */
@@ -399,10 +414,10 @@ export class GroupResult<R = unknown> {
    * @param options Timeout (ms), signal, propagate.
    * @returns The values.
    */
-  async join(options: GetOptions = {}): Promise<R[]> {
+  async join(options: GetOptions = {}): Promise<T> {
     const metas = new Map<string, ResultMeta>();
     for await (const meta of this.completed(options)) metas.set(meta.task_id, meta);
-    return this.results.map((r) => valueOf<R>(metas.get(r.id)!, options.propagate ?? true));
+    return this.results.map((r) => valueOf<R>(metas.get(r.id)!, options.propagate ?? true)) as T;
   }
 
   /**
@@ -411,7 +426,7 @@ export class GroupResult<R = unknown> {
    * @param options Timeout (ms), signal, propagate.
    * @returns The values.
    */
-  get(options: GetOptions = {}): Promise<R[]> {
+  get(options: GetOptions = {}): Promise<T> {
     return this.join(options);
   }
 

@@ -276,6 +276,7 @@ export class Request {
         hostname: host.hostname,
         isEager: false,
         replyTo: req.replyTo,
+        embed: req.embed,
       },
     };
     this.#event("taskPrerun", { id: req.id, name: req.name, args: req.args, kwargs: req.kwargs });
@@ -314,7 +315,7 @@ export class Request {
         const children = await host.followUps.succeeded(req, outcome.value);
         if (!ignoreResult) {
           const meta = makeMeta(req.id, "SUCCESS", outcome.value, this.#lineage());
-          meta.children = children;
+          meta.children = [...(outcome.children ?? []), ...children];
           const unencodable = await this.#store(meta, { encodeErrors: true });
           if (unencodable) {
             const text =
