@@ -61,7 +61,9 @@ export {
   EagerResult,
   type GetOptions,
   GroupResult,
+  type JoinOptions,
   resultFromTuple,
+  ResultSet,
   type RevokeOptions,
 } from "./lib/result.ts";
 export {
