@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import {
   App,
-  AsyncResult,
+  type AsyncResult,
   chain,
   chord,
   group,
