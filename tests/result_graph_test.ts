@@ -63,6 +63,10 @@ function graphApp(conf: ReturnType<(typeof SETUPS)[number]["conf"]>, taskAlwaysE
     await chain(add.s(x, 4), add.s(10)).delay();
     return "spawned";
   });
+  const spawnThenFail = app.task("tasks.spawn_then_fail", async (x: number) => {
+    await add.delay(x, 1);
+    throw new RangeError("after spawning");
+  });
   const progress = app.task("tasks.progress", async function (steps: number) {
     for (let i = 1; i <= steps; i++) {
       await this.updateState("PROGRESS", { current: i, total: steps });
@@ -81,7 +85,7 @@ function graphApp(conf: ReturnType<(typeof SETUPS)[number]["conf"]>, taskAlwaysE
     });
     return ms;
   });
-  return { app, calls, add, tsum, onError, spawner, progress, sleeper, prefix };
+  return { app, calls, add, tsum, onError, spawner, spawnThenFail, progress, sleeper, prefix };
 }
 
 async function withWorker<T>(app: App, fn: () => Promise<T>): Promise<T> {
@@ -127,6 +131,11 @@ for (const setup of SETUPS) {
         const r = await g.add.s(1, 1).link(g.add.s(10).link(g.add.s(100))).delay();
         assert.equal(await r.getLeaf(T), 112);
         assert.equal(await r.get(T), 2);
+        // A task that fails after sending one still records it, as Celery does.
+        const f = await g.spawnThenFail.delay(1);
+        await assert.rejects(() => f.get(T), /after spawning/);
+        const [sent] = await f.children();
+        assert.equal(await sent!.get(T), 2);
       });
       // ... and with taskAlwaysEager: the body's sends run here too, and the graph is the same.
       const e = graphApp(setup.conf(), true);

@@ -71,7 +71,14 @@ export function eagerMeta(req: Pick<TaskRequest, "id" | "parentId" | "group">, o
     }
     case "retry":
       return makeMeta(id, "RETRY", outcome.error ? shapeToInfo(outcome.error) : null, lineage);
-    case "failure":
+    case "failure": {
+      const meta = makeMeta(id, "FAILURE", shapeToInfo(outcome.error), {
+        ...lineage,
+        traceback: outcome.error.stack,
+      });
+      meta.children = outcome.children ?? [];
+      return meta;
+    }
     case "lost":
     case "reject":
       return makeMeta(id, "FAILURE", shapeToInfo(outcome.error), {

@@ -119,7 +119,10 @@ export async function execute(
     if (error instanceof Ignore) return { kind: "ignore" };
     const shape = toErrorShape(error);
     if (matchesError(task.options.throws, error)) shape.expected = true;
-    return { kind: "failure", error: shape, runtime: runtime() };
+    const children = context.childTuples();
+    return children.length
+      ? { kind: "failure", error: shape, runtime: runtime(), children }
+      : { kind: "failure", error: shape, runtime: runtime() };
   }
 }
 

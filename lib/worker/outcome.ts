@@ -30,7 +30,13 @@ export type Outcome =
     /** Result tuples of the tasks the body sent (stored as the meta's `children`). */
     children?: unknown[];
   }
-  | { kind: "failure"; error: ErrorShape; runtime: number }
+  | {
+    kind: "failure";
+    error: ErrorShape;
+    runtime: number;
+    /** Result tuples of the tasks the body sent before it failed. */
+    children?: unknown[];
+  }
   | { kind: "retry"; countdown: number | null; eta: string | null; error: ErrorShape | null }
   | { kind: "reject"; requeue: boolean; error: ErrorShape }
   | { kind: "ignore" }

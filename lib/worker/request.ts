@@ -392,15 +392,29 @@ export class Request {
           `Task ${req.name}[${req.id}] raised ${outcome.error.name}: ${outcome.error.message}`;
         if (outcome.error.expected) app.logger.info(text);
         else app.logger.warn(text, { traceback: outcome.error.stack });
-        await this.#fail(req, shapeToInfo(outcome.error), outcome.error.stack, storeErrors);
+        await this.#fail(
+          req,
+          shapeToInfo(outcome.error),
+          outcome.error.stack,
+          storeErrors,
+          outcome.children,
+        );
         return { ending: "failure", state: "FAILURE" };
       }
     }
   }
 
-  async #fail(req: TaskRequest, exc: ExceptionInfo, traceback: string | null, store: boolean) {
+  async #fail(
+    req: TaskRequest,
+    exc: ExceptionInfo,
+    traceback: string | null,
+    store: boolean,
+    children: unknown[] = [],
+  ) {
     if (store) {
-      await this.#store(makeMeta(req.id, "FAILURE", exc, { ...this.#lineage(), traceback }));
+      const meta = makeMeta(req.id, "FAILURE", exc, { ...this.#lineage(), traceback });
+      meta.children = children;
+      await this.#store(meta);
     }
     this.#event("taskFailure", { id: req.id, name: req.name, exception: exc, traceback });
     await this.#host.followUps.chordPart(req, "FAILURE", exc);
