@@ -20,7 +20,7 @@ import { formatLogLine } from "./lib/_log.ts";
 import { App, type Logger } from "./lib/app.ts";
 import { startBeat } from "./lib/beat/beat.ts";
 import { Consumer } from "./lib/worker/consumer.ts";
-import { redact } from "./lib/connect.ts";
+import { redact } from "./lib/_url.ts";
 import { events, purge, remote, status } from "./lib/cli/monitor.ts";
 
 const USAGE: Record<string, string> = {
@@ -128,6 +128,9 @@ class UsageError extends Error {
 }
 
 const LEVELS = ["debug", "info", "warn", "error"] as const;
+
+// How long a stopping worker with no task running waits for its connections (ms).
+const STOP_GRACE = 3_000;
 
 function consoleLogger(level: string): Logger {
   const min = LEVELS.indexOf(level as typeof LEVELS[number]);
@@ -271,15 +274,34 @@ async function worker(argv: string[]): Promise<number> {
 
   let exitCode = 0;
   let signals = 0;
+  // Once no task runs, what is left of a shutdown is clean-up on the connections (requeues,
+  // the offline event). Against a broker that does not answer that could wait for minutes:
+  // after STOP_GRACE the connections are closed, which ends every pending command at once.
+  let watchdog: ReturnType<typeof setInterval> | undefined;
+  let idleSince = 0;
+  const forceClose = (why: string) => {
+    clearInterval(watchdog);
+    logger.warn(`${why}: closing the connections`);
+    app.close().catch(() => {});
+  };
   const onSignal = (name: Deno.Signal) => () => {
     signals++;
     if (signals === 1) {
       logger.info(`${name}: warm shutdown (finishing running tasks; ${name} again to stop now)`);
       controller.abort();
+      watchdog = setInterval(() => {
+        if (consumer.active > 0) return void (idleSince = 0);
+        idleSince ||= Date.now();
+        if (Date.now() - idleSince >= STOP_GRACE) {
+          forceClose("shutdown: the broker does not answer");
+        }
+      }, 250);
     } else if (signals === 2) {
       logger.warn(`${name}: cold shutdown`);
       exitCode = 1;
       consumer.terminate();
+      clearInterval(watchdog);
+      watchdog = setInterval(() => forceClose("cold shutdown still waiting"), STOP_GRACE);
     }
   };
   const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, onSignal(s)] as const);
@@ -288,9 +310,11 @@ async function worker(argv: string[]): Promise<number> {
   try {
     await consumer.run();
   } finally {
+    clearInterval(watchdog);
     await beat?.close();
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
-    await app.close().catch((e) => logger.error(`closing: ${e}`));
+    // Never hides the error that ended the run (it propagates to main's one line).
+    await app.close().catch((e) => logger.error(`closing: ${(e as Error)?.message ?? e}`));
   }
   return exitCode;
 }
@@ -375,7 +399,10 @@ async function call(argv: string[]): Promise<number> {
     {},
   );
   const app = await appFor(values);
+  const timeout = num(values.timeout, "timeout") ?? 60_000;
   try {
+    await app.getBroker({ signal: AbortSignal.timeout(timeout) });
+    if (values.wait) await app.getBackend({ signal: AbortSignal.timeout(timeout) });
     const options: Parameters<App["sendTask"]>[3] = {};
     const countdown = num(values.countdown, "countdown");
     if (countdown !== undefined) options.countdown = countdown;
@@ -391,11 +418,11 @@ async function call(argv: string[]): Promise<number> {
     const result = await app.sendTask(name, args, kwargs, options);
     console.log(result.id);
     if (values.wait) {
-      const value = await result.get({ timeout: num(values.timeout, "timeout") ?? 60_000 });
+      const value = await result.get({ timeout });
       console.log(JSON.stringify(value));
     }
   } finally {
-    await app.close();
+    await closeQuietly(app);
   }
   return 0;
 }
@@ -421,11 +448,11 @@ async function result(argv: string[]): Promise<number> {
   const id = positionals[0];
   if (!id || positionals.length > 1) throw new UsageError("result needs exactly one task id");
   const app = await appFor(values);
+  const timeout = num(values.timeout, "timeout") ?? 60_000;
   try {
+    await app.getBackend({ signal: AbortSignal.timeout(timeout) });
     const r = app.asyncResult(id);
-    if (values.wait) {
-      await r.get({ timeout: num(values.timeout, "timeout") ?? 60_000, propagate: false });
-    }
+    if (values.wait) await r.get({ timeout, propagate: false });
     const meta = await r.meta();
     if (!meta) {
       console.log("PENDING");
@@ -435,7 +462,17 @@ async function result(argv: string[]): Promise<number> {
     if (values.traceback && meta.traceback) console.log(meta.traceback);
     return meta.status === "FAILURE" ? 1 : 0;
   } finally {
+    await closeQuietly(app);
+  }
+}
+
+// Closes a client command's app; a close error goes to stderr and never replaces the error
+// the command failed with.
+async function closeQuietly(app: App): Promise<void> {
+  try {
     await app.close();
+  } catch (error) {
+    console.error(`celeriac: closing: ${(error as Error)?.message ?? error}`);
   }
 }
 

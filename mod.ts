@@ -127,7 +127,9 @@ export type {
   ConsumeDirectOptions,
   ConsumeOptions,
   DeadLetter,
+  DeadLetterEvent,
   Delivery,
+  DeliveryRejectOptions,
   PublishOptions,
   QueueCounts,
   ScheduledMessage,
@@ -170,7 +172,7 @@ export {
   type BrokerConnectOptions,
   createBackend,
   createBroker,
-} from "./lib/connect.ts";
+} from "./lib/transport/registry.ts";
 export type { ExceptionInfo } from "./lib/protocol/exceptions.ts";
 export type {
   DeliveryInfo,

@@ -15,10 +15,28 @@ import {
   ErrorReply,
   SocketClosedUnexpectedlyError,
 } from "redis";
+import { isIP } from "node:net";
 import { delay } from "./_signal.ts";
+import { type ParsedUrl, parseUrl } from "./_url.ts";
 
 /** A node-redis client, as {@linkcode createRedisClient} makes it. */
 export type RedisClient = ReturnType<typeof createClient>;
+
+/** TLS settings of a `rediss://` URL (redis-py's `ssl_*` query parameters). */
+export interface RedisTlsOptions {
+  /** Path of a PEM file with the CA certificates to trust (`ssl_ca_certs`). */
+  caFile?: string;
+  /** Path of the client certificate, PEM (`ssl_certfile`). */
+  certFile?: string;
+  /** Path of the client key, PEM (`ssl_keyfile`). */
+  keyFile?: string;
+  /**
+   * Whether the server's certificate must verify (`ssl_cert_reqs`: `required`, or `none` /
+   * `optional`, which Node cannot tell apart, to skip the check).
+   * @default {true}
+   */
+  verify?: boolean;
+}
 
 /** What a `redis://` or `rediss://` URL says. */
 export interface RedisUrl {
@@ -34,14 +52,31 @@ export interface RedisUrl {
   password?: string;
   /** Whether to use TLS (`rediss://`). */
   tls: boolean;
+  /** TLS settings from the query (`?ssl_cert_reqs=none&ssl_ca_certs=/ca.pem`). */
+  tlsOptions?: RedisTlsOptions;
+  /** Longest a socket may take to connect, in ms (`?socket_connect_timeout=S`, seconds). */
+  connectTimeout?: number;
 }
 
+const CERT_REQS: Record<string, boolean> = {
+  required: true,
+  cert_required: true,
+  optional: false,
+  cert_optional: false,
+  none: false,
+  cert_none: false,
+};
+
 /**
- * Parses a Redis URL: `redis://[[user]:password@]host[:port][/db]`, `rediss://` for TLS.
+ * Parses a Redis URL: `redis://[[user]:password@]host[:port][/db]`, `rediss://` for TLS, with
+ * redis-py's `ssl_cert_reqs`, `ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile` and
+ * `socket_connect_timeout` query parameters. The password may hold any character (a raw `@`,
+ * `:`, `/` or `%` included).
  *
  * @param url The URL.
  * @returns Its parts.
- * @throws {TypeError} For another scheme, a bad port or a database that is not a number.
+ * @throws {TypeError} For another scheme, a bad port, a database that is not a number or a bad
+ *   query parameter.
  * @example
  * ```ts
  * import { parseRedisUrl } from "./_redis.ts";
@@ -50,12 +85,13 @@ export interface RedisUrl {
  * ```
  */
 export function parseRedisUrl(url: string): RedisUrl {
-  let parsed: URL;
+  let parts: ParsedUrl;
   try {
-    parsed = new URL(url);
+    parts = parseUrl(url);
   } catch (cause) {
     throw new TypeError(`Cannot use Redis URL: it is not a valid URL`, { cause });
   }
+  const parsed = parts.url;
   const scheme = parsed.protocol;
   if (scheme !== "redis:" && scheme !== "rediss:") {
     throw new TypeError(`Cannot use Redis URL: scheme must be redis: or rediss:, got ${scheme}`);
@@ -72,19 +108,82 @@ export function parseRedisUrl(url: string): RedisUrl {
     db,
     tls: scheme === "rediss:",
   };
-  if (parsed.username) result.username = decodeURIComponent(parsed.username);
-  if (parsed.password) result.password = decodeURIComponent(parsed.password);
+  if (parts.username !== undefined) result.username = parts.username;
+  if (parts.password !== undefined && parts.password !== "") result.password = parts.password;
+  const q = parsed.searchParams;
+  const tls: RedisTlsOptions = {};
+  const reqs = q.get("ssl_cert_reqs");
+  if (reqs !== null) {
+    const verify = CERT_REQS[reqs.toLowerCase()];
+    if (verify === undefined) {
+      throw new TypeError(
+        `Cannot use Redis URL: ssl_cert_reqs must be required, optional or none, got "${reqs}"`,
+      );
+    }
+    tls.verify = verify;
+  }
+  const ca = q.get("ssl_ca_certs");
+  if (ca) tls.caFile = ca;
+  const cert = q.get("ssl_certfile");
+  if (cert) tls.certFile = cert;
+  const key = q.get("ssl_keyfile");
+  if (key) tls.keyFile = key;
+  if (Object.keys(tls).length) result.tlsOptions = tls;
+  const timeout = q.get("socket_connect_timeout");
+  if (timeout !== null) {
+    const seconds = Number(timeout);
+    if (!(seconds > 0)) {
+      throw new TypeError(
+        `Cannot use Redis URL: socket_connect_timeout must be positive seconds, got "${timeout}"`,
+      );
+    }
+    result.connectTimeout = seconds * 1000;
+  }
   return result;
 }
 
 /**
- * Makes a client that reconnects forever (backoff up to 2 s) and never throws an unhandled
- * `error` event: commands sent while it is down wait in the offline queue.
+ * The TLS socket options of a parsed URL: certificates read from their files, and a server
+ * name (SNI, and the name checked in the certificate) only for a host name, never an IP.
+ *
+ * @param host The host.
+ * @param options The TLS settings.
+ * @returns Options for `tls.connect`.
+ * @throws {Deno.errors.NotFound} When a certificate file is missing.
+ * @example
+ * ```ts
+ * import { tlsSocketOptions } from "./_redis.ts";
+ * console.assert(tlsSocketOptions("127.0.0.1", {}).servername === undefined);
+ * console.assert(tlsSocketOptions("cache", {}).servername === "cache");
+ * ```
+ */
+export function tlsSocketOptions(
+  host: string,
+  options: RedisTlsOptions,
+): { servername?: string; ca?: string; cert?: string; key?: string; rejectUnauthorized: boolean } {
+  const out: ReturnType<typeof tlsSocketOptions> = {
+    rejectUnauthorized: options.verify ?? true,
+  };
+  if (isIP(host) === 0) out.servername = host;
+  if (options.caFile) out.ca = Deno.readTextFileSync(options.caFile);
+  if (options.certFile) out.cert = Deno.readTextFileSync(options.certFile);
+  if (options.keyFile) out.key = Deno.readTextFileSync(options.keyFile);
+  return out;
+}
+
+/**
+ * Makes a client. Until it has been ready once, a failed connection is not retried:
+ * `connect()` rejects with the cause (`ECONNREFUSED`, `WRONGPASS`, a TLS error), so the caller
+ * decides whether and when to try again (see `lib/_connect_retry.ts`). Once ready, a lost
+ * connection is retried forever (backoff up to 2 s) while commands wait in the offline queue;
+ * the first error of each outage goes to `onError`, and it never throws an unhandled `error`
+ * event.
  *
  * @param url The parsed URL.
- * @param onError Receives connection errors (they are retried).
+ * @param onError Receives connection errors after the client was ready (they are retried).
  * @param name The connection name (`CLIENT SETNAME`), set again after every reconnect.
  * @returns A client, not yet connected.
+ * @throws {Deno.errors.NotFound} When a TLS certificate file is missing.
  * @example
  * ```ts ignore
  * import { createRedisClient, parseRedisUrl } from "./_redis.ts";
@@ -98,19 +197,33 @@ export function createRedisClient(
   onError?: (e: Error) => void,
   name?: string,
 ): RedisClient {
+  let ready = false;
+  let outage = false;
+  const socket = {
+    host: url.host,
+    port: url.port,
+    ...(url.connectTimeout !== undefined ? { connectTimeout: url.connectTimeout } : {}),
+    reconnectStrategy: (retries: number) =>
+      ready ? Math.min(50 * 2 ** Math.min(retries, 6), 2000) : false as const,
+  };
   const client = createClient({
-    socket: {
-      host: url.host,
-      port: url.port,
-      tls: url.tls,
-      reconnectStrategy: (retries: number) => Math.min(50 * 2 ** Math.min(retries, 6), 2000),
-    },
+    socket: url.tls
+      ? { ...socket, tls: true as const, ...tlsSocketOptions(url.host, url.tlsOptions ?? {}) }
+      : socket,
     database: url.db,
     ...(url.username !== undefined ? { username: url.username } : {}),
     ...(url.password !== undefined ? { password: url.password } : {}),
     ...(name !== undefined ? { name } : {}),
   });
-  client.on("error", (e: Error) => onError?.(e));
+  client.on("ready", () => {
+    ready = true;
+    outage = false;
+  });
+  client.on("error", (e: Error) => {
+    if (!ready || outage) return;
+    outage = true;
+    onError?.(e);
+  });
   return client;
 }
 
@@ -150,6 +263,72 @@ export async function closeRedisClient(client: RedisClient, timeout = 2000): Pro
   }
 }
 
+// How long a TLS handshake may go unanswered before the port is probed for plain TCP (ms).
+const TLS_HANDSHAKE_PROBE = 2_500;
+
+/** A `rediss://` URL points at a port that accepts TCP but never answers the TLS handshake. */
+export class RedisTlsHandshakeError extends Error {
+  /** Node's code for a TLS failure, so that the error is sorted as one. */
+  readonly code = "ERR_TLS_HANDSHAKE_TIMEOUT";
+
+  /**
+   * Creates the error.
+   *
+   * @param host The host.
+   * @param port The port.
+   */
+  constructor(host: string, port: number) {
+    super(
+      `TLS handshake with ${host}:${port} got no reply, though the port accepts TCP: ` +
+        `is it a plain (non-TLS) port? Use redis:// for it, or the server's TLS port`,
+    );
+    this.name = "RedisTlsHandshakeError";
+  }
+}
+
+/**
+ * Connects a client made by {@linkcode createRedisClient}. A TLS client whose handshake is not
+ * answered for a while has its port probed with plain TCP: a port that accepts TCP but stays
+ * silent to TLS is a plain Redis port, reported as {@linkcode RedisTlsHandshakeError} instead of
+ * a bare timeout (a plain Redis server waits forever for the end of a "command").
+ *
+ * @param client The client.
+ * @returns When the client is ready.
+ * @throws What the connection failed with.
+ */
+export async function connectRedisClient(client: RedisClient): Promise<void> {
+  const socket = client.options?.socket as
+    | { tls?: boolean; host?: string; port?: number }
+    | undefined;
+  if (!socket?.tls) {
+    await client.connect();
+    return;
+  }
+  let socketUp = false;
+  const onConnect = () => socketUp = true;
+  client.on("connect", onConnect);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const silent = new Promise<never>((_, reject) => {
+    timer = setTimeout(async () => {
+      if (socketUp || !socket.host || !socket.port) return;
+      const tcp = await Deno.connect({ hostname: socket.host, port: socket.port }).catch(() =>
+        undefined
+      );
+      if (!tcp) return;
+      tcp.close();
+      if (socketUp) return;
+      reject(new RedisTlsHandshakeError(socket.host, socket.port));
+      void closeRedisClient(client, 0);
+    }, TLS_HANDSHAKE_PROBE);
+  });
+  try {
+    await Promise.race([client.connect(), silent]);
+  } finally {
+    clearTimeout(timer);
+    client.off("connect", onConnect);
+  }
+}
+
 /**
  * One shared client, connected on first use. A failed connect is not remembered (the next
  * `get()` tries again), and a client found wedged can be replaced.
@@ -157,6 +336,8 @@ export async function closeRedisClient(client: RedisClient, timeout = 2000): Pro
 export class SharedRedisClient {
   readonly #make: () => RedisClient;
   #current: Promise<RedisClient> | undefined;
+  // Clients still connecting, by their promise, so that an abort can stop them.
+  #connecting = new Map<Promise<RedisClient>, RedisClient>();
 
   /**
    * Creates the holder; nothing connects yet.
@@ -173,22 +354,46 @@ export class SharedRedisClient {
   }
 
   /**
-   * The connected client, connecting it first when there is none.
+   * The connected client, connecting it first when there is none. One attempt: a failed
+   * connect rejects with its cause and is not remembered, so the next call tries again.
    *
+   * @param signal Gives up this call; when it aborts while the client is still connecting,
+   *   that client is disconnected (the next call makes a new one).
    * @returns The client.
    */
-  get(): Promise<RedisClient> {
-    if (this.#current) return this.#current;
-    const connecting = (async () => {
+  get(signal?: AbortSignal): Promise<RedisClient> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    let current = this.#current;
+    if (!current) {
       const client = this.#make();
-      await client.connect();
-      return client;
-    })();
-    this.#current = connecting;
-    connecting.catch(() => {
-      if (this.#current === connecting) this.#current = undefined;
+      const connecting = current = (async () => {
+        await connectRedisClient(client);
+        return client;
+      })();
+      this.#current = connecting;
+      this.#connecting.set(connecting, client);
+      connecting.then(
+        () => this.#connecting.delete(connecting),
+        () => {
+          this.#connecting.delete(connecting);
+          if (this.#current === connecting) this.#current = undefined;
+        },
+      );
+    }
+    if (!signal) return current;
+    const pending = current;
+    return new Promise<RedisClient>((resolve, reject) => {
+      const onAbort = () => {
+        reject(signal.reason);
+        const client = this.#connecting.get(pending);
+        if (!client) return;
+        if (this.#current === pending) this.#current = undefined;
+        this.#connecting.delete(pending);
+        void closeRedisClient(client, 0);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      pending.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
     });
-    return connecting;
   }
 
   /**

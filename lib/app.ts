@@ -9,7 +9,9 @@ import type { BeatEntries, BeatEntry } from "./beat/entry.ts";
 import type { Broker } from "./brokers/broker.ts";
 import { applySignature } from "./canvas/apply.ts";
 import { registerBuiltins } from "./canvas/builtins.ts";
-import { createBackend, createBroker } from "./connect.ts";
+import { createBackend, createBroker } from "./transport/registry.ts";
+import { connectionErrorLogger, Connector } from "./_connect_retry.ts";
+import { redact } from "./_url.ts";
 import { Control } from "./control.ts";
 import { type CeleryEvent, receiveEvents, type ReceiveEventsOptions } from "./events.ts";
 import {
@@ -86,6 +88,23 @@ export interface AppOptions {
   maxDeliveries?: number;
   /** Transport options passed to the broker and backend. */
   transportOptions?: Record<string, unknown>;
+  /**
+   * Retry connecting to the broker and backend at start-up, logging each failed attempt
+   * (Celery's `broker_connection_retry_on_startup`); `false` makes one attempt.
+   * @default {true}
+   */
+  brokerConnectionRetryOnStartup?: boolean;
+  /**
+   * Connection retries before giving up; `0` retries forever (Celery's
+   * `broker_connection_max_retries`). Authentication and TLS failures get one retry only.
+   * @default {100}
+   */
+  brokerConnectionMaxRetries?: number;
+  /**
+   * Longest one connection attempt may take, in ms (Celery's `broker_connection_timeout`).
+   * @default {4_000}
+   */
+  brokerConnectionTimeout?: number;
   /** Where the library logs. @default {no logging} */
   logger?: Logger;
   /** Periodic tasks by name, as Celery's `beat_schedule`; run by `cli.ts beat`. */
@@ -196,6 +215,9 @@ export class App extends EventTarget {
       taskAlwaysEager: options.taskAlwaysEager ?? false,
       acksLate: options.acksLate ?? false,
       maxDeliveries: options.maxDeliveries ?? 10,
+      brokerConnectionRetryOnStartup: options.brokerConnectionRetryOnStartup ?? true,
+      brokerConnectionMaxRetries: options.brokerConnectionMaxRetries ?? 100,
+      brokerConnectionTimeout: options.brokerConnectionTimeout ?? 4_000,
       transportOptions: options.transportOptions ?? {},
     };
     registerBuiltins(this);
@@ -308,31 +330,52 @@ export class App extends EventTarget {
   }
 
   /**
-   * The broker, connected on first use.
+   * The broker, connected on first use: failed attempts are retried and logged as the
+   * `brokerConnection*` options say.
    *
+   * @param options `signal` gives up waiting (a worker stopped while connecting).
    * @returns The broker.
+   * @throws {ConnectionFailedError} When it cannot connect.
    */
-  getBroker(): Promise<Broker> {
-    return this.#broker ??= createBroker(this.conf.brokerUrl, {
+  async getBroker(options: { signal?: AbortSignal } = {}): Promise<Broker> {
+    this.#broker ??= createBroker(this.conf.brokerUrl, {
       maxDeliveries: this.conf.maxDeliveries,
       transportOptions: this.conf.transportOptions,
+      onError: this.#onConnectionError("broker"),
     });
+    return await this.#connector.ready(await this.#broker, "broker", options.signal);
   }
 
   /**
-   * The result backend, connected on first use.
+   * The result backend, connected on first use (retried like the broker).
    *
+   * @param options `signal` gives up waiting.
    * @returns The backend.
+   * @throws {ConnectionFailedError} When it cannot connect.
    */
-  getBackend(): Promise<Backend> {
-    return this.#backend ??= (async () => {
-      const options: Parameters<typeof createBackend>[1] = {
+  async getBackend(options: { signal?: AbortSignal } = {}): Promise<Backend> {
+    this.#backend ??= (async () => {
+      const backendOptions: Parameters<typeof createBackend>[1] = {
         resultExpires: this.conf.resultExpires,
         transportOptions: this.conf.transportOptions,
+        onError: this.#onConnectionError("result backend"),
       };
-      if (this.conf.backendUrl.startsWith("rpc:")) options.broker = await this.getBroker();
-      return await createBackend(this.conf.backendUrl, options);
+      if (this.conf.backendUrl.startsWith("rpc:")) backendOptions.broker = await this.getBroker();
+      return await createBackend(this.conf.backendUrl, backendOptions);
     })();
+    return await this.#connector.ready(await this.#backend, "result backend", options.signal);
+  }
+
+  #connector = new Connector(() => ({
+    retry: this.conf.brokerConnectionRetryOnStartup,
+    maxRetries: this.conf.brokerConnectionMaxRetries,
+    timeout: this.conf.brokerConnectionTimeout,
+    logger: this.logger,
+  }));
+
+  #onConnectionError(what: string): (error: Error) => void {
+    const url = what === "broker" ? this.conf.brokerUrl : this.conf.backendUrl;
+    return connectionErrorLogger(() => this.logger, what, redact(url));
   }
 
   /**
@@ -638,16 +681,25 @@ export class App extends EventTarget {
    */
   close(): Promise<void> {
     return this.#closing ??= (async () => {
+      this.#connector.close();
       const errors: unknown[] = [];
       for (const resource of [this.#backend, this.#broker]) {
-        if (!resource) continue;
+        // One that could not be made (a bad URL) has nothing to close: its error went to the
+        // caller that asked for it, and must not come back from close() to hide it.
+        const made = await resource?.catch(() => undefined);
+        if (!made) continue;
         try {
-          await (await resource).close();
+          await made.close();
         } catch (error) {
           errors.push(error);
         }
       }
-      if (errors.length) throw new AggregateError(errors, "Closing the app failed");
+      if (errors.length) {
+        throw new AggregateError(
+          errors,
+          `Closing the app failed: ${errors.map((e) => (e as Error)?.message ?? e).join("; ")}`,
+        );
+      }
     })();
   }
 

@@ -286,7 +286,9 @@ export class Control {
   async #getBroker(): Promise<Broker> {
     const broker = this.#broker ?? await this.app.getBroker();
     if (!broker.broadcast) {
-      throw new TypeError(`Cannot use remote control: broker ${broker.url} has no broadcast`);
+      throw new TypeError(
+        `Cannot use remote control: broker ${broker.url} has no broadcast (no fan-out, as on SQS: use Redis or RabbitMQ for inspect/control)`,
+      );
     }
     return broker;
   }

@@ -49,7 +49,9 @@ export async function* receiveEvents(
   options: ReceiveEventsOptions = {},
 ): AsyncGenerator<CeleryEvent> {
   if (!broker.subscribe) {
-    throw new TypeError(`Cannot receive events: broker ${broker.url} has no subscribe`);
+    throw new TypeError(
+      `Cannot receive events: broker ${broker.url} has no subscribe (no fan-out, as on SQS: use Redis or RabbitMQ for events)`,
+    );
   }
   const subscribeOptions: Parameters<NonNullable<Broker["subscribe"]>>[1] = {};
   if (options.signal) subscribeOptions.signal = options.signal;

@@ -110,6 +110,45 @@ export function backendSuite(
   });
 
   Deno.test({
+    name: `${name}: waitFor() over 50 ids stored at once yields each exactly once`,
+    ignore: skipped(`waitFor() over 50 ids stored at once yields each exactly once`),
+    async fn() {
+      const { backend, prefix } = await make();
+      await using _ = backend;
+      const ids = Array.from({ length: 50 }, (_, i) => `${prefix}-many-${i}`);
+      await backend.store(ids[0]!, meta(ids[0]!, "SUCCESS", 0));
+      const seen: string[] = [];
+      const signal = AbortSignal.timeout(15_000);
+      const done = (async () => {
+        for await (const m of backend.waitFor(ids, { signal })) seen.push(m.task_id);
+      })();
+      await new Promise((r) => setTimeout(r, 100));
+      await Promise.all(ids.slice(1).map((id, i) => backend.store(id, meta(id, "SUCCESS", i + 1))));
+      await done;
+      assert.equal(seen.length, 50);
+      assert.deepEqual([...seen].sort(), [...ids].sort());
+    },
+  });
+
+  Deno.test({
+    name: `${name}: two waiters on one task both get its result`,
+    ignore: skipped(`two waiters on one task both get its result`),
+    async fn() {
+      const { backend, prefix } = await make();
+      await using _ = backend;
+      const id = `${prefix}-two`;
+      const signal = AbortSignal.timeout(15_000);
+      const wait = async () => {
+        for await (const m of backend.waitFor([id], { signal })) return m.result;
+      };
+      const both = Promise.all([wait(), wait()]);
+      await new Promise((r) => setTimeout(r, 100));
+      await backend.store(id, meta(id, "SUCCESS", { n: 7 }));
+      assert.deepEqual(await both, [{ n: 7 }, { n: 7 }]);
+    },
+  });
+
+  Deno.test({
     name: `${name}: forget() deletes a result`,
     ignore: skipped(`forget() deletes a result`),
     async fn() {

@@ -55,6 +55,10 @@ export interface RabbitNodeOptions {
   config?: string[];
   /** The `advanced.config` Erlang term, e.g. `[{rabbit, [{channel_tick_interval, 500}]}].` */
   advanced?: string;
+  /** The AMQP port (a free one when not given). */
+  port?: number;
+  /** The Erlang distribution port (a free one when not given). */
+  distPort?: number;
 }
 
 /**
@@ -64,8 +68,8 @@ export interface RabbitNodeOptions {
 export async function startRabbitNode(options: RabbitNodeOptions = {}): Promise<RabbitNode> {
   const dir = await Deno.makeTempDir({ prefix: "celeriac-rabbit-" });
   const node = `celeriac-test-${crypto.randomUUID().slice(0, 8)}@localhost`;
-  const port = freePort();
-  let dist = freePort();
+  const port = options.port ?? freePort();
+  let dist = options.distPort ?? freePort();
   while (dist === port) dist = freePort();
   await Deno.writeTextFile(`${dir}/enabled_plugins`, "[].\n");
   await Deno.writeTextFile(`${dir}/rabbitmq.conf`, (options.config ?? []).join("\n") + "\n");

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { AmqpBroker, AmqpQueueMismatchError } from "../lib/brokers/amqp.ts";
-import { createBroker } from "../lib/connect.ts";
-import { decodeTask, encodeTask } from "../lib/protocol/message.ts";
+import { createBroker } from "../lib/transport/registry.ts";
+import { decodeTask, encodeTask, type Message } from "../lib/protocol/message.ts";
 import { brokerSuite } from "./_broker_suite.ts";
 import { AMQP_URL, cleanup, python, queueCounts, taskQueueNames } from "./_amqp_helpers.ts";
 
@@ -12,10 +12,25 @@ function uniqueQueue(tag = "t") {
   return q;
 }
 
-brokerSuite("amqp broker", () => {
+brokerSuite("amqp broker", (options = {}) => {
   const queue = uniqueQueue("suite");
-  made.push(`${queue}.a`, `${queue}.b`);
-  return Promise.resolve({ broker: new AmqpBroker(AMQP_URL), queue });
+  made.push(`${queue}.a`, `${queue}.b`, `${queue}.dlq`);
+  const broker = new AmqpBroker(AMQP_URL, options);
+  return Promise.resolve({
+    broker,
+    queue,
+    releaseMarksRedelivered: true,
+    // The dead letters are the durable queue `<queue>.dlq`: read (and ack) what it holds.
+    deadLetters: async (q: string) => {
+      const out: Message[] = [];
+      const signal = AbortSignal.timeout(1_000);
+      for await (const d of broker.consume([`${q}.dlq`], { prefetch: 0, signal })) {
+        out.push(d.message);
+        await d.ack();
+      }
+      return out;
+    },
+  });
 });
 
 type Call = Parameters<typeof encodeTask>[0];

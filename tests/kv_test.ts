@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { join, resolve } from "node:path";
 import { KvBackend } from "../lib/backends/kv.ts";
 import { KvBroker } from "../lib/brokers/kv.ts";
-import { createBackend, createBroker } from "../lib/connect.ts";
+import { DEAD_LETTER_REASON_HEADER, type DeadLetterEvent } from "../lib/brokers/broker.ts";
+import { createBackend, createBroker } from "../lib/transport/registry.ts";
 import { DEFAULT_KV_PATH, kvTarget } from "../lib/_kv.ts";
 import { encodeTask } from "../lib/protocol/message.ts";
 import { backendSuite, meta } from "./_backend_suite.ts";
@@ -14,9 +15,10 @@ globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: tr
 
 const message = (id: string) => encodeTask({ id, name: "tasks.add", args: [1, 2], kwargs: {} });
 
-brokerSuite("kv broker", () => {
+brokerSuite("kv broker", (options = {}) => {
   const id = crypto.randomUUID();
-  return Promise.resolve({ broker: new KvBroker(`kv://${file}`), queue: `q-${id}` });
+  const broker = new KvBroker(`kv://${file}`, options);
+  return Promise.resolve({ broker, queue: `q-${id}`, deadLetters: (q) => broker.deadLetters(q) });
 });
 
 backendSuite("kv backend", () => {
@@ -159,6 +161,37 @@ Deno.test("kv broker dead-letters a message after maxDeliveries", async () => {
   assert.deepEqual(counts, [1, 2, 3]);
   const dead = await broker.deadLetters(q);
   assert.deepEqual(dead.map((m) => m.headers.id), ["poison"]);
+});
+
+Deno.test("kv broker reports a lease expired past maxDeliveries through onDeadLetter", async () => {
+  const q = `dead-lease-${crypto.randomUUID()}`;
+  const options = { leaseTime: 200, maintenanceInterval: 50, maxDeliveries: 1 };
+  await using a = new KvBroker(`kv://${file}`, options);
+  await a.publish(q, message("crashes-its-worker"));
+  const controller = new AbortController();
+  const it = a.consume([q], { signal: controller.signal })[Symbol.asyncIterator]();
+  assert.equal((await it.next()).value!.deliveryCount, 1);
+  controller.abort();
+  await it.return?.(undefined);
+  // The worker died holding it: nobody renews the lease.
+  await a.close();
+  await using b = new KvBroker(`kv://${file}`, options);
+  const events: DeadLetterEvent[] = [];
+  const c2 = new AbortController();
+  const timer = setTimeout(() => c2.abort(), 5_000);
+  const onDeadLetter = (e: DeadLetterEvent) => {
+    events.push(e);
+    c2.abort();
+  };
+  for await (const d of b.consume([q], { signal: c2.signal, onDeadLetter })) await d.ack();
+  clearTimeout(timer);
+  assert.equal(events.length, 1);
+  assert.equal(events[0]!.queue, q);
+  assert.equal(events[0]!.message?.headers.id, "crashes-its-worker");
+  assert.match(events[0]!.reason, /lease expired after 1 deliveries \(maxDeliveries 1\)/);
+  const dead = await b.deadLetters(q);
+  assert.deepEqual(dead.map((m) => m.headers.id), ["crashes-its-worker"]);
+  assert.equal(dead[0]!.headers[DEAD_LETTER_REASON_HEADER], events[0]!.reason);
 });
 
 Deno.test("kv broker schedule() survives the broker closing before the ETA", async () => {

@@ -3,9 +3,14 @@ import { MemoryBroker } from "../lib/brokers/memory.ts";
 import { backendSuite } from "./_backend_suite.ts";
 import { brokerSuite } from "./_broker_suite.ts";
 
-brokerSuite("memory broker", () => {
+brokerSuite("memory broker", (options = {}) => {
   const id = crypto.randomUUID();
-  return Promise.resolve({ broker: new MemoryBroker(`memory://${id}`), queue: `q-${id}` });
+  const broker = new MemoryBroker(`memory://${id}`, options);
+  return Promise.resolve({
+    broker,
+    queue: `q-${id}`,
+    deadLetters: (q) => Promise.resolve([...broker.deadLetters(q)]),
+  });
 });
 
 backendSuite("memory backend", () => {

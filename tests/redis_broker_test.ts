@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import type { Delivery } from "../lib/brokers/broker.ts";
+import {
+  DEAD_LETTER_REASON_HEADER,
+  type DeadLetterEvent,
+  type Delivery,
+} from "../lib/brokers/broker.ts";
+import { stringifyJson } from "../lib/protocol/json.ts";
 import { PRIORITY_SEP, RedisBroker } from "../lib/brokers/redis.ts";
 import { toKombuEnvelope } from "../lib/protocol/kombu.ts";
 import { decodeTask, encodeTask } from "../lib/protocol/message.ts";
@@ -16,14 +21,12 @@ import {
 // Prefixes the conformance suite used; the last test of this file deletes their keys.
 const suitePrefixes: string[] = [];
 
-brokerSuite("redis broker", () => {
+brokerSuite("redis broker", (options = {}) => {
   const id = crypto.randomUUID();
   const keyPrefix = `celeriac-test-${id}:`;
   suitePrefixes.push(keyPrefix);
-  return Promise.resolve({
-    broker: new RedisBroker(REDIS, { keyPrefix }),
-    queue: `q-${id}`,
-  });
+  const broker = new RedisBroker(REDIS, { keyPrefix, ...options });
+  return Promise.resolve({ broker, queue: `q-${id}`, deadLetters: (q) => broker.deadLetters(q) });
 });
 
 function fixture(options: ConstructorParameters<typeof RedisBroker>[1] = {}) {
@@ -211,6 +214,151 @@ Deno.test("redis broker: after maxDeliveries a requeued message goes to the dead
     assert.equal(dead.length, 1);
     assert.equal(dead[0]!.headers.id, "poison");
     assert.equal(await redis.hLen(`${f.prefix}celeriac.deliveries`), 0);
+  } finally {
+    await redis.disconnect();
+    await deleteByPrefix(f.prefix);
+  }
+});
+
+Deno.test("redis broker: what the claim script dead-letters by itself is reported, with its reason", async () => {
+  const f = fixture({ maxDeliveries: 2 });
+  await using broker = f.make();
+  const redis = await rawClient();
+  try {
+    const list = `${f.prefix}${f.queue}`;
+    const good = stringifyJson(
+      toKombuEnvelope(task("good"), { queue: f.queue, exchange: "", routingKey: f.queue }),
+    );
+    const untagged = JSON.parse(good);
+    delete untagged.properties.delivery_tag;
+    const worn = JSON.parse(good);
+    worn.properties.delivery_tag = `worn-${f.id}`;
+    // Delivered twice already (by a worker that died each time).
+    await redis.hSet(`${f.prefix}celeriac.deliveries`, `worn-${f.id}`, "2");
+    const junk = "\x00\x01 not json" + "x".repeat(10_000);
+    // LPUSH, consumed from the right: junk, untagged, worn, then the good one.
+    await redis.lPush(list, [junk, JSON.stringify(untagged), JSON.stringify(worn), good]);
+    const events: DeadLetterEvent[] = [];
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), 10_000);
+    const got: string[] = [];
+    for await (
+      const d of broker.consume([f.queue], {
+        prefetch: 10,
+        signal: controller.signal,
+        onDeadLetter: (e) => events.push(e),
+      })
+    ) {
+      got.push(String(d.message.headers.id));
+      await d.ack();
+      break;
+    }
+    clearTimeout(timer);
+    assert.deepEqual(got, ["good"]);
+    assert.equal(events.length, 3);
+    assert.ok(events.every((e) => e.queue === f.queue));
+    assert.match(events[0]!.reason, /not JSON/);
+    assert.equal(events[0]!.message, null);
+    assert.equal(events[0]!.raw?.length, 4096, "the event carries the start of the text");
+    assert.match(events[1]!.reason, /no string delivery_tag/);
+    assert.equal(events[1]!.message?.headers.id, "good");
+    assert.match(events[2]!.reason, /delivered 3 times \(maxDeliveries 2\)/);
+    assert.equal(events[2]!.message?.headers.id, "good");
+    assert.equal(await redis.lLen(`${f.prefix}${f.queue}.dlq`), 3);
+    assert.equal(await redis.hLen(`${f.prefix}unacked`), 0);
+  } finally {
+    await redis.disconnect();
+    await deleteByPrefix(f.prefix);
+  }
+});
+
+Deno.test("redis broker: 300 malformed envelopes among good ones: each is delivered or reported, none vanishes", async () => {
+  const f = fixture();
+  await using broker = f.make();
+  const redis = await rawClient();
+  try {
+    const good = (id: string) =>
+      JSON.parse(stringifyJson(
+        toKombuEnvelope(task(id), { queue: f.queue, exchange: "", routingKey: f.queue }),
+      ));
+    const kinds: ((n: number) => string)[] = [
+      (n) => String.fromCharCode(...Array.from({ length: 40 }, (_, i) => (n * 31 + i * 7) % 256)),
+      (n) => JSON.stringify(good(`t-${n}`)).slice(0, 20 + (n % 50)),
+      (n) => JSON.stringify({ ...good(`p-${n}`), properties: "nope" }),
+      (n) => JSON.stringify({ ...good(`h-${n}`), headers: [1, 2] }),
+      (n) => JSON.stringify({ ...good(`b-${n}`), body: 42 }),
+      (n) => JSON.stringify(n),
+    ];
+    const raws: string[] = [];
+    let goods = 0;
+    for (let n = 0; n < 360; n++) {
+      if (n % 6 === 5) {
+        raws.push(JSON.stringify(good(`ok-${n}`)));
+        goods++;
+      } else {
+        raws.push(kinds[n % kinds.length]!(n));
+      }
+    }
+    await redis.lPush(`${f.prefix}${f.queue}`, raws);
+    const events: DeadLetterEvent[] = [];
+    let delivered = 0;
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), 20_000);
+    for await (
+      const d of broker.consume([f.queue], {
+        prefetch: 16,
+        signal: controller.signal,
+        onDeadLetter: (e) => events.push(e),
+      })
+    ) {
+      delivered++;
+      await d.ack();
+      if (delivered + events.length >= raws.length) break;
+    }
+    clearTimeout(timer);
+    // Reports of the last claim may still be settling.
+    for (let i = 0; i < 50 && delivered + events.length < raws.length; i++) await sleep(20);
+    assert.equal(delivered, goods);
+    assert.equal(events.length, raws.length - goods);
+    assert.ok(events.every((e) => e.reason.length > 0 && e.queue === f.queue));
+    for (let i = 0; i < 50 && (await redis.hLen(`${f.prefix}unacked`)) > 0; i++) await sleep(20);
+    assert.equal(await redis.hLen(`${f.prefix}unacked`), 0);
+    assert.equal(await redis.lLen(`${f.prefix}${f.queue}.dlq`), raws.length - goods);
+  } finally {
+    await redis.disconnect();
+    await deleteByPrefix(f.prefix);
+  }
+});
+
+Deno.test("redis broker: an envelope that does not decode is dead-lettered with the decoder's reason", async () => {
+  const f = fixture();
+  await using broker = f.make();
+  const redis = await rawClient();
+  try {
+    // JSON with a delivery tag, but no body: the claim script takes it, the decoder refuses it.
+    const bad = JSON.stringify({
+      headers: {},
+      properties: { delivery_tag: `bad-${f.id}`, big: 123456789012345678901234567890 },
+    }).replace("1.2345678901234568e+29", "123456789012345678901234567890");
+    await redis.lPush(`${f.prefix}${f.queue}`, bad);
+    await broker.publish(f.queue, task("after"));
+    const events: DeadLetterEvent[] = [];
+    const d = await (async () => {
+      const signal = AbortSignal.timeout(10_000);
+      for await (
+        const d of broker.consume([f.queue], { signal, onDeadLetter: (e) => events.push(e) })
+      ) return d;
+    })();
+    assert.equal(d?.message.headers.id, "after");
+    await d?.ack();
+    assert.equal(events.length, 1);
+    assert.match(events[0]!.reason, /could not be decoded: .*body/);
+    assert.equal(events[0]!.raw, bad);
+    const [dead] = await redis.lRange(`${f.prefix}${f.queue}.dlq`, 0, -1);
+    const parsed = JSON.parse(dead!);
+    assert.match(parsed.headers[DEAD_LETTER_REASON_HEADER], /could not be decoded/);
+    assert.ok(dead!.includes("123456789012345678901234567890"), "big ints are kept exact");
+    assert.equal(await redis.hLen(`${f.prefix}unacked`), 0);
   } finally {
     await redis.disconnect();
     await deleteByPrefix(f.prefix);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { RpcBackend, RpcNotSupportedError } from "../lib/backends/rpc.ts";
 import { MemoryBackend } from "../lib/backends/memory.ts";
 import { AmqpBroker } from "../lib/brokers/amqp.ts";
-import { createBackend } from "../lib/connect.ts";
+import { createBackend } from "../lib/transport/registry.ts";
 import { encodeTask } from "../lib/protocol/message.ts";
 import { backendSuite, meta } from "./_backend_suite.ts";
 import { AMQP_URL, cleanup, taskQueueNames } from "./_amqp_helpers.ts";

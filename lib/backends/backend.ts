@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { Broker } from "../brokers/broker.ts";
 import type { State } from "../protocol/states.ts";
 
 /**
@@ -98,6 +99,11 @@ export interface Backend extends AsyncDisposable {
     groupIndex: number,
     part: ChordPart,
   ): Promise<ChordPart[] | null>;
+  /**
+   * Makes one connection attempt now (the App retries it); it gives up when `signal` aborts.
+   * Optional: backends without a server need none.
+   */
+  connect?(options?: { signal?: AbortSignal }): Promise<void>;
   /** Closes connections; idempotent. */
   close(): Promise<void>;
 }
@@ -109,4 +115,14 @@ export interface BackendOptions {
    * @default {86_400_000}
    */
   resultExpires?: number;
+}
+
+/** Options the scheme registry passes to every backend it makes from a URL. */
+export interface BackendConnectOptions extends BackendOptions {
+  /** The broker, for backends that reply through it (`rpc://`). */
+  broker?: Broker;
+  /** Transport-specific options, by name. */
+  transportOptions?: Record<string, unknown>;
+  /** Receives errors of a connection that was up (its client reconnects by itself). */
+  onError?: (error: Error) => void;
 }

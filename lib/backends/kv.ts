@@ -22,7 +22,7 @@
  * @module
  */
 
-import { Notifier } from "../_signal.ts";
+import { PushChannel } from "../transport/channel.ts";
 import { commit, KvHandle, retry } from "../_kv.ts";
 import { toJsonValue } from "../protocol/json.ts";
 import type { Backend, BackendOptions, ChordPart, ResultMeta, WaitOptions } from "./backend.ts";
@@ -190,10 +190,9 @@ export class KvBackend implements Backend {
     const kv = await this.#open();
     const keys = ids.map((id) => this.#key("meta", id));
     const seen = new Map<string, string>();
-    const wake = new Notifier();
+    const metas = new PushChannel<ResultMeta>();
     const readers: ReadableStreamDefaultReader<Deno.KvEntryMaybe<Stored<ResultMeta>>[]>[] = [];
     const loops: Promise<void>[] = [];
-    const buffer: ResultMeta[] = [];
     const take = (entries: Deno.KvEntryMaybe<Stored<ResultMeta>>[]) => {
       for (const e of entries) {
         const meta = live(e.value);
@@ -204,7 +203,7 @@ export class KvBackend implements Backend {
         const last = seen.get(id);
         if (last !== undefined && last > e.versionstamp) continue;
         seen.set(id, e.versionstamp);
-        buffer.push(meta);
+        metas.push(meta);
       }
     };
     // kv.watch takes at most 10 keys per call.
@@ -217,7 +216,6 @@ export class KvBackend implements Backend {
             const r = await reader.read();
             if (r.done) return;
             take(r.value);
-            wake.notify();
           }
         } catch {
           // The store closed: polling takes over until the generator ends.
@@ -234,13 +232,13 @@ export class KvBackend implements Backend {
           }
           nextPoll = Date.now() + this.#pollInterval;
         }
-        const meta = buffer.shift();
+        const meta = metas.shift();
         if (meta) {
           yield meta;
           continue;
         }
         if (signal.aborted) throw signal.reason;
-        await wake.wait(signal, Math.max(0, nextPoll - Date.now()));
+        await metas.wait(signal, Math.max(0, nextPoll - Date.now()));
         if (signal.aborted) throw signal.reason;
       }
     } finally {

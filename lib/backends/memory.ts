@@ -5,8 +5,8 @@
  * @module
  */
 
-import { Notifier } from "../_signal.ts";
 import { toJsonValue } from "../protocol/json.ts";
+import { PushChannel } from "../transport/channel.ts";
 import type { Backend, BackendOptions, ChordPart, ResultMeta, WaitOptions } from "./backend.ts";
 import { readyEach, untilReady } from "./_wait.ts";
 
@@ -101,29 +101,17 @@ export class MemoryBackend implements Backend {
       this.#closed.signal,
       ...(options.signal ? [options.signal] : []),
     ]);
-    const buffer: ResultMeta[] = [];
-    const notifier = new Notifier();
+    const metas = new PushChannel<ResultMeta>();
     const listener = (meta: ResultMeta) => {
-      if (ids.has(meta.task_id)) {
-        buffer.push(structuredClone(meta));
-        notifier.notify();
-      }
+      if (ids.has(meta.task_id)) metas.push(structuredClone(meta));
     };
     this.#store.listeners.add(listener);
     try {
       for (const id of ids) {
         const meta = this.#lookup(id);
-        if (meta) buffer.push(structuredClone(meta));
+        if (meta) metas.push(structuredClone(meta));
       }
-      while (true) {
-        const meta = buffer.shift();
-        if (meta) {
-          yield meta;
-          continue;
-        }
-        if (signal.aborted) throw signal.reason;
-        await notifier.wait(signal);
-      }
+      yield* metas.stream(signal, { onAbort: "throw" });
     } finally {
       this.#store.listeners.delete(listener);
     }

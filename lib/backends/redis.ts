@@ -10,7 +10,7 @@
  * @module
  */
 
-import { Notifier } from "../_signal.ts";
+import { PushChannel } from "../transport/channel.ts";
 import {
   closeRedisClient,
   createRedisClient,
@@ -25,7 +25,7 @@ import {
 
 // A command that has had no reply for this long means a wedged connection (ms).
 const COMMAND_DEADLINE = 15_000;
-import { redact } from "../connect.ts";
+import { redact } from "../_url.ts";
 import { parseJson, stringifyJson } from "../protocol/json.ts";
 import { parseResultMeta } from "../protocol/result_meta.ts";
 import type { Backend, BackendOptions, ChordPart, ResultMeta, WaitOptions } from "./backend.ts";
@@ -57,6 +57,9 @@ interface StoreBatch {
 
 // Most results in one store script call.
 const STORE_BATCH = 500;
+// Longest a result store keeps retrying before it fails (ms): past the command deadline (a
+// wedged client is replaced at 15 s) plus a reconnect.
+const STORE_WINDOW = 60_000;
 
 interface Subscription {
   listeners: Set<Listener>;
@@ -120,6 +123,17 @@ export class RedisBackend implements Backend {
     return this.#expires > 0 ? Math.max(1, Math.ceil(this.#expires / 1000)) : 0;
   }
 
+  /**
+   * Makes one connection attempt now, if there is no client yet.
+   *
+   * @param options `signal` gives up the attempt.
+   * @returns When connected.
+   */
+  async connect(options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.#closed.signal.aborted) throw new Error(`Backend ${this.url} is closed`);
+    await this.#client.get(options.signal);
+  }
+
   #connect(): Promise<RedisClient> {
     if (this.#closed.signal.aborted) {
       return Promise.reject(new Error(`Backend ${this.url} is closed`));
@@ -128,7 +142,8 @@ export class RedisBackend implements Backend {
   }
 
   #connectSubscriber(): Promise<RedisClient> {
-    return this.#subscriber ??= (async () => {
+    if (this.#subscriber) return this.#subscriber;
+    this.#subscriber = (async () => {
       const client = createRedisClient(this.#url, this.#onError, this.#name);
       let first = true;
       // After a reconnect node-redis has re-subscribed before "ready": read what was missed.
@@ -139,6 +154,9 @@ export class RedisBackend implements Backend {
       await client.connect();
       return client;
     })();
+    // A failed connect is not remembered: the next waiter tries again.
+    this.#subscriber.catch(() => this.#subscriber = undefined);
+    return this.#subscriber;
   }
 
   async #recheck(keys: string[]): Promise<void> {
@@ -211,7 +229,7 @@ export class RedisBackend implements Backend {
   };
 
   async store(taskId: string, meta: ResultMeta): Promise<void> {
-    const client = await this.#connect();
+    if (this.#closed.signal.aborted) throw new Error(`Backend ${this.url} is closed`);
     const key = TASK_KEY_PREFIX + taskId;
     const value = stringifyJson(meta, "");
     // Stores in the same turn of the microtask queue (a worker finishing a batch of tasks) share
@@ -219,42 +237,57 @@ export class RedisBackend implements Backend {
     let batch = this.#stores;
     if (!batch) {
       batch = this.#stores = { keys: [], values: [], done: Promise.withResolvers<void>() };
-      queueMicrotask(() => this.#flushStores(client));
+      queueMicrotask(() => this.#flushStores());
     }
     batch.keys.push(key);
     batch.values.push(value);
     const promise = batch.done.promise;
-    if (batch.keys.length >= STORE_BATCH) this.#flushStores(client);
+    if (batch.keys.length >= STORE_BATCH) this.#flushStores();
     await promise;
   }
 
-  #flushStores(client: RedisClient): void {
+  // Repeated after a lost connection, a wedged client or while a restarted server loads:
+  // storing the same meta twice is harmless, and a worker that acked early has no other copy
+  // of the result. Every attempt takes the CURRENT shared client, so when one batch replaces a
+  // wedged client, every other pending batch moves to the replacement too. After
+  // STORE_WINDOW the batch's stores reject: the caller must not ack (late ack) or must count
+  // the loss loudly.
+  #flushStores(): void {
     const batch = this.#stores;
     if (!batch) return;
     this.#stores = undefined;
     const ttl = this.#ttl();
-    // Repeated after a lost connection or while a restarted server loads: storing the same meta
-    // twice is harmless, and a worker that acked early has no other copy of the result.
-    let current = client;
-    const ran = retryTransient(async () => {
-      try {
-        return await withDeadline(
-          batch.keys.length === 1
-            ? STORE_RESULT.run(current, batch.keys, [batch.values[0]!, ttl])
-            : STORE_RESULTS.run(current, batch.keys, [ttl, ...batch.values]),
-          COMMAND_DEADLINE,
-          "store results",
-        );
-      } catch (error) {
-        if (error instanceof RedisDeadlineError) {
-          this.#onError(error);
-          this.#client.replace(current);
-          current = await this.#connect();
+    const ran = retryTransient(
+      async () => {
+        const current = await this.#connect();
+        try {
+          return await withDeadline(
+            batch.keys.length === 1
+              ? STORE_RESULT.run(current, batch.keys, [batch.values[0]!, ttl])
+              : STORE_RESULTS.run(current, batch.keys, [ttl, ...batch.values]),
+            COMMAND_DEADLINE,
+            "store results",
+          );
+        } catch (error) {
+          if (error instanceof RedisDeadlineError) {
+            this.#onError(error);
+            this.#client.replace(current);
+          }
+          throw error;
         }
-        throw error;
-      }
-    }, this.#closed.signal);
-    ran.then(() => batch.done.resolve(), batch.done.reject);
+      },
+      this.#closed.signal,
+      STORE_WINDOW,
+    );
+    ran.then(() => batch.done.resolve(), (cause) =>
+      batch.done.reject(
+        new Error(
+          `Cannot store ${batch.keys.length} result(s) in Redis within ${STORE_WINDOW} ms: ${
+            (cause as Error)?.message ?? cause
+          }`,
+          { cause },
+        ),
+      ));
   }
 
   async get(taskId: string): Promise<ResultMeta | null> {
@@ -282,12 +315,10 @@ export class RedisBackend implements Backend {
     ]);
     if (signal.aborted) throw signal.reason;
     const keys = ids.map((id) => TASK_KEY_PREFIX + id);
-    const buffer: ResultMeta[] = [];
-    const notifier = new Notifier();
+    const metas = new PushChannel<ResultMeta>();
     const listener: Listener = (raw, key) => {
       try {
-        buffer.push(decodeMeta(raw, key.slice(TASK_KEY_PREFIX.length)));
-        notifier.notify();
+        metas.push(decodeMeta(raw, key.slice(TASK_KEY_PREFIX.length)));
       } catch (error) {
         this.#onError(error as Error);
       }
@@ -297,15 +328,7 @@ export class RedisBackend implements Backend {
       const client = await this.#connect();
       const values = await client.mGet(keys);
       values.forEach((raw, i) => raw !== null && listener(raw, keys[i]!));
-      while (true) {
-        const meta = buffer.shift();
-        if (meta) {
-          yield meta;
-          continue;
-        }
-        if (signal.aborted) throw signal.reason;
-        await notifier.wait(signal);
-      }
+      yield* metas.stream(signal, { onAbort: "throw" });
     } finally {
       await Promise.all(keys.map((k) => this.#unlisten(k, listener)));
     }
@@ -430,9 +453,12 @@ function decodeMeta(raw: string, taskId: string): ResultMeta {
  * await backend.close();
  * ```
  */
-export function redisBackendFromUrl(url: string, options: BackendOptions = {}): RedisBackend {
-  return new RedisBackend(
-    url,
-    options.resultExpires !== undefined ? { resultExpires: options.resultExpires } : {},
-  );
+export function redisBackendFromUrl(
+  url: string,
+  options: BackendOptions & { onError?: (error: Error) => void } = {},
+): RedisBackend {
+  const own: RedisBackendOptions = {};
+  if (options.resultExpires !== undefined) own.resultExpires = options.resultExpires;
+  if (options.onError) own.onError = options.onError;
+  return new RedisBackend(url, own);
 }

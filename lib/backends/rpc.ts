@@ -24,11 +24,17 @@ import type amqp from "amqplib";
 import { Buffer } from "node:buffer";
 import { delay, Notifier } from "../_signal.ts";
 import { CeleriacError } from "../errors.ts";
+import { PushChannel } from "../transport/channel.ts";
 import { parseJson, stringifyJson } from "../protocol/json.ts";
-import type { BackendConnectOptions } from "../connect.ts";
 import { AmqpBroker } from "../brokers/amqp.ts";
 import { AmqpConnection } from "../brokers/_amqp_connection.ts";
-import type { Backend, ChordPart, ResultMeta, WaitOptions } from "./backend.ts";
+import type {
+  Backend,
+  BackendConnectOptions,
+  ChordPart,
+  ResultMeta,
+  WaitOptions,
+} from "./backend.ts";
 import { readyEach, untilReady } from "./_wait.ts";
 
 /** A feature the `rpc://` backend cannot offer (groups, chords). */
@@ -311,30 +317,18 @@ export class RpcBackend implements Backend {
       this.#closed.signal,
       ...(options.signal ? [options.signal] : []),
     ]);
-    const buffer: ResultMeta[] = [];
-    const notifier = new Notifier();
+    const metas = new PushChannel<ResultMeta>();
     const listener = (meta: ResultMeta) => {
-      if (ids.has(meta.task_id)) {
-        buffer.push(structuredClone(meta));
-        notifier.notify();
-      }
+      if (ids.has(meta.task_id)) metas.push(structuredClone(meta));
     };
     this.#listeners.add(listener);
     try {
       await this.ready();
       for (const id of ids) {
         const meta = this.#cache.get(id);
-        if (meta) buffer.push(structuredClone(meta));
+        if (meta) metas.push(structuredClone(meta));
       }
-      while (true) {
-        const meta = buffer.shift();
-        if (meta) {
-          yield meta;
-          continue;
-        }
-        if (signal.aborted) throw signal.reason;
-        await notifier.wait(signal);
-      }
+      yield* metas.stream(signal, { onAbort: "throw" });
     } finally {
       this.#listeners.delete(listener);
     }

@@ -9,42 +9,63 @@ import type { App } from "../app.ts";
 import type { SendOptions } from "../task.ts";
 import type { BeatStore } from "./store.ts";
 import { Scheduler } from "./scheduler.ts";
+import { createBeatStore, knownSchemes, supports } from "../transport/registry.ts";
+import { redact } from "../connect.ts";
 
 /** Options of {@linkcode startBeat}. */
 export interface StartBeatOptions {
-  /** Where last-run times and the leader lease live. @default {beatStoreFor(app backend URL)} */
+  /** Where last-run times and the leader lease live. @default {beatStoreForApp(app.conf)} */
   store?: BeatStore;
   /** Stops the scheduler. */
   signal?: AbortSignal;
 }
 
 /**
- * The beat store matching a URL: Redis for `redis://`, Deno KV for `kv://`, memory otherwise.
+ * The beat store matching a URL: Redis for `redis://`, Deno KV for `kv://` and
+ * `kv+https://`, memory for `memory://` (the one scheme registry decides).
  *
  * @param url A result backend (or broker) URL.
  * @returns The store; closing it is the caller's job.
+ * @throws {TypeError} For a scheme that cannot keep beat's state (`rpc://`, `amqp://`) or an
+ * unknown one.
  * @example
  * ```ts
  * import { beatStoreFor } from "./beat.ts";
  * await using store = await beatStoreFor("memory://");
  * ```
  */
-export async function beatStoreFor(url: string): Promise<BeatStore> {
-  if (/^rediss?:/.test(url)) {
-    const { RedisBeatStore } = await import("./store_redis.ts");
-    return new RedisBeatStore(url);
-  }
-  if (url.startsWith("kv:")) {
-    const { KvBeatStore } = await import("./store_kv.ts");
-    const { kvTarget } = await import("../_kv.ts");
-    const { target, local } = kvTarget(url);
-    if (local) {
-      await Deno.mkdir(target.replace(/\/[^/]*$/, ""), { recursive: true }).catch(() => {});
-    }
-    return new KvBeatStore(target);
-  }
-  const { MemoryBeatStore } = await import("./store_memory.ts");
-  return new MemoryBeatStore();
+export function beatStoreFor(url: string): Promise<BeatStore> {
+  return createBeatStore(url);
+}
+
+/**
+ * Where an app's beat keeps its state: in the result backend when it can (Redis, Deno KV,
+ * memory), else in the broker (an `rpc://` backend has no shared state: beat uses a Redis or
+ * KV broker's store instead).
+ *
+ * @param conf The app's broker and backend URLs.
+ * @returns The store; closing it is the caller's job.
+ * @throws {TypeError} When neither can keep beat's state (e.g. `rpc://` on `amqp://`): beat
+ * never falls back to an in-memory store that replicas would not share.
+ * @example
+ * ```ts
+ * import { beatStoreForApp } from "./beat.ts";
+ * await using store = await beatStoreForApp({ backendUrl: "memory://", brokerUrl: "memory://" });
+ * ```
+ */
+export function beatStoreForApp(
+  conf: { backendUrl: string; brokerUrl: string },
+): Promise<BeatStore> {
+  if (supports(conf.backendUrl, "beat store")) return createBeatStore(conf.backendUrl);
+  if (supports(conf.brokerUrl, "beat store")) return createBeatStore(conf.brokerUrl);
+  return Promise.reject(
+    new TypeError(
+      `Cannot start beat: neither the result backend "${redact(conf.backendUrl)}" nor the ` +
+        `broker "${redact(conf.brokerUrl)}" can keep beat's leader lease and run state ` +
+        `(supported schemes: ${knownSchemes("beat store").map((s) => `${s}//`).join(", ")}); ` +
+        `pass a store, e.g. startBeat(app, { store: new RedisBeatStore(url) })`,
+    ),
+  );
 }
 
 /**
@@ -71,7 +92,7 @@ export async function startBeat(
   options: StartBeatOptions = {},
 ): Promise<{ scheduler: Scheduler; done: Promise<void>; close(): Promise<void> }> {
   const owned = options.store === undefined;
-  const store = options.store ?? await beatStoreFor(app.conf.backendUrl);
+  const store = options.store ?? await beatStoreForApp(app.conf);
   const scheduler = new Scheduler({
     entries: app.periodicTasks,
     store,

@@ -13,7 +13,11 @@
 // @ts-types="@types/amqplib"
 import amqp from "amqplib";
 import { hostname } from "node:os";
+import { isIP } from "node:net";
+import tls from "node:tls";
 import { delay } from "../_signal.ts";
+import { classifyConnectError } from "../_connect_retry.ts";
+import { type ParsedUrl, parseUrl } from "../_url.ts";
 import { CeleriacError } from "../errors.ts";
 
 /** Options of {@linkcode AmqpConnection}. */
@@ -36,6 +40,8 @@ export interface AmqpConnectionOptions {
    * @default {30_000}
    */
   connectTimeout?: number;
+  /** Receives errors of a connection that was open (it is reopened on next use). */
+  onError?: (error: Error) => void;
 }
 
 /** The connection could not be opened (or reopened) in time. */
@@ -63,28 +69,90 @@ export class AmqpConnectionError extends CeleriacError {
  * @throws {TypeError} For a URL that is not amqp(s).
  */
 export function parseAmqpUrl(url: string, heartbeat = 60): amqp.Options.Connect {
-  let parsed: URL;
-  try {
-    parsed = new URL(
-      url.replace(/^amqps?:/i, (s) => s.toLowerCase() === "amqps:" ? "https:" : "http:"),
-    );
-  } catch (cause) {
-    throw new TypeError(`Cannot use AMQP URL: it is not a valid URL`, { cause });
-  }
-  const tls = /^amqps:/i.test(url);
   if (!/^amqps?:\/\//i.test(url)) {
     throw new TypeError(`Cannot use AMQP URL: the scheme must be amqp:// or amqps://`);
   }
+  const tls = /^amqps:/i.test(url);
+  let parts: ParsedUrl;
+  try {
+    parts = parseUrl(url, tls ? "https:" : "http:");
+  } catch (cause) {
+    throw new TypeError(`Cannot use AMQP URL: it is not a valid URL`, { cause });
+  }
+  const parsed = parts.url;
   const path = parsed.pathname.slice(1);
   return {
     protocol: tls ? "amqps" : "amqp",
-    hostname: parsed.hostname || "localhost",
+    hostname: parsed.hostname.replace(/^\[|\]$/g, "") || "localhost",
     port: parsed.port ? Number(parsed.port) : tls ? 5671 : 5672,
-    username: parsed.username ? decodeURIComponent(parsed.username) : "guest",
-    password: parsed.password ? decodeURIComponent(parsed.password) : "guest",
+    username: parts.username ?? "guest",
+    password: parts.password ?? "guest",
     vhost: path === "" ? "/" : decodeURIComponent(path),
     heartbeat,
   };
+}
+
+/**
+ * The TLS socket options an `amqps://` URL's query gives (kombu's `ssl` settings under
+ * redis-py's names): `ssl_cert_reqs=none|optional|required`, `ssl_ca_certs`, `ssl_certfile`,
+ * `ssl_keyfile`, read from their files.
+ *
+ * @param url The broker URL.
+ * @returns Socket options for amqplib (empty for `amqp://`).
+ * @throws {TypeError} For a bad `ssl_cert_reqs`.
+ * @throws {Deno.errors.NotFound} When a certificate file is missing.
+ */
+export function amqpTlsOptions(url: string): Record<string, unknown> {
+  if (!/^amqps:/i.test(url)) return {};
+  const q = parseUrl(url, "https:").url.searchParams;
+  const out: Record<string, unknown> = {};
+  const reqs = q.get("ssl_cert_reqs")?.toLowerCase().replace(/^cert_/, "");
+  if (reqs !== undefined) {
+    if (!["none", "optional", "required"].includes(reqs)) {
+      throw new TypeError(
+        `Cannot use AMQP URL: ssl_cert_reqs must be required, optional or none, got "${reqs}"`,
+      );
+    }
+    out.rejectUnauthorized = reqs === "required";
+  }
+  for (
+    const [param, key] of [["ssl_ca_certs", "ca"], ["ssl_certfile", "cert"], ["ssl_keyfile", "key"]]
+  ) {
+    const file = q.get(param!);
+    if (file) out[key!] = Deno.readTextFileSync(file);
+  }
+  return out;
+}
+
+// amqplib always sets `servername` to the host, and Node's TLS refuses an IP there ("options.
+// servername must not be an IP address"): for an IP host it is dropped, so that the certificate
+// is checked against the IP. amqplib calls `tls.connect` synchronously inside `connect()`.
+function connectAmqp(
+  options: amqp.Options.Connect,
+  socketOptions: Record<string, unknown>,
+): Promise<amqp.ChannelModel> {
+  if (options.protocol !== "amqps" || isIP(options.hostname ?? "") === 0) {
+    return amqp.connect(options, socketOptions);
+  }
+  const original = tls.connect;
+  const patched = ((opts: Record<string, unknown>, ...rest: unknown[]) => {
+    if (opts && typeof opts.servername === "string" && isIP(opts.servername) !== 0) {
+      delete opts.servername;
+    }
+    return (original as (...a: unknown[]) => unknown)(opts, ...rest);
+  }) as typeof tls.connect;
+  tls.connect = patched;
+  try {
+    return amqp.connect(options, socketOptions);
+  } finally {
+    tls.connect = original;
+  }
+}
+
+// Refusals that waiting does not fix: a bad login, a TLS mismatch.
+function isFatal(error: unknown): boolean {
+  const kind = classifyConnectError(error);
+  return kind === "auth" || kind === "tls" || kind === "config";
 }
 
 /** A lazily opened, reconnecting amqplib connection. */
@@ -132,6 +200,69 @@ export class AmqpConnection {
     return this.#current;
   }
 
+  /**
+   * Makes one connection attempt now, unless a connection is open or opening.
+   *
+   * @param signal Gives up the attempt (a connection that opens later is closed).
+   * @returns When connected.
+   * @throws What the attempt failed with (`ECONNREFUSED`, `ACCESS_REFUSED`, a TLS error).
+   */
+  async connect(signal?: AbortSignal): Promise<void> {
+    if (this.#closed.signal.aborted) throw new AmqpConnectionError("The AMQP connection is closed");
+    if (this.#current) {
+      await this.#current;
+      return;
+    }
+    const attempt = this.#attempt();
+    const current = this.#current = attempt;
+    attempt.catch(() => {
+      if (this.#current === current) this.#current = null;
+    });
+    if (!signal) {
+      await attempt;
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        reject(signal.reason);
+        if (this.#current === current) this.#current = null;
+        attempt.then((model) => model.close().catch(() => {}), () => {});
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      attempt.then(() => resolve(), reject).finally(() =>
+        signal.removeEventListener("abort", onAbort)
+      );
+    });
+  }
+
+  // One attempt: opens the connection and installs it.
+  async #attempt(): Promise<amqp.ChannelModel> {
+    const model = await connectAmqp(
+      { ...parseAmqpUrl(this.#url, this.#options.heartbeat ?? 60) },
+      {
+        ...amqpTlsOptions(this.#url),
+        ...this.#options.socketOptions,
+        clientProperties: {
+          connection_name: this.#options.connectionName ?? `celeriac ${hostname()} ${Deno.pid}`,
+          product: "celeriac",
+        },
+      },
+    );
+    if (this.#closed.signal.aborted) {
+      await model.close().catch(() => {});
+      throw new AmqpConnectionError("The AMQP connection is closed");
+    }
+    this.#generation++;
+    // Without an `error` listener an EventEmitter error would be thrown.
+    model.on("error", (e: Error) => this.#options.onError?.(e));
+    model.on("close", () => {
+      if (this.#current && this.#model === model) this.#current = null;
+    });
+    this.#model = model;
+    return model;
+  }
+
   async #open(signal?: AbortSignal): Promise<amqp.ChannelModel> {
     const deadline = Date.now() + (this.#options.connectTimeout ?? 30_000);
     const stop = AbortSignal.any([this.#closed.signal, ...(signal ? [signal] : [])]);
@@ -139,31 +270,11 @@ export class AmqpConnection {
     let lastError: unknown;
     while (!stop.aborted && Date.now() < deadline) {
       try {
-        const model = await amqp.connect(
-          { ...parseAmqpUrl(this.#url, this.#options.heartbeat ?? 60) },
-          {
-            ...this.#options.socketOptions,
-            clientProperties: {
-              connection_name: this.#options.connectionName ??
-                `celeriac ${hostname()} ${Deno.pid}`,
-              product: "celeriac",
-            },
-          },
-        );
-        if (this.#closed.signal.aborted) {
-          await model.close().catch(() => {});
-          break;
-        }
-        this.#generation++;
-        // Without an `error` listener an EventEmitter error would be thrown.
-        model.on("error", () => {});
-        model.on("close", () => {
-          if (this.#current && this.#model === model) this.#current = null;
-        });
-        this.#model = model;
-        return model;
+        return await this.#attempt();
       } catch (error) {
         lastError = error;
+        // A refused login or a TLS mismatch does not heal by retrying for 30 s.
+        if (isFatal(error) || this.#closed.signal.aborted) break;
         try {
           await delay(Math.min(wait, Math.max(0, deadline - Date.now())), stop);
         } catch {

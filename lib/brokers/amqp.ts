@@ -30,19 +30,29 @@
 // @ts-types="@types/amqplib"
 import type amqp from "amqplib";
 import { Buffer } from "node:buffer";
-import { delay, Notifier } from "../_signal.ts";
+import { delay } from "../_signal.ts";
 import { CeleriacError } from "../errors.ts";
 import type { Message, MessageProperties } from "../protocol/message.ts";
-import { redact } from "../connect.ts";
-import type {
-  BroadcastMessage,
-  Broker,
-  ConsumeDirectOptions,
-  ConsumeOptions,
-  Delivery,
-  PublishOptions,
-  SubscribeOptions,
+import { redact } from "../_url.ts";
+import {
+  type BroadcastMessage,
+  type Broker,
+  type ConsumeDirectOptions,
+  type ConsumeOptions,
+  DEAD_LETTER_REASON_HEADER,
+  type Delivery,
+  type PublishOptions,
+  type SubscribeOptions,
 } from "./broker.ts";
+import {
+  checkMaxDeliveries,
+  checkQueue,
+  consumeLoop,
+  type ConsumerContext,
+  type ConsumerHooks,
+  type RawDelivery,
+} from "../transport/consume.ts";
+import { PushChannel } from "../transport/channel.ts";
 import { AmqpConnection, type AmqpConnectionOptions } from "./_amqp_connection.ts";
 import {
   bindDelayDestination,
@@ -211,6 +221,26 @@ interface ConsumerSession {
   draining: boolean;
 }
 
+interface AmqpDelivery extends RawDelivery {
+  readonly session: ConsumerSession;
+  readonly msg: amqp.Message;
+}
+
+// The bare content of a message that could not be decoded, for its dead-lettered copy.
+function fromRawContent(msg: amqp.Message): Message {
+  return {
+    headers: {},
+    properties: {},
+    body: msg.content.toString("utf8"),
+    contentType: typeof msg.properties.contentType === "string"
+      ? msg.properties.contentType
+      : "application/octet-stream",
+    contentEncoding: typeof msg.properties.contentEncoding === "string"
+      ? msg.properties.contentEncoding
+      : "binary",
+  };
+}
+
 function release(session: ConsumerSession): void {
   session.outstanding--;
   if (session.draining && session.outstanding <= 0 && !session.broken) {
@@ -253,7 +283,7 @@ export class AmqpBroker implements Broker {
   constructor(url: string, options: AmqpBrokerOptions = {}) {
     this.url = redact(url);
     this.#options = options;
-    this.#maxDeliveries = options.maxDeliveries ?? 10;
+    this.#maxDeliveries = checkMaxDeliveries(options.maxDeliveries);
     if (options.maxPriority !== undefined) {
       const n = options.maxPriority;
       if (!Number.isInteger(n) || n < 1 || n > 255) {
@@ -261,6 +291,30 @@ export class AmqpBroker implements Broker {
       }
     }
     this.#conn = new AmqpConnection(url, options);
+  }
+
+  /**
+   * Makes one connection attempt now, unless connected.
+   *
+   * @param options `signal` gives up the attempt.
+   * @returns When connected.
+   */
+  async connect(options: { signal?: AbortSignal } = {}): Promise<void> {
+    await this.#conn.connect(options.signal);
+  }
+
+  /**
+   * Declares the task queues (durable queue, direct exchange, binding) as `consume` does, so a
+   * refusal (`PRECONDITION_FAILED`, `ACCESS_REFUSED`) surfaces before a worker is ready.
+   *
+   * @param queues The queues.
+   * @returns When declared.
+   * @throws {AmqpQueueMismatchError} When a queue exists with other arguments.
+   */
+  async declare(queues: readonly string[]): Promise<void> {
+    for (const queue of queues) {
+      await this.#withPublisher((ch) => this.#declareQueue(ch, queue));
+    }
   }
 
   /** The underlying connection manager (tests force-close its socket). */
@@ -360,6 +414,11 @@ export class AmqpBroker implements Broker {
    * @throws {AmqpQueueMismatchError} When the queue exists with other arguments.
    */
   publish(queue: string, message: Message, options: PublishOptions = {}): Promise<void> {
+    try {
+      checkQueue(queue);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const properties = toAmqpProperties(message, options.priority);
     const content = Buffer.from(message.body, "utf8");
     return this.#withPublisher(async (ch) => {
@@ -386,6 +445,14 @@ export class AmqpBroker implements Broker {
     eta: Date,
     options: PublishOptions = {},
   ): Promise<void> {
+    try {
+      checkQueue(queue);
+      if (!(eta instanceof Date) || Number.isNaN(eta.getTime())) {
+        throw new TypeError(`Cannot schedule: invalid ETA ${eta}`);
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const ms = Math.ceil(eta.getTime() - Date.now());
     if (ms <= 0) return this.publish(queue, message, options);
     const routingKey = delayRoutingKey(ms);
@@ -454,87 +521,75 @@ export class AmqpBroker implements Broker {
     return session;
   }
 
-  #delivery(session: ConsumerSession, queue: string, msg: amqp.Message): Delivery {
-    const message = fromAmqpMessage(msg);
+  // What one claimed message is to the consume loop.
+  #delivery(session: ConsumerSession, queue: string, msg: amqp.Message): AmqpDelivery {
+    let message: Message;
+    try {
+      message = fromAmqpMessage(msg);
+    } catch (cause) {
+      return {
+        session,
+        msg,
+        message: null,
+        queue,
+        redelivered: msg.fields.redelivered,
+        deliveryCount: msg.fields.redelivered ? 2 : 1,
+        error: `the message could not be decoded: ${(cause as Error).message}`,
+        raw: msg.content.subarray(0, 4096).toString("utf8"),
+      };
+    }
     const quorumCount = message.headers["x-delivery-count"];
     const prior = message.headers[DELIVERY_COUNT_HEADER];
     delete message.headers[DELIVERY_COUNT_HEADER];
     const deliveryCount = typeof quorumCount === "number"
       ? quorumCount + 1
       : (typeof prior === "number" ? prior : 0) + 1 + (msg.fields.redelivered ? 1 : 0);
-    let settled = false;
-    const settle = () => {
-      if (settled) return false;
-      settled = true;
-      return true;
-    };
-    const done = () => release(session);
-    // A channel that died took the message with it: RabbitMQ redelivers it, nothing to do.
-    const ack = () => {
-      if (session.broken) return;
-      try {
-        session.channel.ack(msg);
-      } catch {
-        // The channel closed under us; the message will be redelivered.
-      }
-    };
     return {
+      session,
+      msg,
       message,
       queue,
       redelivered: msg.fields.redelivered || deliveryCount > 1,
       deliveryCount,
-      ack: () => {
-        if (settle()) {
-          ack();
-          done();
-        }
-        return Promise.resolve();
-      },
-      reject: async ({ requeue = false } = {}) => {
-        if (!settle()) return;
-        try {
-          if (requeue && deliveryCount < this.#maxDeliveries) {
-            if (this.#isQuorum()) {
-              if (!session.broken) session.channel.nack(msg, false, true);
-              return;
-            }
-            const again = { ...message, headers: { ...message.headers } };
-            again.headers[DELIVERY_COUNT_HEADER] = deliveryCount;
-            await this.publish(queue, again);
-          } else {
-            await this.publish(`${queue}.dlq`, message);
-          }
-          ack();
-        } finally {
-          done();
-        }
-      },
     };
+  }
+
+  // Acks on the delivery's channel; a channel that died took the message with it (RabbitMQ
+  // redelivers it), so there is nothing to do then.
+  #ackRaw(d: AmqpDelivery): void {
+    if (d.session.broken) return;
+    try {
+      d.session.channel.ack(d.msg);
+    } catch {
+      // The channel closed under us; the message will be redelivered.
+    }
   }
 
   /**
    * Streams deliveries until `signal` aborts, reconnecting after a lost connection.
    *
    * @param queues Queues to consume (declared as needed).
-   * @param options Prefetch and signal.
+   * @param options Prefetch, signal and `onDeadLetter`.
    * @returns The deliveries.
    * @throws {AmqpQueueMismatchError} When a queue exists with other arguments.
    */
-  async *consume(
-    queues: readonly string[],
-    options: ConsumeOptions = {},
-  ): AsyncGenerator<Delivery> {
-    const prefetch = options.prefetch ?? 4;
-    if (!Number.isInteger(prefetch) || prefetch < 0) {
-      throw new RangeError(`Cannot consume: prefetch must be an integer >= 0, got ${prefetch}`);
-    }
-    const signal = AbortSignal.any([
-      this.#conn.closedSignal,
-      ...(options.signal ? [options.signal] : []),
-    ]);
-    const notifier = new Notifier();
-    const buffer: { session: ConsumerSession; delivery: Delivery; raw: amqp.Message }[] = [];
+  consume(queues: readonly string[], options: ConsumeOptions = {}): AsyncGenerator<Delivery> {
+    return consumeLoop(
+      queues,
+      options,
+      { closed: this.#conn.closedSignal, maxDeliveries: this.#maxDeliveries },
+      (ctx) => Promise.resolve(this.#session(ctx)),
+    );
+  }
+
+  // The consume hooks: RabbitMQ pushes into a channel, the loop pulls from it.
+  #session(ctx: ConsumerContext): ConsumerHooks<AmqpDelivery> {
+    const { queues, prefetch } = ctx;
+    const pushed = new PushChannel<
+      { session: ConsumerSession; queue: string; msg: amqp.Message }
+    >();
     let session: ConsumerSession | null = null;
+    let wait = 100;
     const onMessage = (s: ConsumerSession, queue: string, msg: amqp.Message | null) => {
       if (s.broken) return;
       if (s.draining) {
@@ -545,47 +600,81 @@ export class AmqpBroker implements Broker {
         // The server cancelled the consumer (queue deleted): start over.
         s.broken = true;
         s.channel.close().catch(() => {});
+        pushed.wake();
       } else {
-        buffer.push({ session: s, delivery: this.#delivery(s, queue, msg), raw: msg });
+        pushed.push({ session: s, queue, msg });
       }
-      notifier.notify();
     };
-    let wait = 100;
-    try {
-      while (!signal.aborted) {
+    return {
+      claim: async (max) => {
         if (!session || session.broken) {
           if (session) this.#sessions.delete(session);
-          buffer.length = 0;
-          session = null;
-          try {
-            session = await this.#openSession(queues, prefetch, onMessage, () => notifier.notify());
-            this.#sessions.add(session);
-            wait = 100;
-          } catch (error) {
-            if (error instanceof AmqpQueueMismatchError || signal.aborted) throw error;
-            try {
-              await delay(wait, signal);
-            } catch {
-              return;
-            }
-            wait = Math.min(wait * 2, 2_000);
-          }
-          continue;
-        }
-        const next = buffer.shift();
-        if (next) {
           // Deliveries of a dead channel come back by redelivery.
-          if (!next.session.broken) {
-            next.session.outstanding++;
-            yield next.delivery;
-          }
-          continue;
+          pushed.drain();
+          session = null;
+          session = await this.#openSession(queues, prefetch, onMessage, () => pushed.wake());
+          this.#sessions.add(session);
+          wait = 100;
         }
-        await notifier.wait(signal);
-      }
-    } finally {
-      if (session) await this.#drain(session, buffer);
-    }
+        const out: AmqpDelivery[] = [];
+        for (const entry of pushed.take(max)) {
+          if (entry.session.broken) continue;
+          entry.session.outstanding++;
+          out.push(this.#delivery(entry.session, entry.queue, entry.msg));
+        }
+        return out;
+      },
+      wait: (signal) => pushed.wait(signal),
+      recover: async (error, signal) => {
+        if (error instanceof AmqpQueueMismatchError) throw error;
+        await delay(wait, signal).catch(() => {});
+        wait = Math.min(wait * 2, 2_000);
+      },
+      ack: (d) => {
+        this.#ackRaw(d);
+        release(d.session);
+        return Promise.resolve();
+      },
+      reject: async (d, { requeue, reason }) => {
+        try {
+          if (requeue) {
+            if (this.#isQuorum()) {
+              if (!d.session.broken) d.session.channel.nack(d.msg, false, true);
+              return "requeued";
+            }
+            const again = { ...d.message!, headers: { ...d.message!.headers } };
+            again.headers[DELIVERY_COUNT_HEADER] = d.deliveryCount;
+            await this.publish(d.queue, again);
+          } else {
+            const base = d.message ?? fromRawContent(d.msg);
+            await this.publish(`${d.queue}.dlq`, {
+              ...base,
+              headers: { ...base.headers, [DEAD_LETTER_REASON_HEADER]: reason },
+            });
+          }
+          this.#ackRaw(d);
+          return requeue ? "requeued" : "dead";
+        } finally {
+          release(d.session);
+        }
+      },
+      release: (ds) => {
+        for (const d of ds) {
+          if (!d.session.broken) {
+            try {
+              d.session.channel.nack(d.msg, false, true);
+            } catch {
+              // The channel died meanwhile: RabbitMQ requeues it anyway.
+            }
+          }
+          release(d.session);
+        }
+        return Promise.resolve();
+      },
+      close: async () => {
+        if (session) await this.#drain(session, pushed);
+      },
+    };
   }
 
   // Ends a consumer session: no new deliveries, prefetched ones go back at once, and the
@@ -593,15 +682,15 @@ export class AmqpBroker implements Broker {
   // finishes its active tasks, then acks them).
   async #drain(
     session: ConsumerSession,
-    buffer: { session: ConsumerSession; raw: amqp.Message }[],
+    pushed: PushChannel<{ session: ConsumerSession; msg: amqp.Message }>,
   ): Promise<void> {
     this.#sessions.delete(session);
     if (session.broken) return;
     session.draining = true;
     try {
       for (const tag of session.tags) await session.channel.cancel(tag);
-      for (const entry of buffer.splice(0)) {
-        if (entry.session === session) session.channel.nack(entry.raw, false, true);
+      for (const entry of pushed.drain()) {
+        if (entry.session === session) session.channel.nack(entry.msg, false, true);
       }
     } catch {
       // The channel died meanwhile: RabbitMQ requeues everything anyway.
@@ -619,6 +708,7 @@ export class AmqpBroker implements Broker {
    * @returns How many were removed (0 when the queue does not exist).
    */
   async purge(queue: string): Promise<number> {
+    checkQueue(queue);
     const model = await this.#conn.connection();
     const channel = await model.createChannel();
     channel.on("error", () => {});
@@ -783,11 +873,10 @@ export class AmqpBroker implements Broker {
       this.#conn.closedSignal,
       ...(options.signal ? [options.signal] : []),
     ]);
-    const notifier = new Notifier();
-    const buffer: T[] = [];
+    const received = new PushChannel<T>();
     let session: { channel: amqp.Channel; broken: boolean } | null = null;
     let wait = 100;
-    const wake = () => notifier.notify();
+    const wake = () => received.wake();
     signal.addEventListener("abort", wake);
     try {
       while (!signal.aborted) {
@@ -801,7 +890,7 @@ export class AmqpBroker implements Broker {
             channel.on("error", () => {});
             channel.on("close", () => {
               s.broken = true;
-              notifier.notify();
+              received.wake();
             });
             const queue = await setup(channel);
             await channel.consume(queue, (msg) => {
@@ -811,12 +900,12 @@ export class AmqpBroker implements Broker {
                 channel!.close().catch(() => {});
               } else {
                 try {
-                  buffer.push(map(msg));
+                  received.push(map(msg));
                 } catch {
                   // Not a message we can read: skip it.
                 }
               }
-              notifier.notify();
+              received.wake();
             }, { noAck: true });
             session = s;
             wait = 100;
@@ -838,12 +927,11 @@ export class AmqpBroker implements Broker {
           }
           continue;
         }
-        const next = buffer.shift();
-        if (next !== undefined) {
-          yield next;
+        if (received.size > 0) {
+          yield received.shift()!;
           continue;
         }
-        await notifier.wait(signal);
+        await received.wait(signal);
       }
     } finally {
       signal.removeEventListener("abort", wake);

@@ -24,9 +24,46 @@ export interface ConsumeOptions {
   prefetch?: number;
   /** Ends the stream: the generator returns once it is aborted. */
   signal?: AbortSignal;
+  /**
+   * Called for each message the broker dead-letters by itself, without a `reject()` from the
+   * consumer: an envelope it cannot decode, one with no delivery tag, one delivered more than
+   * `maxDeliveries` times, or a `reject({ requeue: true })` past `maxDeliveries`. The
+   * consumer logs one line and sends `task-rejected`. Errors it throws are ignored.
+   */
+  onDeadLetter?: (event: DeadLetterEvent) => void;
 }
 
-/** One message handed to a consumer; it must be acked or rejected exactly once. */
+/** A message the broker moved to its dead-letter queue by itself. */
+export interface DeadLetterEvent {
+  /** The queue it came from. */
+  queue: string;
+  /** Why, in words (e.g. `envelope is not JSON`, `delivered 11 times (maxDeliveries 10)`). */
+  reason: string;
+  /** The message, or `null` when it could not be decoded. */
+  message: Message | null;
+  /** The start of the stored text, when the message could not be decoded. */
+  raw?: string;
+}
+
+/** Options of {@linkcode Delivery.reject}. */
+export interface DeliveryRejectOptions {
+  /**
+   * `true`: back on its queue (dead-lettered instead past `maxDeliveries`); `false`: to the
+   * dead-letter queue (`<queue>.dlq`).
+   * @default {false}
+   */
+  requeue?: boolean;
+  /**
+   * Why it is dead-lettered; kept with the dead-lettered entry (the
+   * {@linkcode DEAD_LETTER_REASON_HEADER} header) where the broker's layout allows.
+   */
+  reason?: string;
+}
+
+/** The header that carries why a message was dead-lettered, on the dead-lettered copy. */
+export const DEAD_LETTER_REASON_HEADER = "x-celeriac-dead-letter-reason";
+
+/** One message handed to a consumer; it must be acked or rejected (once; more calls are no-ops). */
 export interface Delivery {
   /** The message. */
   readonly message: Message;
@@ -36,13 +73,30 @@ export interface Delivery {
   readonly redelivered: boolean;
   /** How many times it has been delivered, this time included (at least 1). */
   readonly deliveryCount: number;
-  /** Removes the message from the broker. */
+  /**
+   * Removes the message from the broker. A delivery settles once: a second `ack()` or
+   * `reject()` does nothing and returns the first settle's promise.
+   */
   ack(): Promise<void>;
   /**
-   * Gives the message back (`requeue: true`) or drops it (or moves it to the dead-letter
-   * queue, where the broker has one).
+   * Gives the message back (`requeue: true`) or moves it to the dead-letter queue with its
+   * `reason`. Settles once, as `ack()`.
    */
-  reject(options?: { requeue?: boolean }): Promise<void>;
+  reject(options?: DeliveryRejectOptions): Promise<void>;
+}
+
+/** Options the scheme registry passes to every broker it makes from a URL. */
+export interface BrokerConnectOptions {
+  /**
+   * Deliveries after which a message goes to the dead-letter queue instead of back to its
+   * queue.
+   * @default {10}
+   */
+  maxDeliveries?: number;
+  /** Transport-specific options, by name. */
+  transportOptions?: Record<string, unknown>;
+  /** Receives errors of a connection that was up (its client reconnects by itself). */
+  onError?: (error: Error) => void;
 }
 
 /** A fan-out message, for remote control (pidbox) and events. */
@@ -58,6 +112,10 @@ export interface BroadcastMessage {
 /**
  * A message broker. Implementations open their connections lazily, on first use, and
  * `close()` is idempotent.
+ *
+ * The consume loop is written once (`lib/transport/consume.ts`); a broker supplies its hooks.
+ * Optional admin members (queue counts, dead-letter list/replay/purge) belong beside
+ * `broadcast`/`subscribe` below, as optional methods every broker may implement.
  */
 export interface Broker extends AsyncDisposable {
   /** The URL the broker was made from, with any password hidden. */
@@ -94,6 +152,16 @@ export interface Broker extends AsyncDisposable {
     routingKey: string,
     options: ConsumeDirectOptions,
   ): AsyncIterable<Message>;
+  /**
+   * Makes one connection attempt now (the App retries it as Celery's start-up does); it gives
+   * up when `signal` aborts. Optional: brokers without a server need none.
+   */
+  connect?(options?: { signal?: AbortSignal }): Promise<void>;
+  /**
+   * Declares the queues a worker will consume, so a refusal is reported before the worker
+   * says it is ready. Optional.
+   */
+  declare?(queues: readonly string[]): Promise<void>;
   /** Closes connections; idempotent. */
   close(): Promise<void>;
   /**

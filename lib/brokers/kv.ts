@@ -35,13 +35,15 @@
 import { Notifier } from "../_signal.ts";
 import { commit, GroupCommit, KvHandle, retry } from "../_kv.ts";
 import type { Message } from "../protocol/message.ts";
-import type {
-  BroadcastMessage,
-  Broker,
-  ConsumeOptions,
-  Delivery,
-  PublishOptions,
-  SubscribeOptions,
+import {
+  type BroadcastMessage,
+  type Broker,
+  type ConsumeDirectOptions,
+  type ConsumeOptions,
+  DEAD_LETTER_REASON_HEADER,
+  type Delivery,
+  type PublishOptions,
+  type SubscribeOptions,
 } from "./broker.ts";
 import type { BrowseOptions, DeadLetter, QueueCounts, ScheduledMessage } from "./broker.ts";
 import {
@@ -52,6 +54,16 @@ import {
   kvQueueCounts,
   kvReplayDeadLetters,
 } from "./kv_admin.ts";
+import {
+  checkMaxDeliveries,
+  checkQueue,
+  consumeLoop,
+  type ConsumerContext,
+  type ConsumerHooks,
+  type RawDelivery,
+  type RejectHookOptions,
+  type RejectResult,
+} from "../transport/consume.ts";
 
 /** Options of {@linkcode KvBroker}. */
 export interface KvBrokerOptions {
@@ -145,9 +157,6 @@ export class KvBroker implements Broker {
   readonly #deadLetterExpires: number;
   readonly #broadcastExpires: number;
   readonly #closed = new AbortController();
-  readonly #outstanding = new Set<KvDelivery>();
-  #renewTimer: ReturnType<typeof setInterval> | undefined;
-  #renewing: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
   #consumers = new Set<Promise<void>>();
   #writer: GroupCommit | undefined;
@@ -166,7 +175,7 @@ export class KvBroker implements Broker {
     this.#handle = new KvHandle(url, options.kvUrl);
     this.url = url;
     this.#prefix = options.keyPrefix ?? "celeriac";
-    this.#maxDeliveries = positive("maxDeliveries", options.maxDeliveries ?? 10);
+    this.#maxDeliveries = checkMaxDeliveries(options.maxDeliveries);
     this.#leaseTime = positive("leaseTime", options.leaseTime ?? 30_000);
     this.#pollInterval = positive("pollInterval", options.pollInterval ?? 100);
     this.#maintenanceInterval = positive(
@@ -296,105 +305,83 @@ export class KvBroker implements Broker {
    * Streams deliveries until the signal aborts or the broker closes.
    *
    * @param queues The queues, served round-robin.
-   * @param options `prefetch` (0 = unlimited) and `signal`.
+   * @param options `prefetch` (0 = unlimited), `signal` and `onDeadLetter`.
    * @returns Deliveries; each must be acked or rejected.
    */
-  async *consume(
-    queues: readonly string[],
-    options: ConsumeOptions = {},
-  ): AsyncGenerator<Delivery> {
-    if (queues.length === 0) throw new TypeError("Cannot consume: no queues given");
-    for (const q of queues) checkQueue(q);
-    const prefetch = options.prefetch ?? 4;
-    if (!Number.isInteger(prefetch) || prefetch < 0) {
-      throw new RangeError(`Cannot consume: prefetch must be an integer >= 0, got ${prefetch}`);
-    }
-    const signal = AbortSignal.any([
-      this.#closed.signal,
-      ...(options.signal ? [options.signal] : []),
-    ]);
-    if (signal.aborted) return;
+  consume(queues: readonly string[], options: ConsumeOptions = {}): AsyncGenerator<Delivery> {
+    return consumeLoop(
+      queues,
+      options,
+      {
+        closed: this.#closed.signal,
+        maxDeliveries: this.#maxDeliveries,
+        active: this.#consumers,
+      },
+      (ctx) => this.#session(ctx),
+    );
+  }
+
+  // The consume hooks of one consumer.
+  async #session(ctx: ConsumerContext): Promise<ConsumerHooks<KvDelivery>> {
+    const { queues, signal } = ctx;
     const kv = await this.#open();
     const wake = new Notifier();
-    const settled = new Notifier();
-    const mine = new Set<KvDelivery>();
-    // Claimed (leased) and counted in `mine`, not yet yielded.
-    const claimed: KvDelivery[] = [];
     const watchers = watchKeys(kv, queues.map((q) => this.notifyKey(q)), wake);
-    // While this generator runs (not while it waits at a `yield`), `close()` waits for it.
-    let busy: PromiseWithResolvers<void> | undefined;
-    const idle = () => {
-      if (!busy) return;
-      busy.resolve();
-      this.#consumers.delete(busy.promise);
-      busy = undefined;
-    };
-    const run = () => {
-      busy = Promise.withResolvers<void>();
-      this.#consumers.add(busy.promise);
-    };
-    run();
     // After a lost race, claim from random windows for a while: contenders rarely collide.
     let contention = 0;
     let nextQueue = 0;
     let nextMaintenance = 0;
     let nextDue = Infinity;
-    try {
-      while (!signal.aborted) {
-        if (claimed.length === 0) {
-          if (prefetch > 0 && mine.size >= prefetch) {
-            await settled.wait(signal, this.#pollInterval * 10);
+    const claim = async (max: number): Promise<KvDelivery[]> => {
+      const now = Date.now();
+      if (now >= nextMaintenance || now >= nextDue) {
+        nextDue = await this.#maintain(kv, queues, signal, ctx);
+        nextMaintenance = Date.now() + this.#maintenanceInterval;
+      }
+      const want = Math.min(max, 10);
+      let claimed: KvDelivery[] = [];
+      for (let i = 0; i < queues.length && claimed.length === 0 && !signal.aborted; i++) {
+        const queue = queues[(nextQueue + i) % queues.length]!;
+        for (let attempt = 0; attempt < 8 && !signal.aborted; attempt++) {
+          const got = await this.#claim(kv, queue, want, contention > 0, signal, ctx);
+          if (got === "empty") break;
+          if (got === "raced") {
+            contention = 50;
             continue;
           }
-          const now = Date.now();
-          if (now >= nextMaintenance || now >= nextDue) {
-            nextDue = await this.#maintain(kv, queues, signal);
-            nextMaintenance = Date.now() + this.#maintenanceInterval;
-          }
-          const want = Math.min(prefetch > 0 ? prefetch - mine.size : 10, 10);
-          for (let i = 0; i < queues.length && claimed.length === 0 && !signal.aborted; i++) {
-            const queue = queues[(nextQueue + i) % queues.length]!;
-            for (let attempt = 0; attempt < 8 && !signal.aborted; attempt++) {
-              const got = await this.#claim(kv, queue, want, contention > 0, signal);
-              if (got === "empty") break;
-              if (got === "raced") {
-                contention = 50;
-                continue;
-              }
-              if (contention > 0) contention--;
-              for (const d of got) {
-                mine.add(d);
-                d.onSettle = (x) => {
-                  mine.delete(x);
-                  settled.notify();
-                };
-              }
-              claimed.push(...got);
-              break;
-            }
-          }
-          nextQueue = (nextQueue + 1) % queues.length;
-          if (claimed.length === 0) {
-            if (signal.aborted) break;
-            const sleep = Math.min(this.#pollInterval, Math.max(0, nextDue - Date.now()));
-            await wake.wait(signal, sleep);
-            continue;
+          if (contention > 0) contention--;
+          claimed = got;
+          break;
+        }
+      }
+      nextQueue = (nextQueue + 1) % queues.length;
+      return claimed;
+    };
+    return {
+      batch: 10,
+      claim,
+      wait: (signal) =>
+        wake.wait(signal, Math.min(this.#pollInterval, Math.max(0, nextDue - Date.now()))),
+      ack: (d) => d.ack(),
+      reject: (d, options) => d.reject(options),
+      release: async (ds) => {
+        await Promise.all(ds.map((d) => d.release().catch(() => {})));
+      },
+      // Extends the leases of held deliveries that are past a third of their lease.
+      renew: async (held) => {
+        const threshold = Date.now() + (this.#leaseTime * 2) / 3;
+        for (const d of held) {
+          if (d.expiresAt > threshold) continue;
+          try {
+            await d.renew();
+          } catch {
+            // Retried at the next tick; the lease is only lost if it expires meanwhile.
           }
         }
-        const delivery = claimed.shift()!;
-        idle();
-        yield delivery;
-        run();
-      }
-    } catch (error) {
-      // Closing the store under a running operation ends the stream quietly.
-      if (!signal.aborted) throw error;
-    } finally {
-      // Give back what was claimed but never handed out, without counting a delivery.
-      await Promise.all(claimed.splice(0).map((d) => d.release().catch(() => {})));
-      await watchers.stop();
-      idle();
-    }
+      },
+      renewInterval: Math.max(10, Math.floor(this.#leaseTime / 3)),
+      close: () => watchers.stop(),
+    };
   }
 
   // Claims up to `want` waiting messages of `queue` in one atomic operation.
@@ -404,13 +391,23 @@ export class KvBroker implements Broker {
     want: number,
     contended: boolean,
     signal: AbortSignal,
+    ctx: ConsumerContext,
   ): Promise<KvDelivery[] | "empty" | "raced"> {
     const limit = contended ? Math.min(want * 4, 64) : want;
-    const list = await retry(
-      () => Array.fromAsync(kv.list<Entry>({ prefix: this.#key(queue, "ready") }, { limit })),
+    const listed = await retry(
+      () => Array.fromAsync(kv.list<unknown>({ prefix: this.#key(queue, "ready") }, { limit })),
       signal,
     );
-    if (list.length === 0) return "empty";
+    if (listed.length === 0) return "empty";
+    // Something other than an entry under a `ready` key (a foreign writer, a bug): it goes to
+    // the dead letters with its reason instead of stopping every consumer of the queue.
+    const list: Deno.KvEntry<Entry>[] = [];
+    for (const c of listed) {
+      const reason = entryProblem(c.value);
+      if (reason === null) list.push(c as Deno.KvEntry<Entry>);
+      else await this.#deadLetterRaw(kv, queue, c, reason, signal, ctx);
+    }
+    if (list.length === 0) return "raced";
     let pick = list.slice(0, want);
     if (contended) {
       // A random window: FIFO is kept within it, not across racing consumers.
@@ -432,13 +429,56 @@ export class KvBroker implements Broker {
       const key = this.leaseKey(queue, expiresAt, entry.id);
       const d = new KvDelivery(this, kv, queue, entry, key, result.versionstamp);
       d.expiresAt = expiresAt;
-      this.#track(d);
       return d;
     });
   }
 
-  // Moves due ETAs and expired leases to `ready`; returns the next ETA (or Infinity).
-  async #maintain(kv: Deno.Kv, queues: readonly string[], signal: AbortSignal): Promise<number> {
+  // Moves an unreadable `ready` value to the dead letters (as a placeholder message that keeps
+  // the start of its text) and reports it.
+  async #deadLetterRaw(
+    kv: Deno.Kv,
+    queue: string,
+    c: Deno.KvEntry<unknown>,
+    reason: string,
+    signal: AbortSignal,
+    ctx: ConsumerContext,
+  ): Promise<void> {
+    let raw: string;
+    try {
+      raw = typeof c.value === "string" ? c.value : JSON.stringify(c.value) ?? String(c.value);
+    } catch {
+      raw = String(c.value);
+    }
+    raw = raw.slice(0, 4096);
+    const entry: Entry = {
+      id: crypto.randomUUID(),
+      seq: nextSeq(),
+      priority: 0,
+      deliveries: 1,
+      message: {
+        headers: { [DEAD_LETTER_REASON_HEADER]: reason },
+        properties: {},
+        body: raw,
+        contentType: "application/x-celeriac-unreadable",
+        contentEncoding: "utf-8",
+      },
+    };
+    const moved = await commit(
+      () =>
+        kv.atomic().check(c).delete(c.key).set(this.deadKey(queue, entry), entry, this.deadOptions),
+      signal,
+    );
+    if (moved) ctx.deadLetter({ queue, reason, message: null, raw });
+  }
+
+  // Moves due ETAs and expired leases to `ready` (or, past `maxDeliveries`, to the dead
+  // letters, reported to `onDeadLetter`); returns the next ETA (or Infinity).
+  async #maintain(
+    kv: Deno.Kv,
+    queues: readonly string[],
+    signal: AbortSignal,
+    ctx: ConsumerContext,
+  ): Promise<number> {
     let nextDue = Infinity;
     for (const queue of queues) {
       const now = Date.now();
@@ -472,12 +512,15 @@ export class KvBroker implements Broker {
         ), signal);
       for (const l of expired) {
         const dead = l.value.deliveries >= this.#maxDeliveries;
-        await commit(() => {
+        const reason =
+          `lease expired after ${l.value.deliveries} deliveries (maxDeliveries ${this.#maxDeliveries})`;
+        const moved = await commit(() => {
           const op = kv.atomic().check(l).delete(l.key);
           return dead
-            ? op.set(this.deadKey(queue, l.value), l.value, this.deadOptions)
+            ? op.set(this.deadKey(queue, l.value), deadEntry(l.value, reason), this.deadOptions)
             : op.set(this.readyKey(queue, l.value), l.value).sum(this.notifyKey(queue), 1n);
         }, signal);
+        if (dead && moved) ctx.deadLetter({ queue, reason, message: l.value.message });
       }
       const [next] = due.length === 100 ? [] : await retry(
         () =>
@@ -488,39 +531,6 @@ export class KvBroker implements Broker {
       if (typeof eta === "number" && eta < nextDue) nextDue = eta;
     }
     return nextDue;
-  }
-
-  #track(delivery: KvDelivery): void {
-    this.#outstanding.add(delivery);
-    if (this.#renewTimer === undefined) {
-      this.#renewTimer = setInterval(() => {
-        if (!this.#renewing) {
-          this.#renewing = this.#renew().finally(() => this.#renewing = undefined);
-        }
-      }, Math.max(10, Math.floor(this.#leaseTime / 3)));
-    }
-  }
-
-  /** @internal Stops renewing a settled delivery. */
-  untrack(delivery: KvDelivery): void {
-    this.#outstanding.delete(delivery);
-    if (this.#outstanding.size === 0 && this.#renewTimer !== undefined) {
-      clearInterval(this.#renewTimer);
-      this.#renewTimer = undefined;
-    }
-  }
-
-  // Extends the leases of outstanding deliveries that are past a third of their lease.
-  async #renew(): Promise<void> {
-    const threshold = Date.now() + (this.#leaseTime * 2) / 3;
-    for (const d of [...this.#outstanding]) {
-      if (d.expiresAt > threshold) continue;
-      try {
-        await d.renew();
-      } catch {
-        // Retried at the next tick; the lease is only lost if it expires meanwhile.
-      }
-    }
   }
 
   /**
@@ -552,11 +562,70 @@ export class KvBroker implements Broker {
    * sure to be seen).
    * @returns The messages.
    */
-  async *subscribe(
+  subscribe(
     exchange: string,
     options: SubscribeOptions = {},
   ): AsyncGenerator<BroadcastMessage> {
     checkQueue(exchange);
+    return this.#tail<BroadcastMessage>(
+      [this.#prefix, "bc", exchange],
+      [this.#prefix, "bcn", exchange],
+      options,
+    );
+  }
+
+  /**
+   * Publishes to a direct exchange: every {@linkcode KvBroker.consumeDirect} stream bound to
+   * `exchange` with `routingKey` gets a copy (pidbox replies). Kept `broadcastExpires`.
+   *
+   * @param exchange The exchange, e.g. `reply.celery.pidbox`.
+   * @param routingKey The routing key (the client's oid).
+   * @param message The message.
+   * @returns Once stored.
+   */
+  async publishDirect(exchange: string, routingKey: string, message: Message): Promise<void> {
+    checkQueue(exchange);
+    const seq = nextSeq();
+    const id = crypto.randomUUID();
+    await this.write(
+      (op) =>
+        op.set([this.#prefix, "dc", exchange, routingKey, seq, id], message, {
+          expireIn: this.#broadcastExpires,
+        }).sum([this.#prefix, "dcn", exchange, routingKey], 1n),
+      message.body.length + 500,
+    );
+  }
+
+  /**
+   * Streams the messages published to `exchange` with `routingKey` after the call, until the
+   * signal aborts (pidbox reply queues; the queue name only names the stream here).
+   *
+   * @param exchange The exchange.
+   * @param routingKey The binding key.
+   * @param options `queue`, `signal`, `onReady`.
+   * @returns The messages.
+   */
+  consumeDirect(
+    exchange: string,
+    routingKey: string,
+    options: ConsumeDirectOptions,
+  ): AsyncGenerator<Message> {
+    checkQueue(exchange);
+    checkQueue(options.queue);
+    return this.#tail<Message>(
+      [this.#prefix, "dc", exchange, routingKey],
+      [this.#prefix, "dcn", exchange, routingKey],
+      options,
+    );
+  }
+
+  // Streams the values written under `[...prefix, seq, id]` after the call, woken by changes
+  // of `notify` (and by polling, for writes of other processes).
+  async *#tail<T>(
+    prefix: Deno.KvKey,
+    notify: Deno.KvKey,
+    options: { signal?: AbortSignal; onReady?: () => void },
+  ): AsyncGenerator<T> {
     const signal = AbortSignal.any([
       this.#closed.signal,
       ...(options.signal ? [options.signal] : []),
@@ -564,25 +633,26 @@ export class KvBroker implements Broker {
     if (signal.aborted) return;
     const kv = await this.#open();
     const wake = new Notifier();
-    const watchers = watchKeys(kv, [[this.#prefix, "bcn", exchange]], wake);
+    const watchers = watchKeys(kv, [notify], wake);
     const since = Date.now() * 1000;
     // Writers' clocks and commit order differ slightly: re-read a short window, skip ids seen.
     const window = 1_000 * 1000;
     const seen = new Map<string, number>();
     let cursor = since;
+    const at = prefix.length;
     options.onReady?.();
     try {
       while (!signal.aborted) {
         const entries = await retry(() =>
           Array.fromAsync(
-            kv.list<BroadcastMessage>({
-              start: [this.#prefix, "bc", exchange, Math.max(since, cursor - window)],
-              end: [this.#prefix, "bc", exchange, Number.MAX_SAFE_INTEGER],
+            kv.list<T>({
+              start: [...prefix, Math.max(since, cursor - window)],
+              end: [...prefix, Number.MAX_SAFE_INTEGER],
             }),
           ), signal);
         for (const e of entries) {
-          const seq = e.key[3] as number;
-          const id = e.key[4] as string;
+          const seq = e.key[at] as number;
+          const id = e.key[at + 1] as string;
           if (seen.has(id)) continue;
           seen.set(id, seq);
           if (seq > cursor) cursor = seq;
@@ -659,9 +729,6 @@ export class KvBroker implements Broker {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#closed.abort();
-      if (this.#renewTimer !== undefined) clearInterval(this.#renewTimer);
-      this.#renewTimer = undefined;
-      await this.#renewing;
       await Promise.all(this.#consumers);
       await this.#handle.release();
     })();
@@ -702,13 +769,13 @@ export class KvBroker implements Broker {
   }
 }
 
-class KvDelivery implements Delivery {
+// A claimed message and its lease; the consume loop settles it once.
+class KvDelivery implements RawDelivery {
   readonly message: Message;
   readonly queue: string;
   readonly redelivered: boolean;
   readonly deliveryCount: number;
   expiresAt = 0;
-  onSettle: ((d: KvDelivery) => void) | undefined;
   readonly #broker: KvBroker;
   readonly #kv: Deno.Kv;
   readonly #entry: Entry;
@@ -762,23 +829,13 @@ class KvDelivery implements Delivery {
       } else {
         // Someone reclaimed the expired lease: the message is theirs now.
         this.expiresAt = Infinity;
-        this.#broker.untrack(this);
       }
     });
   }
 
-  #settle(): boolean {
-    if (this.#settled) return false;
-    this.#settled = true;
-    this.#broker.untrack(this);
-    this.onSettle?.(this);
-    return true;
-  }
-
   ack(): Promise<void> {
-    if (this.#settled) return Promise.resolve();
+    this.#settled = true;
     return this.#run(async () => {
-      if (!this.#settle()) return;
       // Deleting the `ready` key too removes the message if its lease had expired and it
       // went back to the queue meanwhile.
       const lease = this.#leaseKey;
@@ -790,9 +847,8 @@ class KvDelivery implements Delivery {
 
   /** Gives back a claimed delivery that was never handed out, not counting it. */
   release(): Promise<void> {
-    if (this.#settled) return Promise.resolve();
+    this.#settled = true;
     return this.#run(async () => {
-      if (!this.#settle()) return;
       const b = this.#broker;
       const entry = { ...this.#entry, deliveries: this.#entry.deliveries - 1 };
       await commit(() =>
@@ -805,25 +861,60 @@ class KvDelivery implements Delivery {
     });
   }
 
-  reject({ requeue = false }: { requeue?: boolean } = {}): Promise<void> {
-    if (this.#settled) return Promise.resolve();
+  reject({ requeue, reason }: RejectHookOptions): Promise<RejectResult> {
+    this.#settled = true;
     return this.#run(async () => {
-      if (!this.#settle()) return;
       const b = this.#broker;
-      const back = requeue && this.#entry.deliveries < b.maxDeliveries;
-      await commit(() => {
+      const ok = await commit(() => {
         const op = this.#kv.atomic()
           .check({ key: this.#leaseKey, versionstamp: this.#versionstamp })
           .delete(this.#leaseKey);
-        return back
+        return requeue
           ? op.set(b.readyKey(this.queue, this.#entry), this.#entry).sum(
             b.notifyKey(this.queue),
             1n,
           )
-          : op.set(b.deadKey(this.queue, this.#entry), this.#entry, b.deadOptions);
+          : op.set(
+            b.deadKey(this.queue, this.#entry),
+            deadEntry(this.#entry, reason),
+            b.deadOptions,
+          );
       });
+      return ok ? (requeue ? "requeued" : "dead") : "gone";
     });
   }
+}
+
+// Why a stored value is not an entry (null when it is one).
+function entryProblem(value: unknown): string | null {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    return `stored value is not an entry (${typeof value})`;
+  }
+  const e = value as Record<string, unknown>;
+  if (typeof e.id !== "string" || typeof e.seq !== "number") return "entry has no id or seq";
+  if (typeof e.deliveries !== "number" || typeof e.priority !== "number") {
+    return "entry has no delivery count or priority";
+  }
+  const m = e.message as Record<string, unknown> | null;
+  if (
+    m === null || typeof m !== "object" || typeof m.body !== "string" ||
+    m.headers === null || typeof m.headers !== "object" ||
+    m.properties === null || typeof m.properties !== "object"
+  ) {
+    return "entry holds no message";
+  }
+  return null;
+}
+
+// The dead-lettered copy of an entry: its message carries why.
+function deadEntry(entry: Entry, reason: string): Entry {
+  return {
+    ...entry,
+    message: {
+      ...entry.message,
+      headers: { ...entry.message.headers, [DEAD_LETTER_REASON_HEADER]: reason },
+    },
+  };
 }
 
 // Numeric options and `keyPrefix` may come in the URL: `kv:///path?leaseTime=5000`.
@@ -845,12 +936,6 @@ function queryOptions(url: string): KvBrokerOptions {
     else throw new TypeError(`Cannot use KV URL option "${name}": unknown`);
   }
   return options as KvBrokerOptions;
-}
-
-function checkQueue(queue: string): void {
-  if (typeof queue !== "string" || queue === "") {
-    throw new TypeError(`Cannot use queue ${JSON.stringify(queue)}: it must be a non-empty string`);
-  }
 }
 
 // Watches `keys` (at most 10 per `kv.watch` call) and notifies on every change.

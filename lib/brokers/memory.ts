@@ -6,15 +6,25 @@
  */
 
 import { Notifier } from "../_signal.ts";
+import { PushChannel } from "../transport/channel.ts";
 import type { Message } from "../protocol/message.ts";
-import type {
-  BroadcastMessage,
-  Broker,
-  ConsumeDirectOptions,
-  ConsumeOptions,
-  Delivery,
-  PublishOptions,
-  SubscribeOptions,
+import {
+  checkMaxDeliveries,
+  checkQueue,
+  consumeLoop,
+  type ConsumerContext,
+  type ConsumerHooks,
+  type RawDelivery,
+} from "../transport/consume.ts";
+import {
+  type BroadcastMessage,
+  type Broker,
+  type ConsumeDirectOptions,
+  type ConsumeOptions,
+  DEAD_LETTER_REASON_HEADER,
+  type Delivery,
+  type PublishOptions,
+  type SubscribeOptions,
 } from "./broker.ts";
 import type { BrowseOptions, DeadLetter, QueueCounts } from "./broker.ts";
 
@@ -43,9 +53,32 @@ class Store {
     list.splice(i, 0, entry);
     this.notifier.notify();
   }
+
+  // Back at the head of its priority (a message claimed and never handed out).
+  unshift(queue: string, entry: Entry): void {
+    let list = this.queues.get(queue);
+    if (!list) this.queues.set(queue, list = []);
+    let i = 0;
+    while (i < list.length && list[i]!.priority > entry.priority) i++;
+    list.splice(i, 0, entry);
+    this.notifier.notify();
+  }
+}
+
+interface MemoryDelivery extends RawDelivery {
+  readonly entry: Entry;
+  readonly message: Message;
+}
+
+// The dead-lettered copy of a message carries why.
+function withReason(message: Message, reason: string): Message {
+  return { ...message, headers: { ...message.headers, [DEAD_LETTER_REASON_HEADER]: reason } };
 }
 
 const stores = new Map<string, Store>();
+
+// The longest delay setTimeout takes.
+const MAX_TIMER = 2 ** 31 - 1;
 
 /** Options of {@linkcode MemoryBroker}. */
 export interface MemoryBrokerOptions {
@@ -87,7 +120,7 @@ export class MemoryBroker implements Broker {
     let store = stores.get(key);
     if (!store) stores.set(key, store = new Store());
     this.#store = store;
-    this.#maxDeliveries = options.maxDeliveries ?? 10;
+    this.#maxDeliveries = checkMaxDeliveries(options.maxDeliveries);
   }
 
   /** Messages dropped after too many deliveries, by queue. */
@@ -101,6 +134,11 @@ export class MemoryBroker implements Broker {
   }
 
   publish(queue: string, message: Message, options: PublishOptions = {}): Promise<void> {
+    try {
+      checkQueue(queue);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const priority = options.priority ?? message.properties.priority ?? 0;
     this.#store.push(queue, { message, priority, deliveries: 0, seq: this.#store.seq++ });
     return Promise.resolve();
@@ -112,80 +150,99 @@ export class MemoryBroker implements Broker {
     eta: Date,
     options: PublishOptions = {},
   ): Promise<void> {
-    const timer = setTimeout(() => {
-      this.#timers.delete(timer);
-      this.publish(queue, message, options);
-    }, Math.max(0, eta.getTime() - Date.now()));
-    this.#timers.add(timer);
+    try {
+      checkQueue(queue);
+      if (!(eta instanceof Date) || Number.isNaN(eta.getTime())) {
+        throw new TypeError(`Cannot schedule: invalid ETA ${eta}`);
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.#later(eta.getTime(), () => void this.publish(queue, message, options));
     return Promise.resolve();
   }
 
-  async *consume(
-    queues: readonly string[],
-    options: ConsumeOptions = {},
-  ): AsyncGenerator<Delivery> {
-    const prefetch = options.prefetch ?? 4;
-    const signal = AbortSignal.any([
-      this.#closed.signal,
-      ...(options.signal ? [options.signal] : []),
-    ]);
+  // setTimeout fires at once past 2^31 - 1 ms: wait in steps for ETAs further away.
+  #later(at: number, fn: () => void): void {
+    const wait = Math.max(0, at - Date.now());
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      if (wait > MAX_TIMER) this.#later(at, fn);
+      else fn();
+    }, Math.min(wait, MAX_TIMER));
+    this.#timers.add(timer);
+  }
+
+  consume(queues: readonly string[], options: ConsumeOptions = {}): AsyncGenerator<Delivery> {
+    return consumeLoop(
+      queues,
+      options,
+      { closed: this.#closed.signal, maxDeliveries: this.#maxDeliveries },
+      (ctx) => Promise.resolve(this.#session(ctx)),
+    );
+  }
+
+  // The consume hooks: claims shift entries off the queues round-robin.
+  #session(ctx: ConsumerContext): ConsumerHooks<MemoryDelivery> {
     const store = this.#store;
-    const acked = new Notifier();
-    let outstanding = 0;
+    const queues = ctx.queues;
     let next = 0;
-    while (!signal.aborted) {
-      if (prefetch > 0 && outstanding >= prefetch) {
-        await acked.wait(signal);
-        continue;
-      }
-      let entry: Entry | undefined;
-      let queue = "";
-      for (let i = 0; i < queues.length && !entry; i++) {
-        queue = queues[(next + i) % queues.length]!;
-        entry = store.queues.get(queue)?.shift();
-      }
-      next = (next + 1) % Math.max(1, queues.length);
-      if (!entry) {
-        await store.notifier.wait(signal);
-        continue;
-      }
-      entry.deliveries++;
-      outstanding++;
-      let settled = false;
-      const settle = () => {
-        if (settled) return false;
-        settled = true;
-        outstanding--;
-        acked.notify();
-        return true;
-      };
-      const e = entry;
-      const q = queue;
-      yield {
-        message: e.message,
-        queue: q,
-        redelivered: e.deliveries > 1,
-        deliveryCount: e.deliveries,
-        ack: () => {
-          settle();
-          return Promise.resolve();
-        },
-        reject: ({ requeue = false } = {}) => {
-          if (!settle()) return Promise.resolve();
-          if (requeue && e.deliveries < this.#maxDeliveries) {
-            store.push(q, e);
-          } else {
-            let dead = store.deadLetters.get(q);
-            if (!dead) store.deadLetters.set(q, dead = []);
-            dead.push(e.message);
+    const give = (d: MemoryDelivery) => {
+      store.push(d.queue, d.entry);
+    };
+    return {
+      claim: (max) => {
+        const out: MemoryDelivery[] = [];
+        for (let tried = 0; tried < queues.length && out.length < max; tried++) {
+          const queue = queues[next]!;
+          next = (next + 1) % queues.length;
+          const list = store.queues.get(queue);
+          while (list && list.length > 0 && out.length < max) {
+            const entry = list.shift()!;
+            entry.deliveries++;
+            out.push({
+              entry,
+              message: entry.message,
+              queue,
+              deliveryCount: entry.deliveries,
+              redelivered: entry.deliveries > 1,
+            });
+            // One per queue per turn keeps the round-robin fair.
+            if (queues.length > 1) break;
           }
-          return Promise.resolve();
-        },
-      };
-    }
+        }
+        return Promise.resolve(out);
+      },
+      batch: 1,
+      wait: (signal) => store.notifier.wait(signal),
+      ack: () => Promise.resolve(),
+      reject: (d, { requeue, reason }) => {
+        if (requeue) {
+          give(d);
+          return Promise.resolve("requeued");
+        }
+        let dead = store.deadLetters.get(d.queue);
+        if (!dead) store.deadLetters.set(d.queue, dead = []);
+        dead.push(withReason(d.entry.message, reason));
+        return Promise.resolve("dead");
+      },
+      release: (ds) => {
+        for (const d of [...ds].reverse()) {
+          d.entry.deliveries--;
+          store.unshift(d.queue, d.entry);
+        }
+        return Promise.resolve();
+      },
+      close: () => Promise.resolve(),
+    };
   }
 
   purge(queue: string): Promise<number> {
+    try {
+      checkQueue(queue);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const n = this.#store.queues.get(queue)?.length ?? 0;
     this.#store.queues.delete(queue);
     return Promise.resolve(n);
@@ -204,22 +261,14 @@ export class MemoryBroker implements Broker {
       this.#closed.signal,
       ...(options.signal ? [options.signal] : []),
     ]);
-    const buffer: BroadcastMessage[] = [];
-    const notifier = new Notifier();
+    const channel = new PushChannel<BroadcastMessage>();
     const listener = (m: BroadcastMessage) => {
-      if (m.exchange === exchange) {
-        buffer.push(m);
-        notifier.notify();
-      }
+      if (m.exchange === exchange) channel.push(m);
     };
     this.#store.subscribers.add(listener);
     try {
       options.onReady?.();
-      while (!signal.aborted) {
-        const m = buffer.shift();
-        if (m) yield m;
-        else await notifier.wait(signal);
-      }
+      yield* channel.stream(signal);
     } finally {
       this.#store.subscribers.delete(listener);
     }
@@ -241,22 +290,14 @@ export class MemoryBroker implements Broker {
     ]);
     if (signal.aborted) return;
     const key = `${exchange}\0${routingKey}`;
-    const buffer: Message[] = [];
-    const notifier = new Notifier();
-    const listener = (m: Message) => {
-      buffer.push(m);
-      notifier.notify();
-    };
+    const channel = new PushChannel<Message>();
+    const listener = (m: Message) => channel.push(m);
     let set = this.#store.direct.get(key);
     if (!set) this.#store.direct.set(key, set = new Set());
     set.add(listener);
     try {
       options.onReady?.();
-      while (!signal.aborted) {
-        const m = buffer.shift();
-        if (m) yield m;
-        else await notifier.wait(signal);
-      }
+      yield* channel.stream(signal);
     } finally {
       set.delete(listener);
       if (set.size === 0) this.#store.direct.delete(key);

@@ -20,7 +20,8 @@
  */
 
 import { clearImmediate, setImmediate } from "node:timers";
-import { delay, Notifier } from "../_signal.ts";
+import { delay } from "../_signal.ts";
+import { PushChannel } from "../transport/channel.ts";
 import {
   closeRedisClient,
   createRedisClient,
@@ -35,19 +36,32 @@ import {
 
 // A command that has had no reply for this long means a wedged connection (ms).
 const COMMAND_DEADLINE = 15_000;
-import { redact } from "../connect.ts";
+// Longest a stopping consumer waits for its clean-up commands (ms).
+const STOP_DEADLINE = 3_000;
+import { redact } from "../_url.ts";
 import { stringifyJson } from "../protocol/json.ts";
 import { fromKombuEnvelope, toKombuEnvelope } from "../protocol/kombu.ts";
-import { type Message, undecodableMessage } from "../protocol/message.ts";
-import type {
-  BroadcastMessage,
-  Broker,
-  ConsumeDirectOptions,
-  ConsumeOptions,
-  Delivery,
-  PublishOptions,
-  SubscribeOptions,
+import type { Message } from "../protocol/message.ts";
+import {
+  type BroadcastMessage,
+  type Broker,
+  type ConsumeDirectOptions,
+  type ConsumeOptions,
+  DEAD_LETTER_REASON_HEADER,
+  type DeadLetterEvent,
+  type Delivery,
+  type PublishOptions,
+  type SubscribeOptions,
 } from "./broker.ts";
+import {
+  checkMaxDeliveries,
+  checkQueue,
+  consumeLoop,
+  type ConsumerContext,
+  type ConsumerHooks,
+  type RawDelivery,
+  type RejectResult,
+} from "../transport/consume.ts";
 import { CLAIM } from "./redis_scripts/claim.ts";
 import { DRAIN } from "./redis_scripts/drain.ts";
 import { PROMOTE } from "./redis_scripts/promote.ts";
@@ -127,9 +141,14 @@ interface Envelope {
 interface ConsumerState {
   id: string;
   aliveKey: string;
-  outstanding: number;
-  acked: Notifier;
 }
+
+interface RedisDelivery extends RawDelivery {
+  readonly claimed: Claimed;
+}
+
+// How much of an undecodable envelope a dead-letter event carries.
+const RAW_EXCERPT = 4096;
 
 interface PushBatch {
   values: string[];
@@ -181,17 +200,43 @@ function envelopeText(
   ));
 }
 
-// kombu's `_do_restore_message`: mark the message redelivered in headers and delivery_info.
-function markRedelivered(raw: string): string {
+// Rewrites an envelope without changing what it says otherwise: numbers keep their source
+// text (an int above 2^53 from Python stays the same integer). Text that is not a JSON
+// object is returned unchanged.
+function editEnvelope(raw: string, edit: (env: Envelope) => void): string {
   try {
-    const env = JSON.parse(raw) as Envelope;
-    if (isObject(env.headers)) env.headers.redelivered = true;
-    const info = env.properties?.delivery_info;
-    if (isObject(info)) info.redelivered = true;
+    const env = (JSON.parse as (t: string, r: Reviver) => unknown)(raw, keepNumbers);
+    if (!isObject(env)) return raw;
+    edit(env as unknown as Envelope);
     return JSON.stringify(env);
   } catch {
     return raw;
   }
+}
+
+type Reviver = (key: string, value: unknown, context?: { source?: string }) => unknown;
+const rawJson = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;
+const keepNumbers: Reviver = (_key, value, context) =>
+  typeof value === "number" && context?.source !== undefined &&
+    String(value) !== context.source
+    ? rawJson(context.source)
+    : value;
+
+// kombu's `_do_restore_message`: mark the message redelivered in headers and delivery_info.
+function markRedelivered(raw: string): string {
+  return editEnvelope(raw, (env) => {
+    if (isObject(env.headers)) env.headers.redelivered = true;
+    const info = env.properties?.delivery_info;
+    if (isObject(info)) info.redelivered = true;
+  });
+}
+
+// The dead-lettered copy of an envelope, with why in its headers.
+function withDeadReason(raw: string, reason: string): string {
+  return editEnvelope(raw, (env) => {
+    if (env.headers === undefined || env.headers === null) env.headers = {};
+    if (isObject(env.headers)) env.headers[DEAD_LETTER_REASON_HEADER] = reason;
+  });
 }
 
 /**
@@ -226,7 +271,8 @@ export class RedisBroker implements Broker {
   // Deliveries handed out and not settled yet, by tag: their leases are renewed.
   #held = new Map<string, Claimed>();
   #consumers = new Set<ConsumerState>();
-  #leaseTimer: ReturnType<typeof setInterval> | undefined;
+  // Consume loops while they run (not while they wait at a yield).
+  #active = new Set<Promise<void>>();
   #acks: AckWaiter[] = [];
   #ackTimer: ReturnType<typeof setImmediate> | undefined;
   #nextRestore = 0;
@@ -244,13 +290,8 @@ export class RedisBroker implements Broker {
     this.url = redact(url);
     this.#url = parseRedisUrl(url);
     this.#prefix = options.keyPrefix ?? "";
-    this.#maxDeliveries = options.maxDeliveries ?? 10;
+    this.#maxDeliveries = checkMaxDeliveries(options.maxDeliveries);
     this.#visibility = options.visibilityTimeout ?? 3_600_000;
-    if (!(this.#maxDeliveries >= 1)) {
-      throw new RangeError(
-        `Cannot set maxDeliveries: it must be at least 1, got ${this.#maxDeliveries}`,
-      );
-    }
     if (!(this.#visibility > 0)) {
       throw new RangeError(
         `Cannot set visibilityTimeout: it must be positive, got ${this.#visibility}`,
@@ -287,6 +328,17 @@ export class RedisBroker implements Broker {
     return this.#client.get();
   }
 
+  /**
+   * Makes one connection attempt now, if there is no client yet.
+   *
+   * @param options `signal` gives up the attempt.
+   * @returns When connected.
+   */
+  async connect(options: { signal?: AbortSignal } = {}): Promise<void> {
+    this.#checkOpen();
+    await this.#client.get(options.signal);
+  }
+
   // Disconnects a wedged client; the next #connect() makes a new shared one if it was that.
   #reset(wedged: RedisClient): void {
     this.#others.delete(wedged);
@@ -313,7 +365,12 @@ export class RedisBroker implements Broker {
   async #dedicated(): Promise<RedisClient> {
     const client = createRedisClient(this.#url, this.#onError, this.#name);
     this.#others.add(client);
-    await client.connect();
+    try {
+      await client.connect();
+    } catch (error) {
+      this.#others.delete(client);
+      throw error;
+    }
     return client;
   }
 
@@ -422,31 +479,23 @@ export class RedisBroker implements Broker {
     return replies.slice(0, 4).reduce<number>((n, r) => n + Number(r), 0);
   }
 
-  async *consume(
-    queues: readonly string[],
-    options: ConsumeOptions = {},
-  ): AsyncGenerator<Delivery> {
-    if (queues.length === 0) throw new TypeError("Cannot consume: no queues given");
-    for (const q of queues) checkQueue(q);
-    const prefetch = options.prefetch ?? 4;
-    if (!Number.isInteger(prefetch) || prefetch < 0) {
-      throw new RangeError(
-        `Cannot set prefetch: it must be a non-negative integer, got ${prefetch}`,
-      );
-    }
-    const signal = AbortSignal.any([
-      this.#closed.signal,
-      ...(options.signal ? [options.signal] : []),
-    ]);
-    if (signal.aborted) return;
-    let client = await this.#connect();
+  consume(queues: readonly string[], options: ConsumeOptions = {}): AsyncGenerator<Delivery> {
+    return consumeLoop(
+      queues,
+      options,
+      { closed: this.#closed.signal, maxDeliveries: this.#maxDeliveries, active: this.#active },
+      (ctx) => this.#session(ctx),
+    );
+  }
+
+  // The consume hooks of one consumer: a claim script over its queues, and a blocking
+  // BLMOVE on a dedicated connection when they are empty.
+  async #session(ctx: ConsumerContext): Promise<ConsumerHooks<RedisDelivery>> {
+    const { queues, signal } = ctx;
+    // A connect fails at once while the server is down: wait for it as other commands do.
+    let client = await this.#retry((c) => Promise.resolve(c));
     const id = crypto.randomUUID();
-    const state: ConsumerState = {
-      id,
-      aliveKey: this.#key(`celeriac.consumer.${id}`),
-      outstanding: 0,
-      acked: new Notifier(),
-    };
+    const state: ConsumerState = { id, aliveKey: this.#key(`celeriac.consumer.${id}`) };
     const processing = queues.map((q) => this.#key(`celeriac.processing.${id}.${q}`));
     const registry = queues.map((q, i) =>
       JSON.stringify([processing[i], this.#listKey(q, 0), state.aliveKey])
@@ -456,78 +505,133 @@ export class RedisBroker implements Broker {
       .sAdd(this.#key("celeriac.processing"), registry)
       .exec();
     this.#consumers.add(state);
-    this.#startLeases();
-    let blocker = await this.#dedicated();
+    let blocker: RedisClient;
+    try {
+      blocker = await this.#dedicated();
+    } catch (error) {
+      this.#consumers.delete(state);
+      throw error;
+    }
     const unblock = () => void blocker.disconnect().catch(() => {});
     signal.addEventListener("abort", unblock, { once: true });
-    const buffer: Claimed[] = [];
     let turn = 0;
-    try {
-      while (!signal.aborted) {
-        if (buffer.length > 0) {
-          yield this.#delivery(buffer.shift()!, state);
-          continue;
-        }
-        if (prefetch > 0 && state.outstanding >= prefetch) {
-          await state.acked.wait(signal, this.#blockTimeout);
-          continue;
-        }
+    return {
+      claim: async (max) => {
+        await withDeadline(this.#maintain(client), COMMAND_DEADLINE, "restore sweep");
+        const { claimed, dead } = await withDeadline(
+          this.#claim(client, queues, processing, turn, max),
+          COMMAND_DEADLINE,
+          "claim",
+        );
+        for (const event of dead) ctx.deadLetter(event);
+        if (claimed.length > 0) turn++;
+        return claimed.map((c) => {
+          this.#held.set(c.tag, c);
+          return this.#delivery(c);
+        });
+      },
+      wait: async () => {
+        if (signal.aborted) return;
+        const i = turn++ % queues.length;
+        const wait = Math.max(10, Math.min(this.#blockTimeout, this.#nextPromote - Date.now()));
+        await withDeadline(
+          blocker.blMove(
+            this.#listKey(queues[i]!, 0),
+            processing[i]!,
+            "RIGHT",
+            "LEFT",
+            wait / 1000,
+          ),
+          wait + COMMAND_DEADLINE,
+          "blocking wait",
+        );
+      },
+      recover: async (error) => {
+        this.#onError(error as Error);
+        // A wedged connection never recovers by itself (Celery #8030): replace it.
+        const wedged = error instanceof RedisDeadlineError;
         try {
-          await withDeadline(this.#maintain(client), COMMAND_DEADLINE, "restore sweep");
-          const room = prefetch > 0 ? prefetch - state.outstanding : 100;
-          const claimed = await withDeadline(
-            this.#claim(client, queues, processing, turn, room),
-            COMMAND_DEADLINE,
-            "claim",
-          );
-          if (claimed.length > 0) {
-            state.outstanding += claimed.length;
-            for (const c of claimed) this.#held.set(c.tag, c);
-            buffer.push(...claimed);
-            turn++;
-            continue;
+          if (wedged || !client.isOpen) {
+            this.#reset(client);
+            client = await this.#connect();
           }
-          if (signal.aborted) break;
-          const i = turn++ % queues.length;
-          const wait = Math.max(10, Math.min(this.#blockTimeout, this.#nextPromote - Date.now()));
+          if (wedged || !blocker.isOpen) {
+            this.#reset(blocker);
+            blocker = await this.#dedicated();
+          }
+        } catch (e) {
+          this.#onError(e as Error);
+        }
+        await delay(100, signal).catch(() => {});
+      },
+      ack: (d) => {
+        this.#held.delete(d.claimed.tag);
+        return this.#ack(d.claimed.tag);
+      },
+      reject: async (d, { requeue, reason }) => {
+        this.#held.delete(d.claimed.tag);
+        return await this.#settle(d.claimed, requeue ? "requeue" : "dead", "left", reason);
+      },
+      // Claimed but never handed out: straight back to the consume end of their queues.
+      release: async (ds) => {
+        for (const d of [...ds].reverse()) {
+          try {
+            await this.#settle(d.claimed, "release", "right");
+            this.#held.delete(d.claimed.tag);
+          } catch (error) {
+            // Still held: close() restores it (kombu's restore_at_shutdown).
+            this.#onError(error as Error);
+          }
+        }
+      },
+      // Keeps held deliveries fresh in `unacked_index` (XX: never re-adds one restored by
+      // someone else), and this consumer's liveness key alive while it runs.
+      renew: async (held) => {
+        const c = await this.#client.peek();
+        if (!c?.isReady) return;
+        const now = Date.now() / 1000;
+        const multi = c.multi();
+        if (held.length > 0) {
+          multi.zAdd(
+            this.#key("unacked_index"),
+            held.map((d) => ({ score: now, value: d.claimed.tag })),
+            { XX: true },
+          );
+        }
+        if (this.#consumers.has(state)) multi.pExpire(state.aliveKey, this.#aliveTtl());
+        try {
+          await multi.exec();
+        } catch (error) {
+          this.#onError(error as Error);
+        }
+      },
+      renewInterval: this.#leaseInterval,
+      close: async () => {
+        signal.removeEventListener("abort", unblock);
+        this.#consumers.delete(state);
+        // Bounded: a server that is down must not hold a stopping worker (the sweep drains the
+        // processing lists of a consumer whose liveness key expired).
+        try {
           await withDeadline(
-            blocker.blMove(
-              this.#listKey(queues[i]!, 0),
-              processing[i]!,
-              "RIGHT",
-              "LEFT",
-              wait / 1000,
-            ),
-            wait + COMMAND_DEADLINE,
-            "blocking wait",
+            (async () => {
+              for (let i = 0; i < queues.length; i++) {
+                await DRAIN.run(client, [processing[i]!, this.#listKey(queues[i]!, 0)], []);
+              }
+              await client.multi()
+                .sRem(this.#key("celeriac.processing"), registry)
+                .del(state.aliveKey)
+                .exec();
+            })(),
+            STOP_DEADLINE,
+            "stop consumer",
           );
         } catch (error) {
-          if (signal.aborted) break;
           this.#onError(error as Error);
-          // A wedged connection never recovers by itself (Celery #8030): replace it.
-          const wedged = error instanceof RedisDeadlineError;
-          try {
-            if (wedged || !client.isOpen) {
-              this.#reset(client);
-              client = await this.#connect();
-            }
-            if (wedged || !blocker.isOpen) {
-              this.#reset(blocker);
-              blocker = await this.#dedicated();
-            }
-          } catch (e) {
-            this.#onError(e as Error);
-          }
-          await delay(100, signal).catch(() => {});
         }
-      }
-    } finally {
-      signal.removeEventListener("abort", unblock);
-      this.#consumers.delete(state);
-      await this.#stopConsumer(client, state, queues, processing, registry, buffer);
-      this.#others.delete(blocker);
-      await closeRedisClient(blocker, 0);
-    }
+        this.#others.delete(blocker);
+        await closeRedisClient(blocker, 0);
+      },
+    };
   }
 
   async #claim(
@@ -536,7 +640,7 @@ export class RedisBroker implements Broker {
     processing: string[],
     turn: number,
     room: number,
-  ): Promise<Claimed[]> {
+  ): Promise<{ claimed: Claimed[]; dead: DeadLetterEvent[] }> {
     const keys = [
       this.#key("unacked"),
       this.#key("unacked_index"),
@@ -555,59 +659,68 @@ export class RedisBroker implements Broker {
         names.push(q);
       }
     }
-    const reply = await CLAIM.run(client, keys, [
+    const [reply, deadReply] = await CLAIM.run(client, keys, [
       Date.now() / 1000,
       this.#maxDeliveries,
       room,
       ...names,
-    ]) as (string | number)[];
-    const out: Claimed[] = [];
+    ]) as [(string | number)[], (string | number)[]];
+    const claimed: Claimed[] = [];
     for (let i = 0; i + 3 < reply.length; i += 4) {
-      out.push({
+      claimed.push({
         queue: String(reply[i]),
         raw: String(reply[i + 1]),
         count: Number(reply[i + 2]),
         tag: String(reply[i + 3]),
       });
     }
-    return out;
+    const dead: DeadLetterEvent[] = [];
+    for (let i = 0; i + 2 < (deadReply?.length ?? 0); i += 3) {
+      const raw = String(deadReply[i + 2]);
+      let message: Message | null = null;
+      try {
+        message = fromKombuEnvelope(raw);
+      } catch {
+        // Undecodable (or cut): the event carries the start of the text.
+      }
+      const event: DeadLetterEvent = {
+        queue: String(deadReply[i]),
+        reason: String(deadReply[i + 1]),
+        message,
+      };
+      if (message === null) event.raw = raw;
+      dead.push(event);
+    }
+    return { claimed, dead };
   }
 
-  #delivery(claimed: Claimed, state: ConsumerState): Delivery {
-    const tag = claimed.tag;
-    let settled = false;
-    const settle = () => {
-      if (settled) return false;
-      settled = true;
-      this.#held.delete(tag);
-      state.outstanding--;
-      state.acked.notify();
-      return true;
-    };
-    let message: Message;
+  #delivery(claimed: Claimed): RedisDelivery {
     let redelivered = claimed.count > 1;
     try {
-      message = fromKombuEnvelope(claimed.raw);
+      const message = fromKombuEnvelope(claimed.raw);
       const info = message.properties.delivery_info;
       if (message.headers.redelivered === true || (isObject(info) && info.redelivered === true)) {
         redelivered = true;
       }
+      return {
+        claimed,
+        message,
+        queue: claimed.queue,
+        redelivered,
+        deliveryCount: Math.max(claimed.count, redelivered ? 2 : 1),
+      };
     } catch (cause) {
-      // Undecodable: hand it over anyway so the consumer rejects it (to the dead letters).
-      this.#onError(new Error(`Undecodable envelope ${tag}`, { cause }));
-      message = undecodableMessage(cause);
+      // Undecodable: the consume loop dead-letters it and reports why.
+      return {
+        claimed,
+        message: null,
+        queue: claimed.queue,
+        redelivered,
+        deliveryCount: claimed.count,
+        error: `the envelope could not be decoded: ${(cause as Error).message}`,
+        raw: claimed.raw.slice(0, RAW_EXCERPT),
+      };
     }
-    return {
-      message,
-      queue: claimed.queue,
-      redelivered,
-      deliveryCount: Math.max(claimed.count, redelivered ? 2 : 1),
-      ack: () => settle() ? this.#ack(tag) : Promise.resolve(),
-      reject: async ({ requeue = false } = {}) => {
-        if (!settle()) return;
-        await this.#settle(claimed, requeue ? "requeue" : "dead", "left");
-      },
-    };
   }
 
   // Acks issued in the same turn of the event loop share one MULTI. setImmediate, not
@@ -644,10 +757,18 @@ export class RedisBroker implements Broker {
 
   async #settle(
     claimed: Claimed,
-    mode: "requeue" | "dead" | "restore",
+    mode: "requeue" | "dead" | "restore" | "release",
     end: "left" | "right",
-  ): Promise<string> {
+    reason = "rejected",
+  ): Promise<RejectResult> {
     const tag = claimed.tag;
+    const again = mode === "dead"
+      ? ""
+      : mode === "release"
+      ? claimed.raw
+      : markRedelivered(claimed.raw);
+    // The dead-lettered copy carries why (when the envelope is JSON).
+    const dead = mode === "requeue" || mode === "dead" ? withDeadReason(claimed.raw, reason) : "";
     // Idempotent (a tag no longer unacked is "gone"), so repeated after transient failures.
     return String(
       await this.#retry(
@@ -658,73 +779,13 @@ export class RedisBroker implements Broker {
             this.#key("celeriac.deliveries"),
             this.#listKey(claimed.queue, 0),
             this.#deadKey(claimed.queue),
-          ], [tag, markRedelivered(claimed.raw), mode, this.#maxDeliveries, end]),
+          ], [tag, again, mode, this.#maxDeliveries, end, dead]),
       ),
-    );
-  }
-
-  async #stopConsumer(
-    client: RedisClient,
-    state: ConsumerState,
-    queues: readonly string[],
-    processing: string[],
-    registry: string[],
-    buffer: Claimed[],
-  ): Promise<void> {
-    // Claimed but never handed out: straight back to the consume end of their queues.
-    for (const c of buffer.reverse()) {
-      this.#held.delete(c.tag);
-      await this.#settle(c, "restore", "right").catch((e) => this.#onError(e));
-    }
-    try {
-      for (let i = 0; i < queues.length; i++) {
-        await DRAIN.run(client, [processing[i]!, this.#listKey(queues[i]!, 0)], []);
-      }
-      await client.multi()
-        .sRem(this.#key("celeriac.processing"), registry)
-        .del(state.aliveKey)
-        .exec();
-    } catch (error) {
-      this.#onError(error as Error);
-    }
-    this.#stopLeasesIfIdle();
+    ) as RejectResult;
   }
 
   #aliveTtl(): number {
     return Math.max(this.#leaseInterval * 3, 5_000);
-  }
-
-  #startLeases(): void {
-    this.#leaseTimer ??= setInterval(() => void this.#renew(), this.#leaseInterval);
-  }
-
-  #stopLeasesIfIdle(): void {
-    if (this.#held.size === 0 && this.#consumers.size === 0) {
-      clearInterval(this.#leaseTimer);
-      this.#leaseTimer = undefined;
-    }
-  }
-
-  // Keeps held deliveries fresh in `unacked_index` (XX: never re-adds one restored by someone
-  // else), and consumers' liveness keys alive.
-  async #renew(): Promise<void> {
-    const client = await this.#client.peek();
-    if (!client?.isReady) return;
-    const now = Date.now() / 1000;
-    const tags = [...this.#held.keys()];
-    try {
-      const multi = client.multi();
-      if (tags.length > 0) {
-        multi.zAdd(this.#key("unacked_index"), tags.map((t) => ({ score: now, value: t })), {
-          XX: true,
-        });
-      }
-      for (const c of this.#consumers) multi.pExpire(c.aliveKey, this.#aliveTtl());
-      await multi.exec();
-    } catch (error) {
-      this.#onError(error as Error);
-    }
-    this.#stopLeasesIfIdle();
   }
 
   async #maintain(client: RedisClient): Promise<void> {
@@ -856,20 +917,25 @@ export class RedisBroker implements Broker {
       ...(options.signal ? [options.signal] : []),
     ]);
     if (signal.aborted) return;
-    const subscriber = await (this.#subscriber ??= (async () => {
-      const c = createRedisClient(this.#url, this.#onError, this.#name);
-      await c.connect();
-      return c;
-    })());
-    const buffer: BroadcastMessage[] = [];
-    const notifier = new Notifier();
+    if (!this.#subscriber) {
+      const connecting = this.#subscriber = (async () => {
+        const c = createRedisClient(this.#url, this.#onError, this.#name);
+        await c.connect();
+        return c;
+      })();
+      // A failed connect is not remembered: the next subscriber tries again.
+      connecting.catch(() => {
+        if (this.#subscriber === connecting) this.#subscriber = undefined;
+      });
+    }
+    const subscriber = await this.#subscriber;
+    const received = new PushChannel<BroadcastMessage>();
     const base = this.#channel(exchange);
     const listener = (raw: string, channel: string) => {
       try {
         const rest = channel.slice(base.length);
         if (rest !== "" && !rest.startsWith("/")) return;
-        buffer.push({ exchange, routingKey: rest.slice(1), message: fromKombuEnvelope(raw) });
-        notifier.notify();
+        received.push({ exchange, routingKey: rest.slice(1), message: fromKombuEnvelope(raw) });
       } catch (error) {
         this.#onError(error as Error);
       }
@@ -878,11 +944,7 @@ export class RedisBroker implements Broker {
     await subscriber.pSubscribe(patterns, listener);
     try {
       options.onReady?.();
-      while (!signal.aborted) {
-        const m = buffer.shift();
-        if (m) yield m;
-        else await notifier.wait(signal);
-      }
+      yield* received.stream(signal);
     } finally {
       if (subscriber.isOpen) await subscriber.pUnsubscribe(patterns, listener).catch(() => {});
     }
@@ -966,8 +1028,11 @@ export class RedisBroker implements Broker {
   async #close(): Promise<void> {
     const errors: unknown[] = [];
     this.#closed.abort();
-    // Let consume() generators run their cleanup first.
-    for (let i = 0; i < 50 && this.#consumers.size > 0; i++) await delay(20);
+    // Let consume() loops that are running (not waiting at a yield) finish their cleanup:
+    // claims not handed out go back, wake-up lists are drained.
+    const stop = new AbortController();
+    await Promise.race([Promise.all(this.#active), delay(2_000, stop.signal).catch(() => {})]);
+    stop.abort();
     try {
       await this.#flushAcks();
     } catch (e) {
@@ -981,8 +1046,6 @@ export class RedisBroker implements Broker {
       }
     }
     this.#held.clear();
-    clearInterval(this.#leaseTimer);
-    this.#leaseTimer = undefined;
     const subscriber = this.#subscriber && await this.#subscriber.catch(() => undefined);
     for (const c of [...this.#others, subscriber, client]) {
       if (c) await closeRedisClient(c);
@@ -1023,12 +1086,6 @@ export class RedisBroker implements Broker {
   }
 }
 
-function checkQueue(queue: string): void {
-  if (typeof queue !== "string" || queue === "") {
-    throw new TypeError(`Cannot use queue ${JSON.stringify(queue)}: it must be a non-empty string`);
-  }
-}
-
 /**
  * Makes a {@linkcode RedisBroker} from `createBroker()`'s options; `transportOptions` take
  * kombu's names: `visibility_timeout` (seconds), `global_keyprefix`.
@@ -1048,10 +1105,15 @@ function checkQueue(queue: string): void {
  */
 export function redisBrokerFromUrl(
   url: string,
-  options: { maxDeliveries?: number; transportOptions?: Record<string, unknown> } = {},
+  options: {
+    maxDeliveries?: number;
+    transportOptions?: Record<string, unknown>;
+    onError?: (error: Error) => void;
+  } = {},
 ): RedisBroker {
   const t = options.transportOptions ?? {};
   const own: RedisBrokerOptions = {};
+  if (options.onError) own.onError = options.onError;
   if (options.maxDeliveries !== undefined) own.maxDeliveries = options.maxDeliveries;
   const vt = t.visibility_timeout ?? t.visibilityTimeout;
   if (vt !== undefined) {

@@ -9,7 +9,7 @@
 
 import { type App, machineName } from "../app.ts";
 import type { Backend } from "../backends/backend.ts";
-import type { Broker } from "../brokers/broker.ts";
+import type { Broker, DeadLetterEvent } from "../brokers/broker.ts";
 import { AppEvent, type AppEventDetails, type AppEventType } from "../signals.ts";
 import type { RateLimit } from "../task_options.ts";
 import { aborted, delay, Notifier } from "../_signal.ts";
@@ -342,8 +342,20 @@ export class Consumer {
   async #run(): Promise<void> {
     const app = this.app;
     const o = this.#options;
-    const broker = await app.getBroker();
-    const backend = await app.getBackend();
+    // Connecting retries as the App's brokerConnection* options say; a stop signal (SIGTERM)
+    // while connecting ends the run at once.
+    let broker: Broker;
+    let backend: Backend;
+    try {
+      broker = await app.getBroker({ signal: this.#stop.signal });
+      backend = await app.getBackend({ signal: this.#stop.signal });
+    } catch (error) {
+      if (this.#stop.signal.aborted) {
+        app.logger.info(`${this.hostname} stopped while connecting`);
+        return;
+      }
+      throw error;
+    }
     const pool = this.#pool = this.#makePool(broker, backend);
     try {
       await pool.start();
@@ -378,6 +390,14 @@ export class Consumer {
         signal: this.#stop.signal,
       });
     }
+    // Everything is declared before `ready`: a refusal is the run's error, not a later exit.
+    try {
+      await broker.declare?.([...this.queues]);
+    } catch (error) {
+      await control.close().catch(() => {});
+      await pool.close();
+      throw error;
+    }
     const host = this.#requestHost(broker, backend, pool);
     const multiplier = o.prefetchMultiplier ?? 4;
     if (multiplier === 0) {
@@ -402,9 +422,12 @@ export class Consumer {
           idle.dispose();
           continue;
         }
-        for await (
-          const delivery of broker.consume([...this.queues], { prefetch: prefetch(), signal })
-        ) {
+        const consumed = broker.consume([...this.queues], {
+          prefetch: prefetch(),
+          signal,
+          onDeadLetter: (e) => this.#brokerDeadLetter(e),
+        });
+        for await (const delivery of consumed) {
           const request = new Request(delivery, host);
           this.#held.add(request);
           const p = request.process().finally(() => {
@@ -531,6 +554,23 @@ export class Consumer {
       event: (type, detail) => this.#event(type, detail),
       storeFailed: () => this.#storeFailures++,
     };
+  }
+
+  // A message the broker dead-lettered by itself (unreadable, or delivered too often): one log
+  // line and a `task-rejected` event, as for the ones the worker dead-letters.
+  #brokerDeadLetter(e: DeadLetterEvent): void {
+    const id = typeof e.message?.headers.id === "string" ? e.message.headers.id : null;
+    const name = typeof e.message?.headers.task === "string" ? e.message.headers.task : null;
+    const what = id ? `Task ${name}[${id}]` : `A message from ${e.queue}`;
+    this.app.logger.error(`${what} dead-lettered by the broker: ${e.reason}`);
+    this.#event("taskRejected", {
+      id,
+      name,
+      queue: e.queue,
+      requeue: false,
+      reason: e.reason,
+      ...(e.message ? { message: e.message } : {}),
+    });
   }
 
   #event<K extends AppEventType>(type: K, detail: Omit<AppEventDetails[K], "hostname">): void {

@@ -13,6 +13,7 @@ import type { BroadcastMessage, Broker } from "../brokers/broker.ts";
 import { clockOf, type LamportClock } from "../_clock.ts";
 import { pyRepr } from "../protocol/message.ts";
 import { redact } from "../connect.ts";
+import { schemeInfo } from "../transport/registry.ts";
 import type { Pool } from "./pool.ts";
 import type { RevokedSet } from "./revoked.ts";
 import { EventDispatcher, SOFTWARE, systemName } from "./events.ts";
@@ -526,7 +527,7 @@ export class ControlNode {
         virtual_host: u.pathname.replace(/^\//, "") || "/",
         port: u.port ? Number(u.port) : null,
         insist: false,
-        ssl: u.protocol === "rediss:" || u.protocol === "amqps:",
+        ssl: schemeInfo(w.app.conf.brokerUrl)?.secure ?? false,
         transport: u.protocol.replace(/:$/, ""),
         connect_timeout: 4,
         transport_options: w.app.conf.transportOptions,
@@ -845,5 +846,11 @@ const TASK_EVENTS = new Map<
     expired: d.expired ?? false,
   })]],
   ["taskRejected", ["task-rejected", (d) => ({ uuid: d.id ?? null, requeue: d.requeue ?? false })]],
+  // As Celery's `on_unknown_task`: Flower lists an unregistered task as failed.
+  ["taskUnknown", ["task-failed", (d) => ({
+    uuid: d.id,
+    exception: `NotRegistered(${pyRepr(d.name)})`,
+    traceback: null,
+  })]],
   ["taskPostrun", ["", () => ({})]],
 ]);

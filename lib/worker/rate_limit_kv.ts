@@ -9,7 +9,7 @@
  */
 
 import { kvTarget } from "../_kv.ts";
-import { BaseRateLimiter, type Reservation } from "./rate_limit.ts";
+import { BaseRateLimiter, type Reservation } from "./_rate_limiter.ts";
 
 /** Options of {@linkcode KvRateLimiter}. */
 export interface KvRateLimiterOptions {

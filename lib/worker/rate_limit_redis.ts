@@ -12,7 +12,7 @@ import {
   type RedisClient,
   RedisScript,
 } from "../_redis.ts";
-import { BaseRateLimiter, type Reservation } from "./rate_limit.ts";
+import { BaseRateLimiter, type Reservation } from "./_rate_limiter.ts";
 
 /**
  * Reserves a rate-limit slot (GCRA, burst 1).

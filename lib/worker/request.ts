@@ -181,20 +181,6 @@ export class Request {
       await this.#store(makeMeta(req.id, "FAILURE", exc, this.#lineage()));
       return { ending: "poison", reason };
     }
-    const reprs = requestReprs(req);
-    this.#event("taskReceived", {
-      id: req.id,
-      name: req.name,
-      args: req.args,
-      kwargs: req.kwargs,
-      argsrepr: reprs.args,
-      kwargsrepr: reprs.kwargs,
-      rootId: req.rootId,
-      parentId: req.parentId,
-      retries: req.retries,
-      eta: req.eta,
-      expires: req.expires,
-    });
     const held: HeldRequest = this.held = {
       id: req.id,
       name: req.name,
@@ -210,10 +196,26 @@ export class Request {
     };
     if (host.isRevoked(req.id)) return await this.#revoked("revoked");
     if (req.expires && req.expires.getTime() <= Date.now()) return await this.#revoked("expired");
+    // Far ETAs go back to the broker until due: no worker holds them, nothing runs twice, and
+    // `task-received` is sent once, when the message comes back due (as Celery, revoked and
+    // expired tasks send none).
+    const wait = req.eta ? req.eta.getTime() - Date.now() : 0;
+    if (wait > host.etaHoldMs) return await this.#reschedule(req.eta!);
+    const reprs = requestReprs(req);
+    this.#event("taskReceived", {
+      id: req.id,
+      name: req.name,
+      args: req.args,
+      kwargs: req.kwargs,
+      argsrepr: reprs.args,
+      kwargsrepr: reprs.kwargs,
+      rootId: req.rootId,
+      parentId: req.parentId,
+      retries: req.retries,
+      eta: req.eta,
+      expires: req.expires,
+    });
     if (req.eta) {
-      const wait = req.eta.getTime() - Date.now();
-      // Far ETAs go back to the broker until due: no worker holds them, nothing runs twice.
-      if (wait > host.etaHoldMs) return await this.#reschedule(req.eta);
       held.state = "scheduled";
       if (wait > 0 && !(await this.#sleep(wait))) return { ending: "shutdown" };
       held.state = "reserved";
@@ -372,12 +374,18 @@ export class Request {
       case "ignore":
         return { ending: "ignore", state: "IGNORED" };
       case "lost": {
-        if (decideSettle("lost", this.#acked, this.#ackOptions()) === "requeue") {
+        const settle = decideSettle("lost", this.#acked, this.#ackOptions());
+        if (settle === "requeue") {
           return { ending: "lost", reason: outcome.error.message, state: "REJECTED" };
         }
-        const exc = errorToInfo(new WorkerLostError(outcome.error.message));
+        // A message that keeps killing its worker is dead-lettered instead of looping.
+        const count = this.delivery.deliveryCount;
+        const reason = settle === "dead-letter" && this.#acks.rejectOnWorkerLost
+          ? `Task ${req.name}[${req.id}] dead-lettered: its worker was lost on each of ${count} deliveries (maxDeliveries ${app.conf.maxDeliveries})`
+          : outcome.error.message;
+        const exc = errorToInfo(new WorkerLostError(reason));
         await this.#fail(req, exc, outcome.error.stack, storeErrors);
-        return { ending: "lost", reason: outcome.error.message, state: "FAILURE" };
+        return { ending: "lost", reason, state: "FAILURE" };
       }
       case "timeout": {
         app.logger.error(
@@ -475,7 +483,7 @@ export class Request {
             reason,
             ...(req ? {} : { message: delivery.message }),
           });
-          await delivery.reject({ requeue: false });
+          await delivery.reject({ requeue: false, reason });
           break;
         }
         case "none":

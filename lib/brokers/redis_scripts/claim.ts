@@ -12,8 +12,13 @@
  * ARGV[3]  most messages to claim
  * ARGV[4+i]  the queue name (routing key) of list i
  *
- * Returns a flat array: queue, envelope, delivery count, delivery tag, ... Envelopes that are not JSON or
- * have no delivery tag go to the dead-letter list instead.
+ * Returns two flat arrays:
+ * 1. the claimed messages: queue, envelope, delivery count, delivery tag, ...;
+ * 2. what it dead-lettered instead, so the consumer can log each and send `task-rejected`
+ *    (nothing is dropped silently): queue, reason, envelope, ... An envelope that is not
+ *    JSON or has no string `properties.delivery_tag` comes back cut to its first 4096 bytes;
+ *    one delivered more than `ARGV[2]` times comes back whole. Dead-lettered envelopes are
+ *    pushed unchanged (re-encoding in Lua would round big integers).
  *
  * @module
  */
@@ -28,6 +33,7 @@ local now = ARGV[1]
 local max_deliveries = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
 local out = {}
+local dead = {}
 local got = 0
 local lists = (#KEYS - 3) / 2
 for i = 0, lists - 1 do
@@ -39,16 +45,28 @@ for i = 0, lists - 1 do
     if not raw then break end
     local ok, env = pcall(cjson.decode, raw)
     local tag = nil
-    if ok and type(env) == 'table' and type(env['properties']) == 'table' then
+    local reason = nil
+    if not ok then
+      reason = 'envelope is not JSON: ' .. tostring(env)
+    elseif type(env) ~= 'table' or type(env['properties']) ~= 'table' then
+      reason = 'envelope has no properties mapping'
+    else
       tag = env['properties']['delivery_tag']
+      if type(tag) ~= 'string' then reason = 'envelope has no string delivery_tag' end
     end
-    if type(tag) ~= 'string' then
+    if reason then
       redis.call('LPUSH', dlq, raw)
+      dead[#dead + 1] = queue
+      dead[#dead + 1] = reason
+      dead[#dead + 1] = string.sub(raw, 1, 4096)
     else
       local count = redis.call('HINCRBY', KEYS[3], tag, 1)
       if count > max_deliveries then
         redis.call('HDEL', KEYS[3], tag)
         redis.call('LPUSH', dlq, raw)
+        dead[#dead + 1] = queue
+        dead[#dead + 1] = 'delivered ' .. count .. ' times (maxDeliveries ' .. max_deliveries .. ')'
+        dead[#dead + 1] = raw
       else
         redis.call('ZADD', KEYS[2], now, tag)
         redis.call('HSET', KEYS[1], tag, '[' .. raw .. ',"",' .. cjson.encode(queue) .. ']')
@@ -62,6 +80,6 @@ for i = 0, lists - 1 do
   end
   if got >= want then break end
 end
-return out
+return {out, dead}
 `,
 );

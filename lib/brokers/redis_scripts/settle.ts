@@ -9,12 +9,15 @@
  * KEYS[4]  the queue list to push back to
  * KEYS[5]  the dead-letter list
  * ARGV[1]  delivery tag
- * ARGV[2]  the envelope to push (redelivered flags set)
+ * ARGV[2]  the envelope to push back (redelivered flags set); unused in "dead" mode
  * ARGV[3]  mode: "requeue" (dead-letter past max deliveries), "restore" (always requeue, at
- *          shutdown) or "dead" (dead-letter list)
+ *          shutdown), "release" (claimed but never handed out: back at the consume end, its
+ *          delivery not counted) or "dead" (dead-letter list)
  * ARGV[4]  max deliveries
  * ARGV[5]  "left" to LPUSH (back of the line, kombu's reject), "right" to RPUSH (next out,
  *          kombu's restore)
+ * ARGV[6]  the envelope to dead-letter (with its `x-celeriac-dead-letter-reason` header);
+ *          unused in "restore" mode
  *
  * Returns "requeued", "dead" or "gone".
  *
@@ -33,6 +36,15 @@ redis.call('ZREM', KEYS[2], tag)
 redis.call('HDEL', KEYS[1], tag)
 local count = tonumber(redis.call('HGET', KEYS[3], tag) or '0')
 local mode = ARGV[3]
+if mode == 'release' then
+  if count <= 1 then
+    redis.call('HDEL', KEYS[3], tag)
+  else
+    redis.call('HINCRBY', KEYS[3], tag, -1)
+  end
+  redis.call('RPUSH', KEYS[4], ARGV[2])
+  return 'requeued'
+end
 if mode == 'restore' or (mode == 'requeue' and count < tonumber(ARGV[4])) then
   if ARGV[5] == 'left' then
     redis.call('LPUSH', KEYS[4], ARGV[2])
@@ -42,7 +54,7 @@ if mode == 'restore' or (mode == 'requeue' and count < tonumber(ARGV[4])) then
   return 'requeued'
 end
 redis.call('HDEL', KEYS[3], tag)
-redis.call('LPUSH', KEYS[5], ARGV[2])
+redis.call('LPUSH', KEYS[5], ARGV[6])
 return 'dead'
 `,
 );
