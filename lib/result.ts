@@ -417,7 +417,7 @@ export class ResultSet<R = unknown, T extends unknown[] = R[]> {
     this.app = app;
   }
 
-  // What a timeout error names.
+  /** What a timeout error names: the first member's id. */
   protected get label(): string {
     return this.results[0]?.id ?? "result set";
   }
@@ -644,6 +644,7 @@ export class GroupResult<R = unknown, T extends unknown[] = R[]> extends ResultS
     this.id = id;
   }
 
+  /** What a timeout error names: the group id. */
   protected override get label(): string {
     return this.id;
   }
