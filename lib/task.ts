@@ -165,10 +165,10 @@ export class TaskContext {
    * import { App } from "@celeriac/celeriac";
    * await using app = new App({ broker: "memory://", backend: "memory://" });
    * const add = app.task("tasks.add", (x: number, y: number) => x + y);
-   * app.task("tasks.later", function (x: number) {
+   * const later = app.task("tasks.later", function (x: number) {
    *   return this.replace(add.s(x, 1));
    * });
-   * console.assert((await app.tasks.get("tasks.later")!.apply([1]).get()) === 2);
+   * console.assert((await later.apply([1]).get()) === 2);
    * ```
    */
   async replace<T = unknown>(sig: Signature<T, unknown> | SignatureLike): Promise<T> {

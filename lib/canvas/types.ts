@@ -185,12 +185,12 @@ function pipeSigs(
  * ```ts
  * import { chain, signature } from "@celeriac/celeriac";
  * const c = chain(signature("tasks.add", [1, 2]), signature("tasks.mul", [10]));
- * console.assert(c.subtask_type === "chain" && c.kwargs.tasks.length === 2);
+ * console.assert(c.subtask_type === "chain" && (c.kwargs.tasks as unknown[]).length === 2);
  * ```
  */
 export function chain<const S extends readonly SignatureLike[]>(
   tasks: S,
-): Chain<ResultOf<LastOf<S>>, HandleOf<LastOf<S>>>;
+): Signature<ResultOf<LastOf<S>>, HandleOf<LastOf<S>>>;
 /**
  * Chains signatures given one by one; the result type is the last step's.
  *
@@ -199,21 +199,21 @@ export function chain<const S extends readonly SignatureLike[]>(
  */
 export function chain<S extends SignatureLike[]>(
   ...tasks: S
-): Chain<ResultOf<LastOf<S>>, HandleOf<LastOf<S>>>;
+): Signature<ResultOf<LastOf<S>>, HandleOf<LastOf<S>>>;
 /**
  * Chains signatures, some given as lists.
  *
  * @param tasks The steps.
  * @returns The chain (or chord).
  */
-export function chain(...tasks: (SignatureLike | SignatureLike[])[]): Chain;
-export function chain(...tasks: (SignatureLike | readonly SignatureLike[])[]): Chain {
+export function chain(...tasks: (SignatureLike | SignatureLike[])[]): Signature;
+export function chain(...tasks: (SignatureLike | readonly SignatureLike[])[]): Signature {
   const flat = tasks.length === 1 && Array.isArray(tasks[0])
     ? tasks[0] as SignatureLike[]
     : (tasks as SignatureLike[]).flat();
   let acc: Signature<unknown, unknown> = makeChain([]);
   for (const t of flat) acc = pipeAny(acc, t);
-  return acc as Chain;
+  return acc as Signature;
 }
 
 /**
