@@ -114,8 +114,12 @@ export async function runEager(
   const event = (type: string, detail: Record<string, unknown>) =>
     host.dispatchEvent(new AppEvent(type as "taskPrerun", detail as never));
   const followUps = backend ? new FollowUps({ app: host, backend, logger: host.logger }) : null;
+  const options = host.tasks.get(name)?.options ?? {};
+  const ignoreResult = req.ignoreResult || (options.ignoreResult ?? false);
+  const storeErrors = !ignoreResult || (options.storeErrorsEvenIfIgnored ?? false);
   const store = async (meta: ResultMeta) => {
-    if (backend && !req.ignoreResult) await backend.store(id, meta, { replyTo: req.replyTo });
+    const wanted = meta.status === "FAILURE" ? storeErrors : !ignoreResult;
+    if (backend && wanted) await backend.store(id, meta, { replyTo: req.replyTo });
   };
   for (let retries = req.retries;; retries++) {
     const context: RequestContext = {
