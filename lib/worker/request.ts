@@ -279,6 +279,7 @@ export class Request {
         hostname: host.hostname,
         isEager: false,
         replyTo: req.replyTo,
+        embed: req.embed,
       },
     };
     // The CONSUMER span (null when tracing is off) is active through the run and the
@@ -358,7 +359,7 @@ export class Request {
         const children = await host.followUps.succeeded(req, outcome.value);
         if (!ignoreResult) {
           const meta = makeMeta(req.id, "SUCCESS", outcome.value, this.#lineage());
-          meta.children = children;
+          meta.children = [...(outcome.children ?? []), ...children];
           const unencodable = await this.#store(meta, { encodeErrors: true });
           if (unencodable) {
             const text =
@@ -456,15 +457,29 @@ export class Request {
         const fields = { task_id: req.id, task_name: req.name };
         if (outcome.error.expected) app.logger.info(text, fields);
         else app.logger.error(text, { ...fields, traceback: outcome.error.stack ?? null });
-        await this.#fail(req, shapeToInfo(outcome.error), outcome.error.stack, storeErrors);
+        await this.#fail(
+          req,
+          shapeToInfo(outcome.error),
+          outcome.error.stack,
+          storeErrors,
+          outcome.children,
+        );
         return { ending: "failure", state: "FAILURE" };
       }
     }
   }
 
-  async #fail(req: TaskRequest, exc: ExceptionInfo, traceback: string | null, store: boolean) {
+  async #fail(
+    req: TaskRequest,
+    exc: ExceptionInfo,
+    traceback: string | null,
+    store: boolean,
+    children: unknown[] = [],
+  ) {
     if (store) {
-      await this.#store(makeMeta(req.id, "FAILURE", exc, { ...this.#lineage(), traceback }));
+      const meta = makeMeta(req.id, "FAILURE", exc, { ...this.#lineage(), traceback });
+      meta.children = children;
+      await this.#store(meta);
     }
     this.#event("taskFailure", { id: req.id, name: req.name, exception: exc, traceback });
     await this.#host.followUps.chordPart(req, "FAILURE", exc);
