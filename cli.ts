@@ -16,8 +16,16 @@
  */
 
 import { parseArgs } from "node:util";
-import { formatLogLine } from "./lib/_log.ts";
-import { App, type Logger } from "./lib/app.ts";
+import { App } from "./lib/app.ts";
+import {
+  createLogger,
+  type LevelLogger,
+  type LogLevel,
+  parseLogLevel,
+} from "./lib/observe/logger.ts";
+import { logTaskLines } from "./lib/observe/task_log.ts";
+import { otelMetricsEnabled, WorkerMetrics } from "./lib/observe/metrics.ts";
+import { type MetricsServer, serveMetrics } from "./lib/observe/metrics_server.ts";
 import { startBeat } from "./lib/beat/beat.ts";
 import { Consumer } from "./lib/worker/consumer.ts";
 import { redact } from "./lib/_url.ts";
@@ -72,7 +80,11 @@ Options:
       --without-mingle         Do not ask other workers for revoked ids at start-up
       --statedb FILE           Keep revoked task ids in FILE across restarts (JSON)
   -B, --beat                   Also run beat (the app's periodic tasks) in this process
-  -l, --loglevel LEVEL         debug, info, warn or error (default: info)
+  -l, --loglevel LEVEL         debug, info, warning or error (default: info)
+      --log-format text|json   Log lines as text or as one JSON object each (default: text)
+  -f, --logfile PATH           Append log lines to PATH instead of stderr
+      --metrics-port N         Serve Prometheus metrics at http://ADDRESS:N/metrics
+      --metrics-address HOST   Address of the metrics endpoint (default: 127.0.0.1)
   -h, --help                   Show this help
 
 Signals: SIGINT/SIGTERM once = warm shutdown (exit 0); twice = cold shutdown (exit 1).`,
@@ -84,7 +96,9 @@ store (Redis or Deno KV), so each tick is sent once.
 
 Options:
   -a, --app MODULE       Module exporting the App; required
-  -l, --loglevel LEVEL   debug, info, warn or error (default: info)
+  -l, --loglevel LEVEL   debug, info, warning or error (default: info)
+      --log-format F     text or json (default: text)
+  -f, --logfile PATH     Append log lines to PATH instead of stderr
   -h, --help             Show this help`,
   call: `Usage: deno run -A cli.ts call <task-name> [options]
 
@@ -143,25 +157,34 @@ class UsageError extends Error {
   }
 }
 
-const LEVELS = ["debug", "info", "warn", "error"] as const;
-
 // How long a stopping worker with no task running waits for its connections (ms).
 const STOP_GRACE = 3_000;
 
-function consoleLogger(level: string): Logger {
-  const min = LEVELS.indexOf(level as typeof LEVELS[number]);
-  if (min < 0) throw new UsageError(`unknown log level '${level}' (use ${LEVELS.join(", ")})`);
-  const log = (at: number, name: string) => (message: string, fields?: Record<string, unknown>) => {
-    if (at < min) return;
-    // Names, ids and messages come from untrusted messages: the line escapes control characters.
-    console.error(formatLogLine(name, message, fields));
-  };
-  return {
-    debug: log(0, "DEBUG"),
-    info: log(1, "INFO"),
-    warn: log(2, "WARN"),
-    error: log(3, "ERROR"),
-  };
+// The CLI's logger: stderr (or --logfile), text (or --log-format json), escaped lines.
+function consoleLogger(
+  level: string,
+  options: { format?: string | undefined; logfile?: string | undefined } = {},
+): LevelLogger {
+  let parsed: LogLevel;
+  try {
+    parsed = parseLogLevel(level);
+  } catch {
+    throw new UsageError(`unknown log level '${level}' (use debug, info, warning, error)`);
+  }
+  const format = options.format ?? "text";
+  if (format !== "text" && format !== "json") {
+    throw new UsageError(`--log-format must be 'text' or 'json', got '${format}'`);
+  }
+  let write = (line: string) => console.error(line);
+  if (options.logfile) {
+    const file = Deno.openSync(options.logfile, { append: true, create: true });
+    const encoder = new TextEncoder();
+    write = (line) => {
+      const bytes = encoder.encode(line + "\n");
+      for (let n = 0; n < bytes.length;) n += file.writeSync(bytes.subarray(n));
+    };
+  }
+  return createLogger({ level: parsed, format, write });
 }
 
 function toModuleUrl(path: string): URL {
@@ -238,6 +261,10 @@ async function worker(argv: string[]): Promise<number> {
       statedb: { type: "string" },
       beat: { type: "boolean", short: "B" },
       loglevel: { type: "string", short: "l" },
+      "log-format": { type: "string" },
+      logfile: { type: "string", short: "f" },
+      "metrics-port": { type: "string" },
+      "metrics-address": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -250,7 +277,11 @@ async function worker(argv: string[]): Promise<number> {
   if (pool !== "workers" && pool !== "inline") {
     throw new UsageError(`--pool must be 'workers' or 'inline', got '${pool}'`);
   }
-  const logger = consoleLogger(values.loglevel ?? "info");
+  const metricsPort = int(values["metrics-port"], "metrics-port");
+  const logger = consoleLogger(values.loglevel ?? "info", {
+    format: values["log-format"],
+    logfile: values.logfile,
+  });
   const { app, url } = await loadApp(values.app);
   preflight(app.conf);
   app.logger = logger;
@@ -287,7 +318,22 @@ async function worker(argv: string[]): Promise<number> {
   options.mingleTimeout = values["without-mingle"] ? 0 : 1000;
   set("statedb", values.statedb);
   const consumer = new Consumer(app, options);
+  logger.node = consumer.hostname;
   logger.info(`broker ${redact(app.conf.brokerUrl)}, backend ${redact(app.conf.backendUrl)}`);
+  // Celery's task lines; with -l warning or above no listener is added at all.
+  const stopTaskLines = logTaskLines(app, { logger, info: logger.enabled("info") });
+  // Metrics are kept only when something reads them: the endpoint, or an OTel meter.
+  const metrics = metricsPort !== undefined || otelMetricsEnabled()
+    ? new WorkerMetrics(consumer, { broker: await app.getBroker() })
+    : undefined;
+  let metricsServer: MetricsServer | undefined;
+  if (metrics && metricsPort !== undefined) {
+    metricsServer = serveMetrics(metrics, {
+      port: metricsPort,
+      hostname: values["metrics-address"] ?? "127.0.0.1",
+    });
+    logger.info(`metrics at ${metricsServer.url}`);
+  }
 
   let exitCode = 0;
   let signals = 0;
@@ -329,6 +375,9 @@ async function worker(argv: string[]): Promise<number> {
   } finally {
     clearInterval(watchdog);
     await beat?.close();
+    await metricsServer?.close();
+    metrics?.close();
+    stopTaskLines();
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
     // Never hides the error that ended the run (it propagates to main's one line).
     await app.close().catch((e) => logger.error(`closing: ${(e as Error)?.message ?? e}`));
@@ -343,6 +392,8 @@ async function beat(argv: string[]): Promise<number> {
     options: {
       app: { type: "string", short: "a" },
       loglevel: { type: "string", short: "l" },
+      "log-format": { type: "string" },
+      logfile: { type: "string", short: "f" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -351,7 +402,10 @@ async function beat(argv: string[]): Promise<number> {
     return 0;
   }
   if (!values.app) throw new UsageError("beat needs --app ./tasks.ts");
-  const logger = consoleLogger(values.loglevel ?? "info");
+  const logger = consoleLogger(values.loglevel ?? "info", {
+    format: values["log-format"],
+    logfile: values.logfile,
+  });
   const { app } = await loadApp(values.app);
   preflight(app.conf);
   app.logger = logger;

@@ -31,6 +31,7 @@ export {
   type ErrorClass,
   type ErrorMatcher,
   matchesError,
+  type PartialArgs,
   type RateLimit,
   type SendOptions,
   Task,
@@ -60,12 +61,15 @@ export {
   EagerResult,
   type GetOptions,
   GroupResult,
+  type JoinOptions,
   resultFromTuple,
+  ResultSet,
   type RevokeOptions,
 } from "./lib/result.ts";
 export {
   applySignature,
   type ApplySignatureOptions,
+  type CanvasApplyOptions,
   type CanvasSendOptions,
   Chain,
   chain,
@@ -76,11 +80,15 @@ export {
   fromDict,
   Group,
   group,
+  type HandleOf,
   isSignatureLike,
+  type LastOf,
   leafTasks,
   pipe,
   registerBuiltins,
   type ResultNode,
+  type ResultOf,
+  type ResultsOf,
   Signature,
   signature,
   type SignatureLike,
@@ -151,6 +159,26 @@ export { EventDispatcher, type EventDispatcherOptions } from "./lib/worker/event
 export type { Pool, PoolRunOptions } from "./lib/worker/pool.ts";
 export { RevokedSet, type RevokedSetOptions } from "./lib/worker/revoked.ts";
 export { LamportClock } from "./lib/_clock.ts";
+export {
+  createLogger,
+  type LevelLogger,
+  type LoggerOptions,
+  type LogLevel,
+  parseLogLevel,
+} from "./lib/observe/logger.ts";
+export { logTaskLines, type TaskLogOptions } from "./lib/observe/task_log.ts";
+export {
+  type MetricsWorker,
+  otelMetricsEnabled,
+  WorkerMetrics,
+  type WorkerMetricsOptions,
+} from "./lib/observe/metrics.ts";
+export {
+  type MetricsServer,
+  serveMetrics,
+  type ServeMetricsOptions,
+} from "./lib/observe/metrics_server.ts";
+export { tracingEnabled } from "./lib/observe/tracing.ts";
 export type {
   Backend,
   BackendOptions,

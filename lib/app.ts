@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { Backend, ResultMeta } from "./backends/backend.ts";
+import type { Backend } from "./backends/backend.ts";
 import type { BeatEntries, BeatEntry } from "./beat/entry.ts";
 import type { Broker } from "./brokers/broker.ts";
 import { applySignature } from "./canvas/apply.ts";
@@ -12,20 +12,24 @@ import { registerBuiltins } from "./canvas/builtins.ts";
 import { createBackend, createBroker } from "./transport/registry.ts";
 import { connectionErrorLogger, Connector } from "./_connect_retry.ts";
 import { redact } from "./_url.ts";
-import { TimeLimitExceeded } from "./errors.ts";
 import { Control } from "./control.ts";
 import { type CeleryEvent, receiveEvents, type ReceiveEventsOptions } from "./events.ts";
-import { errorToInfo, shapeToInfo } from "./protocol/exceptions.ts";
-import { makeMeta } from "./protocol/result_meta.ts";
-import { encodeTask, type SignatureDict } from "./protocol/message.ts";
+import {
+  decodeTask,
+  encodeTask,
+  type Message,
+  type SignatureDict,
+  type TaskRequest,
+} from "./protocol/message.ts";
 import { AsyncResult, EagerResult, type GroupResult, type RevokeOptions } from "./result.ts";
 import { AppEvent, type AppEventMap } from "./signals.ts";
 import { GuardedListeners } from "./_guarded_listeners.ts";
 import { withKvDefault } from "./_kv.ts";
 import { callerDir } from "./_module_dir.ts";
+import { startPublishSpan } from "./observe/tracing.ts";
 import { type SendOptions, Task, type TaskFunction, type TaskOptions } from "./task.ts";
-import { currentTask, execute } from "./worker/execute.ts";
-import type { Outcome, RequestContext } from "./worker/outcome.ts";
+import { applyCanvasEager, EagerContext, runEager } from "./worker/eager.ts";
+import { currentTask, recordChild, sendingCanvas } from "./worker/execute.ts";
 
 /** A structured logger. The library never writes to the console itself. */
 export interface Logger {
@@ -140,25 +144,6 @@ export function machineName(): string {
     }
   }
   return hostName;
-}
-
-function eagerMeta(id: string, outcome: Outcome): ResultMeta {
-  switch (outcome.kind) {
-    case "success":
-      return makeMeta(id, "SUCCESS", outcome.value);
-    case "retry":
-      return makeMeta(id, "RETRY", outcome.error ? shapeToInfo(outcome.error) : null);
-    case "failure":
-    case "lost":
-    case "reject":
-      return makeMeta(id, "FAILURE", shapeToInfo(outcome.error), {
-        traceback: outcome.error.stack,
-      });
-    case "ignore":
-      return makeMeta(id, "IGNORED", null);
-    case "timeout":
-      return makeMeta(id, "FAILURE", errorToInfo(new TimeLimitExceeded(outcome.seconds)));
-  }
 }
 
 /**
@@ -469,12 +454,58 @@ export class App extends EventTarget {
     if (kwargs === null || typeof kwargs !== "object" || Array.isArray(kwargs)) {
       throw new TypeError(`Cannot send ${name}: kwargs must be an object`);
     }
-    const id = options.taskId ?? crypto.randomUUID();
     if (this.conf.taskAlwaysEager) {
-      const meta = await this.applyEager(name, [...args], kwargs, { taskId: id }).meta();
-      await (await this.getBackend()).store(id, meta);
-      return new AsyncResult<R>(id, this);
+      const { id, message } = this.#compose(name, args, kwargs, options, this.oid);
+      const result = new AsyncResult<R>(id, this);
+      recordChild(result);
+      await runEager(this, await this.getBackend(), decodeTask(message));
+      return result;
     }
+    let replyTo = this.oid;
+    if (this.conf.backendUrl.startsWith("rpc:")) {
+      // rpc:// results come back to this process's reply queue: declare it before sending.
+      const backend = await this.getBackend();
+      await backend.ready?.();
+      replyTo = backend.replyTo ?? replyTo;
+    }
+    const { id, message, eta } = this.#compose(name, args, kwargs, options, replyTo);
+    const queue = this.route(name, options.queue);
+    // The PRODUCER span (null when tracing is off) writes traceparent into the headers.
+    const span = startPublishSpan(
+      { name, id, queue, brokerUrl: this.conf.brokerUrl, retries: options.retries ?? 0 },
+      message,
+    );
+    try {
+      const detail = { name, id, queue, message };
+      this.dispatchEvent(new AppEvent("beforeTaskPublish", detail));
+      const broker = await this.getBroker();
+      const publishOptions = options.priority === undefined ? {} : { priority: options.priority };
+      if (eta && eta.getTime() > Date.now()) {
+        await broker.schedule(queue, message, eta, publishOptions);
+      } else {
+        await broker.publish(queue, message, publishOptions);
+      }
+      this.dispatchEvent(new AppEvent("afterTaskPublish", detail));
+    } catch (error) {
+      span?.fail(error);
+      throw error;
+    } finally {
+      span?.end();
+    }
+    const result = new AsyncResult<R>(id, this);
+    recordChild(result);
+    return result;
+  }
+
+  // The message sendTask publishes: ids, lineage (from the running task), times, embed.
+  #compose(
+    name: string,
+    args: readonly unknown[],
+    kwargs: Record<string, unknown>,
+    options: SendOptions,
+    replyTo: string,
+  ): { id: string; message: Message; eta: Date | null } {
+    const id = options.taskId ?? crypto.randomUUID();
     const parent = currentTask.getStore();
     const now = Date.now();
     const eta = options.eta !== undefined
@@ -489,14 +520,6 @@ export class App extends EventTarget {
       : new Date(options.expires);
     const list = (v: SignatureDict | SignatureDict[] | undefined) =>
       v === undefined ? null : Array.isArray(v) ? v : [v];
-    const queue = this.route(name, options.queue);
-    let replyTo = this.oid;
-    if (this.conf.backendUrl.startsWith("rpc:")) {
-      // rpc:// results come back to this process's reply queue: declare it before sending.
-      const backend = await this.getBackend();
-      await backend.ready?.();
-      replyTo = backend.replyTo ?? replyTo;
-    }
     const message = encodeTask({
       id,
       name,
@@ -522,17 +545,7 @@ export class App extends EventTarget {
       chain: options.chain ?? null,
       chord: options.chord ?? null,
     });
-    const detail = { name, id, queue, message };
-    this.dispatchEvent(new AppEvent("beforeTaskPublish", detail));
-    const broker = await this.getBroker();
-    const publishOptions = options.priority === undefined ? {} : { priority: options.priority };
-    if (eta && eta.getTime() > Date.now()) {
-      await broker.schedule(queue, message, eta, publishOptions);
-    } else {
-      await broker.publish(queue, message, publishOptions);
-    }
-    this.dispatchEvent(new AppEvent("afterTaskPublish", detail));
-    return new AsyncResult<R>(id, this);
+    return { id, message, eta };
   }
 
   /**
@@ -553,68 +566,55 @@ export class App extends EventTarget {
   ): EagerResult<R> {
     const id = options.taskId ?? crypto.randomUUID();
     const parent = currentTask.getStore();
-    const run = async (): Promise<ResultMeta> => {
-      const controller = new AbortController();
-      for (let retries = 0;; retries++) {
-        const context: RequestContext = {
-          id,
-          name,
-          retries,
-          rootId: parent?.rootId ?? id,
-          parentId: parent?.id ?? null,
-          group: null,
-          groupIndex: null,
-          eta: null,
-          expires: null,
-          headers: {},
-          deliveryInfo: { queue: "", redelivered: false, deliveryCount: 1, priority: null },
-          hostname: machineName(),
-          isEager: true,
-          replyTo: null,
-        };
-        const hostname = context.hostname;
-        this.dispatchEvent(new AppEvent("taskPrerun", { id, name, hostname, args, kwargs }));
-        const outcome = await execute(
-          this,
-          { id, name, args, kwargs, context },
-          controller.signal,
-          () => Promise.resolve(),
-        );
-        const meta = eagerMeta(id, outcome);
-        const base = { id, name, hostname };
-        if (outcome.kind === "retry") {
-          // Eager retries run at once, as Celery's: the countdown is not waited for.
-          const reason = outcome.error ? shapeToInfo(outcome.error) : null;
-          const eta = new Date(Date.now() + (outcome.countdown ?? 0) * 1000);
-          const traceback = outcome.error?.stack ?? null;
-          this.dispatchEvent(
-            new AppEvent("taskRetry", { ...base, eta, retries, reason, traceback }),
-          );
-          this.dispatchEvent(new AppEvent("taskPostrun", { ...base, state: "RETRY" }));
-          continue;
-        }
-        if (outcome.kind === "success") {
-          this.dispatchEvent(
-            new AppEvent("taskSuccess", {
-              ...base,
-              result: outcome.value,
-              runtime: outcome.runtime,
-            }),
-          );
-        } else if (meta.status === "FAILURE") {
-          this.dispatchEvent(
-            new AppEvent("taskFailure", {
-              ...base,
-              exception: meta.result as ReturnType<typeof errorToInfo>,
-              traceback: meta.traceback,
-            }),
-          );
-        }
-        this.dispatchEvent(new AppEvent("taskPostrun", { ...base, state: meta.status }));
-        return meta;
-      }
+    const req: TaskRequest = {
+      id,
+      name,
+      args,
+      kwargs,
+      embed: { callbacks: null, errbacks: null, chain: null, chord: null },
+      rootId: parent?.rootId ?? id,
+      parentId: parent?.id ?? null,
+      group: null,
+      groupIndex: null,
+      shadow: null,
+      eta: null,
+      expires: null,
+      retries: 0,
+      timeLimit: [null, null],
+      origin: null,
+      ignoreResult: false,
+      replyTo: null,
+      priority: null,
+      headers: {},
+      protocol: 2,
     };
-    return new EagerResult<R>(id, run());
+    return new EagerResult<R>(id, runEager(this, null, req));
+  }
+
+  /**
+   * Runs a signature or a whole canvas in this process now, as `Signature.apply()` does:
+   * chains, groups, chords, chunks, map and nested canvases run to the end here, with the
+   * callbacks, errbacks and signals a worker would give. Results go to a private in-memory
+   * backend (or to the app's backend with `taskAlwaysEager`), never to a broker.
+   *
+   * @param sig The canvas in dict form.
+   * @param prepend Arguments put first (unless immutable).
+   * @param kwargs Keyword arguments merged.
+   * @param options `taskId`.
+   * @returns The eager result: a task's, a chain's last step's, a chord body's value, or a
+   * group's list of values.
+   */
+  applyCanvasEager<R = unknown>(
+    sig: SignatureDict,
+    prepend: unknown[],
+    kwargs: Record<string, unknown>,
+    options: { taskId?: string } = {},
+  ): EagerResult<R> {
+    const ctx = this.conf.taskAlwaysEager
+      ? this
+      : new EagerContext(this, (name, args, kwargs, send) =>
+        this.#compose(name, args, kwargs, send, this.oid));
+    return applyCanvasEager<R>(ctx, sig, prepend, kwargs, options);
   }
 
   /**
@@ -626,13 +626,18 @@ export class App extends EventTarget {
    * @param options Call options.
    * @returns The result handle: a task's, a chain's last, a chord body's, or a group's.
    */
-  sendSignature(
+  async sendSignature(
     sig: SignatureDict,
     prepend: unknown[],
     kwargs: Record<string, unknown>,
     options: SendOptions,
   ): Promise<AsyncResult | GroupResult> {
-    return applySignature(this, sig, { prepend, kwargs, send: options });
+    const node = await sendingCanvas.run(
+      true,
+      () => applySignature(this, sig, { prepend, kwargs, send: options }),
+    );
+    recordChild(node);
+    return node;
   }
 
   /**

@@ -49,6 +49,16 @@ export interface AppContext {
     kwargs: Record<string, unknown>,
     options?: Pick<SendOptions, "taskId">,
   ): EagerResult<R>;
+  /**
+   * Runs a signature or a whole canvas in this process now (`Signature.apply()`): every
+   * step, callback, errback and chord body, as a worker would.
+   */
+  applyCanvasEager<R = unknown>(
+    sig: SignatureDict,
+    prepend: unknown[],
+    kwargs: Record<string, unknown>,
+    options?: Pick<SendOptions, "taskId">,
+  ): EagerResult<R>;
   /** Sends a signature or canvas in Celery's dict form. */
   sendSignature(
     sig: SignatureDict,

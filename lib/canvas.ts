@@ -6,6 +6,7 @@
  */
 
 export {
+  type CanvasApplyOptions,
   type CanvasSendOptions,
   fromDict,
   isSignatureLike,
@@ -24,7 +25,11 @@ export {
   chunks,
   Group,
   group,
+  type HandleOf,
+  type LastOf,
   pipe,
+  type ResultOf,
+  type ResultsOf,
   XMap,
   xmap,
   XStarmap,

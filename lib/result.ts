@@ -22,6 +22,20 @@ export interface GetOptions {
    * @default {true}
    */
   propagate?: boolean;
+  /**
+   * Called with every meta stored for the task while waiting (STARTED, PROGRESS ... and the
+   * final one), as Celery's `on_message`. For a group, with each member's final meta.
+   */
+  onMessage?: (meta: ResultMeta) => void;
+}
+
+/** Options of `join()` on a group or result set. */
+export interface JoinOptions extends GetOptions {
+  /**
+   * Called with each member's id and value as it finishes (completion order), as Celery's
+   * `callback` of `join()`. When given, the values are still returned.
+   */
+  callback?: (taskId: string, value: unknown) => void;
 }
 
 /** What results need of the App: its backend, and revoke. The App implements it. */
@@ -167,11 +181,60 @@ export class AsyncResult<R = unknown> {
    */
   async get(options: GetOptions = {}): Promise<R> {
     const backend = await this.app.getBackend();
+    const { onMessage } = options;
     const meta = await withTimeout(this.id, options, async (signal) => {
-      for await (const meta of backend.waitFor([this.id], signal ? { signal } : {})) return meta;
+      const wait = signal ? { signal } : {};
+      if (onMessage) {
+        for await (const meta of backend.watch(this.id, wait)) {
+          onMessage(meta);
+          if (READY_STATES.has(meta.status)) return meta;
+        }
+      } else {
+        for await (const meta of backend.waitFor([this.id], wait)) return meta;
+      }
       throw new Error(`Result backend ended without a result for ${this.id}`);
     });
     return valueOf<R>(meta, options.propagate ?? true);
+  }
+
+  /**
+   * Calls `onValue` with the value once the task finishes, or `onError` with its error (a
+   * callback-style `get()`, as Celery's `AsyncResult.then`; not named `then`, so that
+   * awaiting a handle stays a handle).
+   *
+   * @param onValue Called with the value.
+   * @param onError Called with the error (the task's, or a timeout).
+   * @param options Timeout (ms), signal.
+   * @returns When the callback has run.
+   */
+  async onReady(
+    onValue: (value: R) => void | Promise<void>,
+    onError?: (error: unknown) => void | Promise<void>,
+    options: Omit<GetOptions, "propagate"> = {},
+  ): Promise<void> {
+    let value: R;
+    try {
+      value = await this.get(options);
+    } catch (error) {
+      if (!onError) throw error;
+      await onError(error);
+      return;
+    }
+    await onValue(value);
+  }
+
+  /**
+   * Waits for the whole graph from this task (through `children`) and gives the value of
+   * the last node reached, as Celery's `get_leaf()`: for a task whose callback sent
+   * another task, that task's value.
+   *
+   * @param options Timeout (ms, per node), signal, propagate.
+   * @returns The leaf's value.
+   */
+  async getLeaf(options: GetOptions = {}): Promise<unknown> {
+    let value: unknown;
+    for await (const [, v] of this.collect(options)) value = v;
+    return value;
   }
 
   /**
@@ -266,19 +329,34 @@ export class AsyncResult<R = unknown> {
  * ```
  */
 export class EagerResult<R = unknown> {
-  /** The task id. */
+  /** The task id (a chain's last step's, a chord body's, a group's id). */
   readonly id: string;
   readonly #meta: Promise<ResultMeta>;
+  readonly #node: Promise<AsyncResult | GroupResult> | undefined;
 
   /**
    * Made by `apply()`.
    *
    * @param id The task id.
    * @param meta The run's final meta.
+   * @param node For a canvas: the result graph, in the eager run's own backend.
    */
-  constructor(id: string, meta: Promise<ResultMeta>) {
+  constructor(id: string, meta: Promise<ResultMeta>, node?: Promise<AsyncResult | GroupResult>) {
     this.id = id;
     this.#meta = meta;
+    this.#node = node;
+    // A failed run is reported by get()/meta(), not as an unhandled rejection.
+    node?.catch(() => {});
+  }
+
+  /**
+   * For an eager canvas (`signature.apply()`), the handle of its result graph: `parent`
+   * links, `children()`, `collect()`, a group's members. `null` for `task.apply()`.
+   *
+   * @returns The handle.
+   */
+  async handle(): Promise<AsyncResult | GroupResult | null> {
+    return this.#node ? await this.#node : null;
   }
 
   /**
@@ -311,7 +389,218 @@ export class EagerResult<R = unknown> {
 }
 
 /**
- * The handle of several sent tasks.
+ * Several results handled as one (Celery's `ResultSet`): wait for all, count, revoke,
+ * forget. {@linkcode GroupResult} is a result set with an id.
+ *
+ * @example
+ * ```ts
+ * import { App, ResultSet } from "@celeriac/celeriac";
+ * await using app = new App({ broker: "memory://", backend: "memory://" });
+ * const set = new ResultSet([app.asyncResult("a"), app.asyncResult("b")], app);
+ * console.assert((await set.completedCount()) === 0 && (await set.waiting()));
+ * ```
+ */
+export class ResultSet<R = unknown, T extends unknown[] = R[]> {
+  /** The members, in call order. */
+  readonly results: AsyncResult<R>[];
+  /** The app. */
+  readonly app: ResultContext;
+
+  /**
+   * Creates the set.
+   *
+   * @param results The members.
+   * @param app The app.
+   */
+  constructor(results: readonly AsyncResult<R>[], app: ResultContext) {
+    this.results = [...results];
+    this.app = app;
+  }
+
+  /** What a timeout error names: the first member's id. */
+  protected get label(): string {
+    return this.results[0]?.id ?? "result set";
+  }
+
+  /**
+   * Adds a member (Celery's `add`); a member already in the set is not added twice.
+   *
+   * @param result The member.
+   */
+  add(result: AsyncResult<R>): void {
+    if (!this.results.some((r) => r.id === result.id)) this.results.push(result);
+  }
+
+  /**
+   * Removes a member by handle or id (Celery's `discard`).
+   *
+   * @param result The member or its id.
+   * @returns Whether it was there.
+   */
+  discard(result: AsyncResult<R> | string): boolean {
+    const id = typeof result === "string" ? result : result.id;
+    const i = this.results.findIndex((r) => r.id === id);
+    if (i >= 0) this.results.splice(i, 1);
+    return i >= 0;
+  }
+
+  /**
+   * Yields each member's final meta in the order they finish.
+   *
+   * @param options Timeout (ms) and signal.
+   * @returns The metas.
+   */
+  async *completed(options: GetOptions = {}): AsyncGenerator<ResultMeta> {
+    const backend = await this.app.getBackend();
+    const ids = this.results.map((r) => r.id);
+    const controller = new AbortController();
+    const timer = options.timeout === undefined ? undefined : setTimeout(
+      () => controller.abort(new ResultTimeoutError(this.label, options.timeout!)),
+      options.timeout,
+    );
+    const signal = options.signal
+      ? AbortSignal.any([options.signal, controller.signal])
+      : controller.signal;
+    try {
+      yield* backend.waitFor(ids, { signal });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Same as {@linkcode ResultSet.completed}: each member's final meta as it finishes
+   * (Celery's `iter_native`, which yields `(id, meta)`; the id is `meta.task_id`).
+   *
+   * @param options Timeout (ms) and signal.
+   * @returns The metas, in completion order.
+   */
+  iterNative(options: GetOptions = {}): AsyncGenerator<ResultMeta> {
+    return this.completed(options);
+  }
+
+  /**
+   * Same as {@linkcode ResultSet.completed}.
+   *
+   * @returns The metas, in completion order.
+   */
+  [Symbol.asyncIterator](): AsyncGenerator<ResultMeta> {
+    return this.completed();
+  }
+
+  /**
+   * Waits for every member; returns their values in call order. `callback` and
+   * `onMessage` see each member as it finishes.
+   *
+   * @param options Timeout (ms), signal, propagate, callback, onMessage.
+   * @returns The values.
+   * @throws {Error} The first failed member's error (in call order) when `propagate` is on.
+   */
+  async join(options: JoinOptions = {}): Promise<T> {
+    const metas = new Map<string, ResultMeta>();
+    const propagate = options.propagate ?? true;
+    for await (const meta of this.completed(options)) {
+      metas.set(meta.task_id, meta);
+      options.onMessage?.(meta);
+      if (options.callback) options.callback(meta.task_id, valueOf(meta, false));
+    }
+    return this.results.map((r) => valueOf<R>(metas.get(r.id)!, propagate)) as T;
+  }
+
+  /**
+   * Same as {@linkcode ResultSet.join} (Celery's `join_native`: the backend pushes results,
+   * no polling, on every backend here).
+   *
+   * @param options Timeout (ms), signal, propagate, callback, onMessage.
+   * @returns The values.
+   */
+  joinNative(options: JoinOptions = {}): Promise<T> {
+    return this.join(options);
+  }
+
+  /**
+   * Same as {@linkcode ResultSet.join}.
+   *
+   * @param options Timeout (ms), signal, propagate, callback, onMessage.
+   * @returns The values.
+   */
+  get(options: JoinOptions = {}): Promise<T> {
+    return this.join(options);
+  }
+
+  async #states(): Promise<State[]> {
+    return await Promise.all(this.results.map((r) => r.state()));
+  }
+
+  /**
+   * How many members have finished (SUCCESS, FAILURE or REVOKED).
+   *
+   * @returns The count.
+   */
+  async completedCount(): Promise<number> {
+    return (await this.#states()).filter((s) => READY_STATES.has(s)).length;
+  }
+
+  /**
+   * Whether every member finished.
+   *
+   * @returns The answer.
+   */
+  async ready(): Promise<boolean> {
+    return (await this.completedCount()) === this.results.length;
+  }
+
+  /**
+   * Whether some member has not finished yet (Celery's `waiting`).
+   *
+   * @returns The answer.
+   */
+  async waiting(): Promise<boolean> {
+    return !(await this.ready());
+  }
+
+  /**
+   * Whether every member succeeded.
+   *
+   * @returns The answer.
+   */
+  async successful(): Promise<boolean> {
+    return (await this.#states()).every((s) => s === "SUCCESS");
+  }
+
+  /**
+   * Whether any member failed.
+   *
+   * @returns The answer.
+   */
+  async failed(): Promise<boolean> {
+    return (await this.#states()).some((s) => s === "FAILURE");
+  }
+
+  /**
+   * Deletes every member's result.
+   *
+   * @returns When deleted.
+   */
+  async forget(): Promise<void> {
+    await Promise.all(this.results.map((r) => r.forget()));
+  }
+
+  /**
+   * Asks every worker not to run any member (one broadcast for all), and to stop the
+   * running ones with `terminate`.
+   *
+   * @param options Terminate or not.
+   * @returns When the request is sent.
+   */
+  revoke(options: RevokeOptions = {}): Promise<void> {
+    return this.app.revoke(this.results.map((r) => r.id), options);
+  }
+}
+
+/**
+ * The handle of several sent tasks: a {@linkcode ResultSet} with the group's id, that can
+ * be saved and restored. `T` is the list of values (a tuple for a typed group).
  *
  * @example
  * ```ts
@@ -322,13 +611,9 @@ export class EagerResult<R = unknown> {
  * await app.close();
  * ```
  */
-export class GroupResult<R = unknown> {
+export class GroupResult<R = unknown, T extends unknown[] = R[]> extends ResultSet<R, T> {
   /** The group id. */
   readonly id: string;
-  /** The members, in call order. */
-  readonly results: readonly AsyncResult<R>[];
-  /** The app. */
-  readonly app: ResultContext;
   /** The previous step, when the group is part of a chain. */
   parent: AsyncResult | GroupResult | undefined;
 
@@ -355,74 +640,13 @@ export class GroupResult<R = unknown> {
    * @param app The app.
    */
   constructor(id: string, results: readonly AsyncResult<R>[], app: ResultContext) {
+    super(results, app);
     this.id = id;
-    this.results = results;
-    this.app = app;
   }
 
-  /**
-   * Yields each member's final meta in the order they finish.
-   *
-   * @param options Timeout (ms) and signal.
-   * @returns The metas.
-   */
-  async *completed(options: GetOptions = {}): AsyncGenerator<ResultMeta> {
-    const backend = await this.app.getBackend();
-    const ids = this.results.map((r) => r.id);
-    const controller = new AbortController();
-    const timer = options.timeout === undefined ? undefined : setTimeout(
-      () => controller.abort(new ResultTimeoutError(this.id, options.timeout!)),
-      options.timeout,
-    );
-    const signal = options.signal
-      ? AbortSignal.any([options.signal, controller.signal])
-      : controller.signal;
-    try {
-      yield* backend.waitFor(ids, { signal });
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /**
-   * Same as {@linkcode GroupResult.completed}.
-   *
-   * @returns The metas, in completion order.
-   */
-  [Symbol.asyncIterator](): AsyncGenerator<ResultMeta> {
-    return this.completed();
-  }
-
-  /**
-   * Waits for every member; returns their values in call order.
-   *
-   * @param options Timeout (ms), signal, propagate.
-   * @returns The values.
-   */
-  async join(options: GetOptions = {}): Promise<R[]> {
-    const metas = new Map<string, ResultMeta>();
-    for await (const meta of this.completed(options)) metas.set(meta.task_id, meta);
-    return this.results.map((r) => valueOf<R>(metas.get(r.id)!, options.propagate ?? true));
-  }
-
-  /**
-   * Same as {@linkcode GroupResult.join}.
-   *
-   * @param options Timeout (ms), signal, propagate.
-   * @returns The values.
-   */
-  get(options: GetOptions = {}): Promise<R[]> {
-    return this.join(options);
-  }
-
-  /**
-   * How many members have finished.
-   *
-   * @returns The count.
-   */
-  async completedCount(): Promise<number> {
-    const states = await Promise.all(this.results.map((r) => r.state()));
-    return states.filter((s) => READY_STATES.has(s)).length;
+  /** What a timeout error names: the group id. */
+  protected override get label(): string {
+    return this.id;
   }
 
   /**
@@ -441,54 +665,6 @@ export class GroupResult<R = unknown> {
    */
   async delete(): Promise<void> {
     await (await this.app.getBackend()).deleteGroup(this.id);
-  }
-
-  /**
-   * Whether every member finished.
-   *
-   * @returns The answer.
-   */
-  async ready(): Promise<boolean> {
-    return (await this.completedCount()) === this.results.length;
-  }
-
-  /**
-   * Whether every member succeeded.
-   *
-   * @returns The answer.
-   */
-  async successful(): Promise<boolean> {
-    const states = await Promise.all(this.results.map((r) => r.state()));
-    return states.every((s) => s === "SUCCESS");
-  }
-
-  /**
-   * Whether any member failed.
-   *
-   * @returns The answer.
-   */
-  async failed(): Promise<boolean> {
-    const states = await Promise.all(this.results.map((r) => r.state()));
-    return states.some((s) => s === "FAILURE");
-  }
-
-  /**
-   * Deletes every member's result.
-   *
-   * @returns When deleted.
-   */
-  async forget(): Promise<void> {
-    await Promise.all(this.results.map((r) => r.forget()));
-  }
-
-  /**
-   * Asks every worker not to run the members.
-   *
-   * @param options Terminate or not.
-   * @returns When the request is sent.
-   */
-  revoke(options: RevokeOptions = {}): Promise<void> {
-    return this.app.revoke(this.results.map((r) => r.id), options);
   }
 
   /**

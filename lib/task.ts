@@ -6,9 +6,10 @@
  */
 
 import type { AppContext } from "./app_context.ts";
-import { MaxRetriesExceededError, Retry } from "./errors.ts";
+import { Ignore, MaxRetriesExceededError, Retry } from "./errors.ts";
 
-import { Signature } from "./canvas/signature.ts";
+import { isSignatureLike, Signature, type SignatureLike, toDict } from "./canvas/signature.ts";
+import type { SignatureDict } from "./protocol/message.ts";
 import { boundedRepr } from "./protocol/repr.ts";
 import { type Chunks, chunks, type XMap, xmap, type XStarmap, xstarmap } from "./canvas/types.ts";
 import type { State } from "./protocol/states.ts";
@@ -78,6 +79,8 @@ export class TaskContext {
   readonly #maxRetries: number | null;
   readonly #defaultDelay: number;
   readonly #onState: (state: State, meta: unknown) => Promise<void>;
+  readonly #embed: NonNullable<RequestContext["embed"]>;
+  readonly #children: { asTuple(): unknown[] }[] = [];
 
   /**
    * Made by the worker for each run.
@@ -118,6 +121,100 @@ export class TaskContext {
     this.#maxRetries = options.maxRetries === undefined ? 3 : options.maxRetries;
     this.#defaultDelay = options.defaultRetryDelay ?? 180;
     this.#onState = onState;
+    this.#embed = request.embed ?? { callbacks: null, errbacks: null, chain: null, chord: null };
+  }
+
+  /**
+   * Records a task (or canvas) this run sent from its body; the App calls it. They are
+   * stored as the result's `children`, as Celery does, so `AsyncResult.children()` and
+   * `collect()` find them.
+   *
+   * @param child The handle of what was sent.
+   */
+  addChild(child: { asTuple(): unknown[] }): void {
+    this.#children.push(child);
+  }
+
+  /**
+   * The result tuples of the tasks sent from the body so far.
+   *
+   * @returns Celery's result tuples.
+   */
+  childTuples(): unknown[] {
+    return this.#children.map((c) => c.asTuple());
+  }
+
+  /**
+   * Replaces this task by a signature, a chain or a group (Celery's `Task.replace`): the
+   * replacement takes over this task's id, so a client waiting on it gets the
+   * replacement's result; this task's callbacks, errbacks, the rest of its chain and its
+   * chord membership move to the replacement, and this run ends without storing a result.
+   * A group is replaced by a chord of the group and `celery.accumulate`, so the id's value
+   * is the list of the group's results.
+   *
+   * On a worker the promise rejects with `Ignore` (that is how the run ends: write
+   * `return this.replace(sig)`). In eager mode the replacement runs here and the promise
+   * gives its value, which becomes this task's value.
+   *
+   * @param sig The replacement.
+   * @returns Never resolves on a worker; the replacement's value in eager mode.
+   * @throws {TypeError} When `sig` is not a signature, is part of a chord, or is an empty
+   * chain.
+   * @example
+   * ```ts
+   * import { App } from "@celeriac/celeriac";
+   * await using app = new App({ broker: "memory://", backend: "memory://" });
+   * const add = app.task("tasks.add", (x: number, y: number) => x + y);
+   * const later = app.task("tasks.later", function (x: number) {
+   *   return this.replace(add.s(x, 1));
+   * });
+   * console.assert((await later.apply([1]).get()) === 2);
+   * ```
+   */
+  async replace<T = unknown>(sig: Signature<T, unknown> | SignatureLike): Promise<T> {
+    if (!isSignatureLike(sig)) {
+      throw new TypeError(`Cannot replace ${this.name}[${this.id}]: not a signature`);
+    }
+    let d = toDict(sig);
+    if (d.options.chord !== undefined && d.options.chord !== null) {
+      throw new TypeError(
+        "Cannot replace a task: a replacing signature must not be part of a chord",
+      );
+    }
+    if (d.subtask_type === "chain" && !(Array.isArray(d.kwargs.tasks) && d.kwargs.tasks.length)) {
+      throw new TypeError("Cannot replace a task with an empty chain");
+    }
+    if (d.subtask_type === "group") {
+      // Uplifted to a chord, so that the group's results have one id to land on.
+      d = canvasDict("celery.chord", "chord", {
+        kwargs: {},
+        header: d,
+        body: signatureDict("celery.accumulate", [], { index: 0 }),
+      });
+    }
+    if (this.isEager) {
+      // The task's own follow-ups run once, after it returns the replacement's value.
+      return await this.app.applyCanvasEager<T>(d, [], {}, {}).get();
+    }
+    const e = this.#embed;
+    const o = d.options;
+    for (const cb of e.callbacks ?? []) o.link = [...asList(o.link), cb];
+    for (const eb of e.errbacks ?? []) o.link_error = [...asList(o.link_error), eb];
+    o.task_id = this.id;
+    if (isSignatureLike(e.chord)) {
+      o.chord = e.chord;
+      if (this.group) o.group_id = this.group;
+      if (this.groupIndex !== null) o.group_index = this.groupIndex;
+    }
+    const nesting = Number(this.headers.replaced_task_nesting ?? 0) + 1;
+    const rest = (e.chain ?? []).filter(isSignatureLike).reverse() as SignatureDict[];
+    if (rest.length) d = canvasDict("celery.chain", "chain", { tasks: [d, ...rest] });
+    await this.app.sendSignature(d, [], {}, {
+      rootId: this.rootId,
+      parentId: this.id,
+      headers: { replaced_task_nesting: nesting },
+    });
+    throw new Ignore("Replaced by new task");
   }
 
   /**
@@ -158,6 +255,29 @@ export class TaskContext {
     return this.#onState(state, meta);
   }
 }
+
+const asList = (v: unknown): unknown[] =>
+  v === undefined || v === null ? [] : Array.isArray(v) ? v : [v];
+
+function signatureDict(
+  task: string,
+  args: unknown[],
+  kwargs: Record<string, unknown>,
+): SignatureDict {
+  return { task, args, kwargs, options: {}, subtask_type: null, immutable: false };
+}
+
+function canvasDict(task: string, type: string, kwargs: Record<string, unknown>): SignatureDict {
+  return { task, args: [], kwargs, options: {}, subtask_type: type, immutable: false };
+}
+
+/**
+ * The argument lists `task.s()` accepts: any trailing part of the task's parameters (a
+ * parent's result fills the leading ones), the whole list included.
+ */
+export type PartialArgs<A extends unknown[]> = number extends A["length"] ? A
+  : A extends [] ? []
+  : A | (A extends [unknown?, ...infer Rest] ? PartialArgs<Rest> : never);
 
 /** A task function; `this` is its {@linkcode TaskContext}. */
 export type TaskFunction<A extends unknown[], R> = (this: TaskContext, ...args: A) => R;
@@ -264,22 +384,25 @@ export class Task<A extends unknown[] = unknown[], R = unknown> {
   }
 
   /**
-   * A signature of this task (partial: a parent's result is prepended).
+   * A signature of this task (partial: a parent's result is prepended). The arguments are
+   * type-checked as the trailing part of the task's parameters: for `add(x, y)`, `add.s(1,
+   * 2)` and `add.s(2)` compile, `add.s("a", 2)` does not.
    *
    * @param args Positional arguments.
    * @returns The signature; its JSON is Celery's dict.
    */
-  s(...args: unknown[]): Signature<R> {
+  s(...args: PartialArgs<A>): Signature<R> {
     return this.signature(args);
   }
 
   /**
-   * An immutable signature of this task (the parent's result is not prepended).
+   * An immutable signature of this task (the parent's result is not prepended), with the
+   * arguments type-checked as `delay()` checks them.
    *
    * @param args Positional arguments.
    * @returns The signature; its JSON is Celery's dict.
    */
-  si(...args: unknown[]): Signature<R> {
+  si(...args: A): Signature<R> {
     return this.signature(args, {}, {}, true);
   }
 

@@ -158,8 +158,8 @@ Deno.test("clone() prepends partial args unless immutable; link() and set() do n
   assert.deepEqual(c.args, [1, 2]);
   assert.equal(c.options.queue, "q");
   assert.equal(s.options.queue, undefined);
-  assert.deepEqual(add.si(2).clone([1]).args, [2]);
-  s.link(add.s(3)).linkError(add.si(0));
+  assert.deepEqual(add.si(2, 3).clone([1]).args, [2, 3]);
+  s.link(add.s(3)).linkError(add.si(0, 0));
   assert.equal((s.options.link as unknown[]).length, 1);
   assert.equal(c.options.link, undefined);
   assert.throws(() => signature(""), TypeError);

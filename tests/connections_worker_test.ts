@@ -111,7 +111,7 @@ Deno.test("connections: call, result, inspect and control against a bad broker p
   const cases: [string, string[], RegExp][] = [
     [
       "call",
-      ["call", "conn.add", "--broker", UNREACHABLE_REDIS, "--timeout", "4000"],
+      ["call", "conn.add", "--broker", UNREACHABLE_REDIS, "--timeout", "8000"],
       /ECONNREFUSED.*timed out/,
     ],
     ["call --wait", [
@@ -125,21 +125,21 @@ Deno.test("connections: call, result, inspect and control against a bad broker p
       UNREACHABLE_REDIS,
       "--wait",
       "--timeout",
-      "3000",
+      "8000",
     ], /ECONNREFUSED/],
     [
       "result",
-      ["result", "some-id", "--backend", UNREACHABLE_REDIS, "--timeout", "4000"],
+      ["result", "some-id", "--backend", UNREACHABLE_REDIS, "--timeout", "8000"],
       /Cannot connect to result backend.*ECONNREFUSED/,
     ],
     [
       "inspect",
-      ["inspect", "ping", "--broker", UNREACHABLE_REDIS, "--timeout", "4"],
+      ["inspect", "ping", "--broker", UNREACHABLE_REDIS, "--timeout", "8"],
       /Cannot connect to broker.*ECONNREFUSED/,
     ],
     [
       "control",
-      ["control", "shutdown", "--broker", UNREACHABLE_AMQP, "--timeout", "4"],
+      ["control", "shutdown", "--broker", UNREACHABLE_AMQP, "--timeout", "8"],
       /Cannot connect to broker.*ECONNREFUSED/,
     ],
     [

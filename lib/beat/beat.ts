@@ -96,13 +96,18 @@ export async function startBeat(
   const scheduler = new Scheduler({
     entries: app.periodicTasks,
     store,
-    send: (_name, entry) =>
-      app.sendTask(
+    send: (name, entry) => {
+      app.logger.info(`Scheduler: Sending due task ${name} (${entry.task})`, {
+        entry: name,
+        task_name: entry.task,
+      });
+      return app.sendTask(
         entry.task,
         entry.args ?? [],
         entry.kwargs ?? {},
         (entry.options ?? {}) as SendOptions,
-      ),
+      );
+    },
     ...(options.signal ? { signal: options.signal } : {}),
   });
   const done = scheduler.run();

@@ -135,8 +135,14 @@ function chainSteps(d: SignatureDict): SignatureDict[] {
   const splice = (tasks: unknown) => {
     for (const t of list(tasks).map(normalize)) {
       if (kindOf(t) === "chain") {
-        // A nested chain's own options (link_error) go to its steps first.
+        // A nested chain's own options (link_error) go to its steps first, and its id (a
+        // replaced task's) to its last step, as Celery's `chain.freeze(id)`.
         distributeChainOptions(t);
+        const own = t.options.task_id;
+        const last = list(t.kwargs.tasks).at(-1);
+        if (typeof own === "string" && last && typeof last.options.task_id !== "string") {
+          last.options.task_id = own;
+        }
         splice(t.kwargs.tasks);
       } else flat.push(t);
     }

@@ -7,8 +7,14 @@
 
 import type { AppContext } from "../app_context.ts";
 import { boundedRepr } from "../protocol/repr.ts";
-import { applySignature } from "./apply.ts";
 import { isSignatureLike, type SignatureLike, toDict } from "./signature.ts";
+
+// The app a builtin runs with: the running task's (an eager context in `apply()`), else the
+// one it is registered on.
+const appOf = (self: unknown, fallback: AppContext): AppContext => {
+  const app = (self as { app?: AppContext } | undefined)?.app;
+  return app && typeof app.sendSignature === "function" ? app : fallback;
+};
 
 function taskName(app: AppContext, sig: unknown, builtin: string): string {
   if (!isSignatureLike(sig)) {
@@ -43,8 +49,12 @@ async function runEach(
 /** The App as the built-ins see it: the context, plus registering a task. */
 export interface BuiltinsHost extends AppContext {
   /** Registers a task. */
-  // deno-lint-ignore no-explicit-any
-  task(name: string, fn: (...args: any[]) => unknown, options?: { params?: string[] }): unknown;
+  task(
+    name: string,
+    // deno-lint-ignore no-explicit-any
+    fn: (this: any, ...args: any[]) => unknown,
+    options?: { params?: string[] },
+  ): unknown;
 }
 
 /**
@@ -63,15 +73,19 @@ export interface BuiltinsHost extends AppContext {
 export function registerBuiltins(app: BuiltinsHost): void {
   app.task(
     "celery.map",
-    (task: SignatureLike, it: unknown[]) => runEach(app, "celery.map", task, it, false),
+    function (task: SignatureLike, it: unknown[]) {
+      return runEach(appOf(this, app), "celery.map", task, it, false);
+    },
     { params: ["task", "it"] },
   );
   app.task(
     "celery.starmap",
-    (task: SignatureLike, it: unknown[][]) => runEach(app, "celery.starmap", task, it, true),
+    function (task: SignatureLike, it: unknown[][]) {
+      return runEach(appOf(this, app), "celery.starmap", task, it, true);
+    },
     { params: ["task", "it"] },
   );
-  app.task("celery.chunks", async (task: SignatureLike, it: unknown[][], n: number) => {
+  app.task("celery.chunks", async function (task: SignatureLike, it: unknown[][], n: number) {
     if (!isSignatureLike(task)) throw new TypeError("celery.chunks: task must be a signature");
     const chunks = {
       task: "celery.chunks",
@@ -81,8 +95,17 @@ export function registerBuiltins(app: BuiltinsHost): void {
       subtask_type: "chunks",
       immutable: true,
     };
-    const result = await applySignature(app, chunks);
+    const result = await appOf(this, app).sendSignature(chunks, [], {}, {});
     // Celery returns the GroupResult; as JSON, its result tuple.
     return "asTuple" in result ? result.asTuple() : result;
   }, { params: ["task", "it", "n"] });
+  // Task.replace() with a group: the chord body that hands the group's results over.
+  app.task("celery.accumulate", (...args: unknown[]) => {
+    const options = args.at(-1);
+    const index = options && typeof options === "object" && !Array.isArray(options)
+      ? (options as { index?: unknown }).index
+      : undefined;
+    const values = typeof index === "number" ? args.slice(0, -1) : args;
+    return typeof index === "number" ? values[index] : values;
+  }, { params: [] });
 }

@@ -10,7 +10,7 @@
 import type { AppContext } from "../app_context.ts";
 import type { SignatureDict } from "../protocol/message.ts";
 import { boundedRepr } from "../protocol/repr.ts";
-import type { AsyncResult, GroupResult } from "../result.ts";
+import type { AsyncResult, EagerResult, GroupResult } from "../result.ts";
 import type { SendOptions } from "../task_options.ts";
 
 /** A signature object or its plain Celery dict. */
@@ -22,6 +22,14 @@ export interface TaskLike {
   readonly name: string;
   /** The app it is registered on. */
   readonly app: AppContext;
+}
+
+/** Options of `apply()` on a signature. */
+export interface CanvasApplyOptions {
+  /** The id of the result (a chain's last step, a chord's body, a group). @default {a new UUID} */
+  taskId?: string;
+  /** The app to run with, when the signature is not bound to one. */
+  app?: AppContext;
 }
 
 /** Options of `applyAsync` on a signature: the call options, plus the app to send with. */
@@ -319,6 +327,38 @@ export class Signature<R = unknown, Res = AsyncResult<R>> {
    */
   delay(...args: unknown[]): Promise<Res> {
     return this.applyAsync(args);
+  }
+
+  /**
+   * Runs the signature, or the whole canvas, in this process now (Celery's `apply()`):
+   * every step of a chain, every member of a group, a chord's header then its body,
+   * callbacks and errbacks, with the signals a worker gives. Nothing is published.
+   *
+   * @param args Partial arguments, prepended unless immutable.
+   * @param kwargs Keyword arguments merged into the stored ones.
+   * @param options The result's id, and `app`.
+   * @returns The eager result: `get()` gives the task's (the chain's last, the chord body's)
+   * value, or the group's list of values; `handle()` the result graph.
+   * @throws {TypeError} When no app is bound or given.
+   * @example
+   * ```ts
+   * import { App, chain } from "@celeriac/celeriac";
+   * await using app = new App({ broker: "memory://", backend: "memory://" });
+   * const add = app.task("tasks.add", (x: number, y: number) => x + y);
+   * console.assert((await chain(add.s(1, 2), add.s(10)).apply().get()) === 13);
+   * ```
+   */
+  apply(
+    args: unknown[] = [],
+    kwargs: Record<string, unknown> = {},
+    options: CanvasApplyOptions = {},
+  ): EagerResult<R> {
+    const app = options.app ?? this.getApp();
+    if (!app) {
+      throw new TypeError(`Cannot run ${this.task}: the signature has no app (pass options.app)`);
+    }
+    const run = options.taskId === undefined ? {} : { taskId: options.taskId };
+    return app.applyCanvasEager<R>(this.toJSON(), args, kwargs, run);
   }
 
   /**

@@ -11,8 +11,9 @@
 
 import type { AppContext } from "../app_context.ts";
 import type { SignatureDict } from "../protocol/message.ts";
-import type { AsyncResult, GroupResult } from "../result.ts";
+import type { AsyncResult, EagerResult, GroupResult } from "../result.ts";
 import {
+  type CanvasApplyOptions,
   type CanvasSendOptions,
   fromDict,
   registerSignatureType,
@@ -20,6 +21,20 @@ import {
   type SignatureLike,
   type TaskLike,
 } from "./signature.ts";
+
+/** The value type of a signature: `R` of `Signature<R>`, `unknown` for a plain dict. */
+export type ResultOf<S> = S extends Signature<infer R, infer _Res> ? R : unknown;
+
+/** The handle `applyAsync()` gives for a signature (a `GroupResult` for a group). */
+export type HandleOf<S> = S extends Signature<infer _R, infer Res> ? Res
+  : AsyncResult | GroupResult;
+
+/** The values of a list of signatures: a tuple for a tuple, an array for an array. */
+export type ResultsOf<S extends readonly unknown[]> = { -readonly [K in keyof S]: ResultOf<S[K]> };
+
+/** The last element of a tuple (or the element type of an array). */
+export type LastOf<S extends readonly unknown[]> = S extends readonly [...unknown[], infer L] ? L
+  : S[number];
 
 const asSig = (s: SignatureLike): Signature<unknown, unknown> =>
   s instanceof Signature ? s : fromDict(s);
@@ -31,15 +46,19 @@ const members = (v: unknown): Signature<unknown, unknown>[] =>
  * A chain: each task runs after the previous one, with its result prepended. Build with
  * {@linkcode chain} or {@linkcode pipe}.
  */
-export class Chain<R = unknown> extends Signature<R> {
+export class Chain<R = unknown, Res = AsyncResult<R>> extends Signature<R, Res> {
   /** The steps, in order. */
   get tasks(): Signature<unknown, unknown>[] {
     return members(this.kwargs.tasks);
   }
 }
 
-/** A group: tasks run in parallel; `applyAsync()` gives a `GroupResult`. */
-export class Group<R = unknown> extends Signature<R, GroupResult<R>> {
+/**
+ * A group: tasks run in parallel; `applyAsync()` gives a `GroupResult`. `T` is the list of
+ * the members' values (a tuple when the members are typed).
+ */
+export class Group<T extends unknown[] = unknown[]>
+  extends Signature<T, GroupResult<T[number], T>> {
   /** The members. */
   get tasks(): Signature<unknown, unknown>[] {
     return members(this.kwargs.tasks);
@@ -47,7 +66,7 @@ export class Group<R = unknown> extends Signature<R, GroupResult<R>> {
 }
 
 /** A chord: a header group, and a body called with the list of the header's results. */
-export class Chord<R = unknown> extends Signature<R> {
+export class Chord<R = unknown, Res = AsyncResult<R>> extends Signature<R, Res> {
   /** The header members. */
   get header(): Signature<unknown, unknown>[] {
     const h = this.kwargs.header;
@@ -166,16 +185,35 @@ function pipeSigs(
  * ```ts
  * import { chain, signature } from "@celeriac/celeriac";
  * const c = chain(signature("tasks.add", [1, 2]), signature("tasks.mul", [10]));
- * console.assert(c.subtask_type === "chain" && c.kwargs.tasks.length === 2);
+ * console.assert(c.subtask_type === "chain" && (c.kwargs.tasks as unknown[]).length === 2);
  * ```
  */
-export function chain<R = unknown>(
-  ...tasks: (SignatureLike | SignatureLike[])[]
-): Signature<R> {
-  const flat = tasks.length === 1 && Array.isArray(tasks[0]) ? tasks[0] : tasks.flat();
+export function chain<const S extends readonly SignatureLike[]>(
+  tasks: S,
+): Signature<ResultOf<LastOf<S>>, HandleOf<LastOf<S>>>;
+/**
+ * Chains signatures given one by one; the result type is the last step's.
+ *
+ * @param tasks The steps.
+ * @returns The chain (or chord).
+ */
+export function chain<S extends SignatureLike[]>(
+  ...tasks: S
+): Signature<ResultOf<LastOf<S>>, HandleOf<LastOf<S>>>;
+/**
+ * Chains signatures, some given as lists.
+ *
+ * @param tasks The steps.
+ * @returns The chain (or chord).
+ */
+export function chain(...tasks: (SignatureLike | SignatureLike[])[]): Signature;
+export function chain(...tasks: (SignatureLike | readonly SignatureLike[])[]): Signature {
+  const flat = tasks.length === 1 && Array.isArray(tasks[0])
+    ? tasks[0] as SignatureLike[]
+    : (tasks as SignatureLike[]).flat();
   let acc: Signature<unknown, unknown> = makeChain([]);
   for (const t of flat) acc = pipeAny(acc, t);
-  return acc as Signature<R>;
+  return acc as Signature;
 }
 
 /**
@@ -191,11 +229,27 @@ export function chain<R = unknown>(
  * console.assert(g.subtask_type === "group" && g.tasks.length === 2);
  * ```
  */
-export function group<R = unknown>(...tasks: (SignatureLike | SignatureLike[])[]): Group<R> {
-  const list = (tasks.length === 1 && Array.isArray(tasks[0]) ? tasks[0] : tasks.flat()).map(
-    asSig,
-  );
-  return new Group<R>(canvasDict("celery.group", { tasks: list }, "group"), appOf(list));
+export function group<const S extends readonly SignatureLike[]>(tasks: S): Group<ResultsOf<S>>;
+/**
+ * Groups signatures given one by one; the values are a tuple of the members' types.
+ *
+ * @param tasks The members.
+ * @returns The group.
+ */
+export function group<S extends SignatureLike[]>(...tasks: S): Group<ResultsOf<S>>;
+/**
+ * Groups signatures, some given as lists.
+ *
+ * @param tasks The members.
+ * @returns The group.
+ */
+export function group(...tasks: (SignatureLike | SignatureLike[])[]): Group;
+export function group(...tasks: (SignatureLike | readonly SignatureLike[])[]): Group {
+  const list =
+    (tasks.length === 1 && Array.isArray(tasks[0])
+      ? tasks[0] as SignatureLike[]
+      : (tasks as SignatureLike[]).flat()).map(asSig);
+  return new Group(canvasDict("celery.group", { tasks: list }, "group"), appOf(list));
 }
 
 /**
@@ -214,21 +268,21 @@ export function group<R = unknown>(...tasks: (SignatureLike | SignatureLike[])[]
  * console.assert(c.subtask_type === "chord" && c.task === "celery.chord");
  * ```
  */
-export function chord<R = unknown>(
-  header: SignatureLike | SignatureLike[],
-  body: SignatureLike,
-): Chord<R> {
+export function chord<B extends SignatureLike>(
+  header: SignatureLike | readonly SignatureLike[],
+  body: B,
+): Chord<ResultOf<B>, HandleOf<B>> {
   let list: Signature<unknown, unknown>[];
-  if (Array.isArray(header)) list = header.map(asSig);
+  if (Array.isArray(header)) list = (header as SignatureLike[]).map(asSig);
   else {
-    const h = asSig(header);
+    const h = asSig(header as SignatureLike);
     list = h instanceof Group || h instanceof Chain ? h.tasks : [h];
   }
   const b = asSig(body);
-  return new Chord<R>(
+  return new Chord(
     canvasDict("celery.chord", { kwargs: {}, header: list, body: b }, "chord"),
     appOf([...list, b]),
-  );
+  ) as Chord<ResultOf<B>, HandleOf<B>>;
 }
 
 function mapDict(name: string, task: SignatureLike | TaskLike, it: unknown[], n?: number) {
@@ -261,13 +315,13 @@ export class Chunks<R = unknown> extends Signature<R[], GroupResult<R[]>> {
    *
    * @returns The group.
    */
-  group(): Group<R[]> {
+  group(): Group<R[][]> {
     const { task, it, n } = this.kwargs as { task: SignatureLike; it: unknown[]; n: number };
     const parts: Signature<unknown, unknown>[] = [];
     for (let i = 0; i < it.length; i += n) {
       parts.push(xstarmap(asSig(task), it.slice(i, i + n) as unknown[][]));
     }
-    const g = group<R[]>(parts);
+    const g = group(parts) as Group<R[][]>;
     g.options = { ...this.options };
     const app = this.getApp();
     if (app) g.bind(app);
@@ -288,6 +342,22 @@ export class Chunks<R = unknown> extends Signature<R[], GroupResult<R[]>> {
     options: CanvasSendOptions = {},
   ): Promise<GroupResult<R[]>> {
     return this.group().applyAsync(args, kwargs, options);
+  }
+
+  /**
+   * Runs the chunks as a group, in this process.
+   *
+   * @param args Partial arguments (ignored: chunks are immutable).
+   * @param kwargs Keyword arguments (ignored).
+   * @param options The group's id, and `app`.
+   * @returns The eager result: one list of values per chunk.
+   */
+  override apply(
+    args: unknown[] = [],
+    kwargs: Record<string, unknown> = {},
+    options: CanvasApplyOptions = {},
+  ): EagerResult<R[]> {
+    return this.group().apply(args, kwargs, options) as unknown as EagerResult<R[]>;
   }
 }
 

@@ -12,10 +12,28 @@ import type { State } from "../protocol/states.ts";
 import { backoffCountdown } from "../backoff.ts";
 import { matchesError, TaskContext } from "../task.ts";
 import { bindArguments, parameterNames } from "./arguments.ts";
+import { withHeadersContext } from "../observe/tracing.ts";
 import { type Outcome, type RunRequest, toErrorShape } from "./outcome.ts";
 
 /** The task running in the current async context, so that tasks it sends get its ids. */
 export const currentTask: AsyncLocalStorage<TaskContext> = new AsyncLocalStorage<TaskContext>();
+
+/**
+ * True while a canvas is being sent (or a finished task's follow-ups): the tasks sent inside
+ * it are parts of one child, not children of their own of the running task.
+ */
+export const sendingCanvas: AsyncLocalStorage<boolean> = new AsyncLocalStorage<boolean>();
+
+/**
+ * Records a sent task or canvas as a child of the task running in this async context, unless
+ * it is a part of a canvas being sent.
+ *
+ * @param child The handle of what was sent.
+ */
+export function recordChild(child: { asTuple(): unknown[] }): void {
+  if (sendingCanvas.getStore()) return;
+  currentTask.getStore()?.addChild(child);
+}
 
 const paramCache = new WeakMap<object, (string | null)[]>();
 
@@ -78,8 +96,15 @@ export async function execute(
   try {
     const fn = task.fn as (this: TaskContext, ...args: unknown[]) => unknown;
     const args = bindArguments(request.args, request.kwargs, paramsOf(fn, task.options.params));
-    const value = await currentTask.run(context, () => fn.apply(context, args));
-    return { kind: "success", value, runtime: runtime() };
+    // In a Web Worker, the parent's CONSUMER span continues through the run's traceparent.
+    const value = await withHeadersContext(
+      request.context.headers,
+      () => sendingCanvas.run(false, () => currentTask.run(context, () => fn.apply(context, args))),
+    );
+    const children = context.childTuples();
+    return children.length
+      ? { kind: "success", value, runtime: runtime(), children }
+      : { kind: "success", value, runtime: runtime() };
   } catch (thrown) {
     const error = autoretry(task, context, thrown);
     if (error instanceof Retry) {
@@ -96,7 +121,10 @@ export async function execute(
     if (error instanceof Ignore) return { kind: "ignore" };
     const shape = toErrorShape(error);
     if (matchesError(task.options.throws, error)) shape.expected = true;
-    return { kind: "failure", error: shape, runtime: runtime() };
+    const children = context.childTuples();
+    return children.length
+      ? { kind: "failure", error: shape, runtime: runtime(), children }
+      : { kind: "failure", error: shape, runtime: runtime() };
   }
 }
 

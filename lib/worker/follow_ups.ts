@@ -50,11 +50,35 @@ export class FollowUps {
     const lineage = { parentId: req.id, rootId: req.rootId };
     const send = req.priority === null ? lineage : { ...lineage, priority: req.priority };
     const children: unknown[] = [];
-    for (const sig of req.embed.callbacks ?? []) {
-      await this.#send(req, async () => {
+    const sendOne = (sig: SignatureDict) =>
+      this.#send(req, async () => {
         const r = await applySignature(this.#ctx.app, sig, { prepend: [value], send });
         children.push(r.asTuple());
       });
+    const callbacks = req.embed.callbacks ?? [];
+    if (callbacks.length === 1) await sendOne(callbacks[0]!);
+    else if (callbacks.length > 1) {
+      // As Celery's tracer: several callbacks go out as one group (a group callback on its
+      // own), so the result's children hold one GroupResult.
+      const tasks: SignatureDict[] = [];
+      for (const sig of callbacks) {
+        if (!isSignatureLike(sig)) {
+          this.#ctx.logger.error(
+            `Cannot send a callback of ${req.name}[${req.id}]: not a signature`,
+          );
+        } else if (sig.subtask_type === "group") await sendOne(sig);
+        else tasks.push(sig);
+      }
+      if (tasks.length) {
+        await sendOne({
+          task: "celery.group",
+          args: [],
+          kwargs: { tasks },
+          options: {},
+          subtask_type: "group",
+          immutable: false,
+        });
+      }
     }
     const chain = req.embed.chain;
     if (chain?.length) {

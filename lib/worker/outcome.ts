@@ -23,8 +23,20 @@ export interface ErrorShape {
 
 /** The result of running one task. */
 export type Outcome =
-  | { kind: "success"; value: unknown; runtime: number }
-  | { kind: "failure"; error: ErrorShape; runtime: number }
+  | {
+    kind: "success";
+    value: unknown;
+    runtime: number;
+    /** Result tuples of the tasks the body sent (stored as the meta's `children`). */
+    children?: unknown[];
+  }
+  | {
+    kind: "failure";
+    error: ErrorShape;
+    runtime: number;
+    /** Result tuples of the tasks the body sent before it failed. */
+    children?: unknown[];
+  }
   | { kind: "retry"; countdown: number | null; eta: string | null; error: ErrorShape | null }
   | { kind: "reject"; requeue: boolean; error: ErrorShape }
   | { kind: "ignore" }
@@ -92,6 +104,13 @@ export interface RequestContext {
   isEager: boolean;
   /** Where `rpc://` results go. */
   replyTo: string | null;
+  /** The message's callbacks, errbacks, chain and chord (what `replace()` moves over). */
+  embed?: {
+    callbacks: unknown[] | null;
+    errbacks: unknown[] | null;
+    chain: unknown[] | null;
+    chord: unknown;
+  };
 }
 
 /**

@@ -28,6 +28,7 @@ import type { FollowUps } from "./follow_ups.ts";
 import type { Outcome, RunRequest } from "./outcome.ts";
 import type { Pool } from "./pool.ts";
 import { type AckOptions, decideSettle, type Ending } from "./settle.ts";
+import { type RunSpan, startPublishSpan, startRunSpan } from "../observe/tracing.ts";
 
 /** What a request needs from its consumer. */
 export interface RequestHost {
@@ -278,8 +279,41 @@ export class Request {
         hostname: host.hostname,
         isEager: false,
         replyTo: req.replyTo,
+        embed: req.embed,
       },
     };
+    // The CONSUMER span (null when tracing is off) is active through the run and the
+    // follow-ups, and reaches the pool (a Web Worker too) as the run's traceparent.
+    const span = startRunSpan({
+      name: req.name,
+      id: req.id,
+      queue: delivery.queue,
+      brokerUrl: app.conf.brokerUrl,
+      retries: req.retries,
+      headers: req.headers,
+      hostname: host.hostname,
+    });
+    const flags = { ignoreResult, storeErrors };
+    if (!span) return this.#execute(req, run, flags, null);
+    run.context.headers = span.carrier(req.headers);
+    let state: State | undefined;
+    try {
+      const finish = await span.within(() => this.#execute(req, run, flags, span));
+      state = finish.state;
+      return finish;
+    } finally {
+      span.end(state);
+    }
+  }
+
+  async #execute(
+    req: TaskRequest,
+    run: RunRequest,
+    flags: { ignoreResult: boolean; storeErrors: boolean },
+    span: RunSpan | null,
+  ): Promise<Finish> {
+    const host = this.#host;
+    const o = host.app.tasks.get(req.name)!.options;
     this.#event("taskPrerun", { id: req.id, name: req.name, args: req.args, kwargs: req.kwargs });
     const [hard, soft] = req.timeLimit;
     const outcome = await host.pool.run(run, {
@@ -292,13 +326,22 @@ export class Request {
     // The slot frees as soon as the pool returns: the next task starts while this one's
     // result is stored and its message settled (broker round trips, not pool work).
     this.#release();
+    if (span) {
+      if (outcome.kind === "failure" || outcome.kind === "lost") span.fail(outcome.error);
+      else if (outcome.kind === "timeout") {
+        span.fail({
+          name: "TimeLimitExceeded",
+          message: `Hard time limit (${outcome.seconds}s) exceeded`,
+        });
+      }
+    }
     if (this.#terminate.signal.aborted) {
       this.#event("taskRevoked", { id: req.id, name: req.name, terminated: true, expired: false });
       const exc = errorToInfo(new TaskRevokedError("terminated"));
       await this.#store(makeMeta(req.id, "REVOKED", exc, this.#lineage()));
       return { ending: "terminated", state: "REVOKED" };
     }
-    return await this.#outcome(req, outcome, { ignoreResult, storeErrors });
+    return await this.#outcome(req, outcome, flags);
   }
 
   // What the run produced: store it, send its follow-ups, and say how the message ends.
@@ -316,7 +359,7 @@ export class Request {
         const children = await host.followUps.succeeded(req, outcome.value);
         if (!ignoreResult) {
           const meta = makeMeta(req.id, "SUCCESS", outcome.value, this.#lineage());
-          meta.children = children;
+          meta.children = [...(outcome.children ?? []), ...children];
           const unencodable = await this.#store(meta, { encodeErrors: true });
           if (unencodable) {
             const text =
@@ -341,10 +384,24 @@ export class Request {
           : new Date(Date.now() + (outcome.countdown ?? 0) * 1000);
         const message = retryMessage(this.delivery.message, req, eta);
         const priority = { priority: req.priority ?? 0 };
-        if (eta.getTime() > Date.now()) {
-          await host.broker.schedule(this.delivery.queue, message, eta, priority);
-        } else {
-          await host.broker.publish(this.delivery.queue, message, priority);
+        const span = startPublishSpan({
+          name: req.name,
+          id: req.id,
+          queue: this.delivery.queue,
+          brokerUrl: app.conf.brokerUrl,
+          retries: req.retries + 1,
+        }, message);
+        try {
+          if (eta.getTime() > Date.now()) {
+            await host.broker.schedule(this.delivery.queue, message, eta, priority);
+          } else {
+            await host.broker.publish(this.delivery.queue, message, priority);
+          }
+        } catch (error) {
+          span?.fail(error);
+          throw error;
+        } finally {
+          span?.end();
         }
         const exc = outcome.error
           ? shapeToInfo(outcome.error)
@@ -397,17 +454,32 @@ export class Request {
       case "failure": {
         const text =
           `Task ${req.name}[${req.id}] raised ${outcome.error.name}: ${outcome.error.message}`;
-        if (outcome.error.expected) app.logger.info(text);
-        else app.logger.warn(text, { traceback: outcome.error.stack });
-        await this.#fail(req, shapeToInfo(outcome.error), outcome.error.stack, storeErrors);
+        const fields = { task_id: req.id, task_name: req.name };
+        if (outcome.error.expected) app.logger.info(text, fields);
+        else app.logger.error(text, { ...fields, traceback: outcome.error.stack ?? null });
+        await this.#fail(
+          req,
+          shapeToInfo(outcome.error),
+          outcome.error.stack,
+          storeErrors,
+          outcome.children,
+        );
         return { ending: "failure", state: "FAILURE" };
       }
     }
   }
 
-  async #fail(req: TaskRequest, exc: ExceptionInfo, traceback: string | null, store: boolean) {
+  async #fail(
+    req: TaskRequest,
+    exc: ExceptionInfo,
+    traceback: string | null,
+    store: boolean,
+    children: unknown[] = [],
+  ) {
     if (store) {
-      await this.#store(makeMeta(req.id, "FAILURE", exc, { ...this.#lineage(), traceback }));
+      const meta = makeMeta(req.id, "FAILURE", exc, { ...this.#lineage(), traceback });
+      meta.children = children;
+      await this.#store(meta);
     }
     this.#event("taskFailure", { id: req.id, name: req.name, exception: exc, traceback });
     await this.#host.followUps.chordPart(req, "FAILURE", exc);
