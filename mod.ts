@@ -27,6 +27,7 @@
  */
 
 export { App, type AppOptions, type Logger, type Routes } from "./lib/app.ts";
+export type { AppContext, RegisteredTask } from "./lib/app_context.ts";
 export {
   type ErrorClass,
   type ErrorMatcher,
@@ -49,19 +50,12 @@ export {
 } from "./lib/signals.ts";
 export { backoffCountdown, type BackoffOptions } from "./lib/backoff.ts";
 export {
-  BaseRateLimiter,
-  createRateLimiter,
-  MemoryRateLimiter,
-  parseRate,
-  type RateLimiter,
-  type Reservation,
-} from "./lib/worker/rate_limit.ts";
-export {
   AsyncResult,
   EagerResult,
   type GetOptions,
   GroupResult,
   type JoinOptions,
+  type ResultContext,
   resultFromTuple,
   ResultSet,
   type RevokeOptions,
@@ -85,7 +79,6 @@ export {
   type LastOf,
   leafTasks,
   pipe,
-  registerBuiltins,
   type ResultNode,
   type ResultOf,
   type ResultsOf,
@@ -120,21 +113,6 @@ export {
   TimeLimitExceeded,
   WorkerLostError,
 } from "./lib/errors.ts";
-export type {
-  BroadcastMessage,
-  Broker,
-  BrowseOptions,
-  ConsumeDirectOptions,
-  ConsumeOptions,
-  DeadLetter,
-  DeadLetterEvent,
-  Delivery,
-  DeliveryRejectOptions,
-  PublishOptions,
-  QueueCounts,
-  ScheduledMessage,
-  SubscribeOptions,
-} from "./lib/brokers/broker.ts";
 export {
   type BroadcastOptions,
   Control,
@@ -147,75 +125,6 @@ export {
 } from "./lib/control.ts";
 export { type CeleryEvent, receiveEvents, type ReceiveEventsOptions } from "./lib/events.ts";
 export {
-  CONTROL_COMMANDS,
-  type ControlHandler,
-  type ControlledWorker,
-  ControlNode,
-  type ControlNodeOptions,
-  type HeldRequest,
-  isForNode,
-} from "./lib/worker/control.ts";
-export { EventDispatcher, type EventDispatcherOptions } from "./lib/worker/events.ts";
-export type { Pool, PoolRunOptions } from "./lib/worker/pool.ts";
-export { RevokedSet, type RevokedSetOptions } from "./lib/worker/revoked.ts";
-export { LamportClock } from "./lib/_clock.ts";
-export {
-  createLogger,
-  type LevelLogger,
-  type LoggerOptions,
-  type LogLevel,
-  parseLogLevel,
-} from "./lib/observe/logger.ts";
-export { logTaskLines, type TaskLogOptions } from "./lib/observe/task_log.ts";
-export {
-  type MetricsWorker,
-  otelMetricsEnabled,
-  WorkerMetrics,
-  type WorkerMetricsOptions,
-} from "./lib/observe/metrics.ts";
-export {
-  type MetricsServer,
-  serveMetrics,
-  type ServeMetricsOptions,
-} from "./lib/observe/metrics_server.ts";
-export { tracingEnabled } from "./lib/observe/tracing.ts";
-export type {
-  Backend,
-  BackendOptions,
-  ChordPart,
-  ResultMeta,
-  StoreOptions,
-  WaitOptions,
-} from "./lib/backends/backend.ts";
-export {
-  type BackendConnectOptions,
-  type BrokerConnectOptions,
-  createBackend,
-  createBroker,
-} from "./lib/transport/registry.ts";
-export type { ExceptionInfo } from "./lib/protocol/exceptions.ts";
-export type {
-  DeliveryInfo,
-  ErrorShape,
-  Outcome,
-  RequestContext,
-  RunRequest,
-} from "./lib/worker/outcome.ts";
-export { MemoryBroker, type MemoryBrokerOptions } from "./lib/brokers/memory.ts";
-export { MemoryBackend } from "./lib/backends/memory.ts";
-export { KvBroker, type KvBrokerOptions } from "./lib/brokers/kv.ts";
-export { KvBackend, type KvBackendOptions } from "./lib/backends/kv.ts";
-export {
-  decodeTask,
-  type Embed,
-  encodeTask,
-  type Message,
-  type MessageProperties,
-  type SignatureDict,
-  type TaskCall,
-  type TaskRequest,
-} from "./lib/protocol/message.ts";
-export {
   EXCEPTION_STATES,
   PROPAGATE_STATES,
   READY_STATES,
@@ -224,31 +133,16 @@ export {
 export {
   type BeatEntries,
   type BeatEntry,
-  type BeatSend,
-  type BeatStore,
-  type BeatTick,
   Clocked,
   clocked,
-  type CronField,
   Crontab,
   crontab,
   type CrontabOptions,
-  type EntryState,
   Every,
   every,
   type EveryOptions,
-  KvBeatStore,
-  type KvBeatStoreOptions,
-  MemoryBeatStore,
-  type MemoryBeatStoreOptions,
-  parseDuration,
-  RedisBeatStore,
-  type RedisBeatStoreOptions,
   registerCron,
   type RegisterCronOptions,
-  type RegisteredCron,
   type Schedule,
-  Scheduler,
-  type SchedulerOptions,
 } from "./lib/beat/mod.ts";
-export { beatStoreFor, startBeat, type StartBeatOptions } from "./lib/beat/beat.ts";
+export { startBeat, type StartBeatOptions } from "./lib/beat/beat.ts";

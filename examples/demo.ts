@@ -22,7 +22,7 @@ try {
     ...await Promise.all([[2, 2], [40, 2]].map(([x, y]) => add.delay(x!, y!))),
   ];
   console.log(`producer: sent ${sent.length} tasks; results as they complete:`);
-  const group = new GroupResult(crypto.randomUUID(), sent, app);
+  const group = new GroupResult<unknown>(crypto.randomUUID(), sent, app);
   const started = performance.now();
   for await (const meta of group.completed({ timeout: 60_000 })) {
     const ms = (performance.now() - started).toFixed(0).padStart(5);

@@ -3,11 +3,11 @@ import assert from "node:assert/strict";
 import {
   App,
   Consumer,
-  type MemoryBroker,
   NotRegistered,
   TaskRevokedError,
   TimeLimitExceeded,
 } from "@celeriac/celeriac";
+import type { MemoryBroker } from "@celeriac/celeriac/transport";
 
 function freshApp(options: ConstructorParameters<typeof App>[0] = {}) {
   const ns = crypto.randomUUID();

@@ -2,7 +2,8 @@
 // (Debian's /usr/bin/python3), some on a celeriac worker, driven from a TypeScript client.
 // Skipped while the redis:// scheme is not registered in lib/connect.ts.
 import assert from "node:assert/strict";
-import { App, chain, chord, Consumer, createBroker, signature } from "@celeriac/celeriac";
+import { App, chain, chord, Consumer, signature } from "@celeriac/celeriac";
+import { createBroker } from "@celeriac/celeriac/transport";
 
 const REDIS = Deno.env.get("CELERIAC_REDIS_URL") ?? "redis://127.0.0.1:6379/0";
 const REDIS_BACKEND = Deno.env.get("CELERIAC_REDIS_BACKEND_URL") ?? "redis://127.0.0.1:6379/1";

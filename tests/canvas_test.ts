@@ -9,19 +9,16 @@ import {
   ChordError,
   chunks,
   Consumer,
-  createBackend,
-  createBroker,
-  decodeTask,
   fromDict,
   group,
   GroupResult,
-  type Message,
   pipe,
   signature,
-  type SignatureDict,
   xmap,
   xstarmap,
 } from "@celeriac/celeriac";
+import { createBackend, createBroker } from "@celeriac/celeriac/transport";
+import { decodeTask, type Message, type SignatureDict } from "@celeriac/celeriac/protocol";
 import { fromKombuEnvelope } from "../lib/protocol/kombu.ts";
 
 const fixture = (name: string) =>

@@ -1,12 +1,8 @@
 // The RateLimiter seam: parsing Celery rates, GCRA reservations in memory, and the shared
 // limiters (Redis, Deno KV) used by several processes at once.
 import assert from "node:assert/strict";
-import {
-  backoffCountdown,
-  createRateLimiter,
-  MemoryRateLimiter,
-  parseRate,
-} from "@celeriac/celeriac";
+import { backoffCountdown } from "@celeriac/celeriac";
+import { createRateLimiter, MemoryRateLimiter, parseRate } from "@celeriac/celeriac/worker";
 import { deleteByPrefix, REDIS } from "./_redis_helpers.ts";
 
 Deno.test("parseRate reads Celery's rates and refuses nonsense with a clear error", () => {

@@ -2,7 +2,8 @@
 // (a listener that throws, a cyclic return value, an errback carrying an int above 2^53), on
 // memory:// with the inline pool.
 import assert from "node:assert/strict";
-import { App, type MemoryBroker, type TaskContext } from "@celeriac/celeriac";
+import { App, type TaskContext } from "@celeriac/celeriac";
+import type { MemoryBroker } from "@celeriac/celeriac/transport";
 import { encodeTask } from "../lib/protocol/message.ts";
 import { type AckOptions, decideSettle, type Ending } from "../lib/worker/settle.ts";
 import { eventually, startWorker } from "./_helpers.ts";

@@ -8,13 +8,12 @@ import {
   type AppEventType,
   type ConsumerOptions,
   MaxRetriesExceededError,
-  type MemoryBroker,
-  type Message,
-  type ResultMeta,
   TaskError,
   TimeLimitExceeded,
   WorkerLostError,
 } from "@celeriac/celeriac";
+import type { MemoryBroker, ResultMeta } from "@celeriac/celeriac/transport";
+import type { Message } from "@celeriac/celeriac/protocol";
 import semApp, { defineTasks, tasks as semTasks } from "./apps/semantics_app.ts";
 import { eventually, startWorker } from "./_helpers.ts";
 

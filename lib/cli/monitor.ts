@@ -278,7 +278,7 @@ export async function remote(kind: "inspect" | "control", argv: string[]): Promi
   const app = await appFor(values);
   try {
     // A broker that cannot be reached is one clear error within the timeout, not a hang.
-    await app.getBroker({ signal: AbortSignal.timeout(Math.max(timeout, 1000)) });
+    await app.getBroker({ signal: AbortSignal.timeout(Math.max(timeout, 4000)) });
     const replies: Record<string, unknown>[] = [];
     const stream = app.control.replies(command, args, { timeout, destination });
     for await (const { hostname, reply } of stream) {
