@@ -35,10 +35,8 @@ export interface AppEventDetails {
   /** A worker took a task message (Celery `task_received`). */
   taskReceived: TaskEventBase & {
     args: readonly unknown[];
-    /** The arguments as events show them: the client's `argsrepr` when sent (masked). */
-    argsrepr?: string;
-    /** The keyword arguments as events show them: the client's `kwargsrepr` when sent. */
-    kwargsrepr?: string;
+    /** The message's headers (`argsrepr`/`kwargsrepr` there mask the arguments in events). */
+    headers?: Readonly<Record<string, unknown>>;
     kwargs: Record<string, unknown>;
     rootId: string;
     parentId: string | null;

@@ -11,7 +11,7 @@
 import type { App } from "../app.ts";
 import type { BroadcastMessage, Broker } from "../brokers/broker.ts";
 import { clockOf, type LamportClock } from "../_clock.ts";
-import { pyRepr } from "../protocol/message.ts";
+import { pyRepr, requestReprs } from "../protocol/message.ts";
 import { redact } from "../connect.ts";
 import { schemeInfo } from "../transport/registry.ts";
 import type { Pool } from "./pool.ts";
@@ -760,6 +760,8 @@ export class ControlNode {
       this.#totals.set(d.name, (this.#totals.get(d.name) ?? 0) + 1);
       return;
     }
+    // Task events off (no -E): build nothing (the fields hold reprs of arguments and results).
+    if (!this.events.taskEvents) return;
     const [type, fields] = map;
     this.events.send(type, fields(d));
   }
@@ -815,8 +817,11 @@ const TASK_EVENTS = new Map<
   ["taskReceived", ["task-received", (d) => ({
     uuid: d.id,
     name: d.name,
-    args: typeof d.argsrepr === "string" ? d.argsrepr : pyRepr(d.args ?? [], true),
-    kwargs: typeof d.kwargsrepr === "string" ? d.kwargsrepr : pyRepr(d.kwargs ?? {}),
+    ...requestReprs({
+      args: (d.args ?? []) as unknown[],
+      kwargs: (d.kwargs ?? {}) as Record<string, unknown>,
+      headers: (d.headers ?? {}) as Record<string, unknown>,
+    }),
     root_id: d.rootId ?? null,
     parent_id: d.parentId ?? null,
     retries: d.retries ?? 0,

@@ -99,7 +99,12 @@ export async function execute(
     // In a Web Worker, the parent's CONSUMER span continues through the run's traceparent.
     const value = await withHeadersContext(
       request.context.headers,
-      () => sendingCanvas.run(false, () => currentTask.run(context, () => fn.apply(context, args))),
+      () => {
+        const call = () => currentTask.run(context, () => fn.apply(context, args));
+        // A task run from inside an eager canvas send publishes its own sends for real: reset
+        // the flag there only (each AsyncLocalStorage layer costs a context switch per task).
+        return sendingCanvas.getStore() ? sendingCanvas.run(false, call) : call();
+      },
     );
     const children = context.childTuples();
     return children.length

@@ -14,10 +14,9 @@
  * @module
  */
 
-import { AsyncLocalStorage } from "node:async_hooks";
 import type { App } from "../app.ts";
 import { SoftTimeLimitExceeded, TaskRevokedError, WorkerLostError } from "../errors.ts";
-import { execute } from "./execute.ts";
+import { currentTask, execute } from "./execute.ts";
 import { type Outcome, type RunRequest, toErrorShape } from "./outcome.ts";
 import type { Pool, PoolRunOptions } from "./pool.ts";
 import { type LongTimeout, setLongTimeout } from "../_timer.ts";
@@ -35,8 +34,10 @@ interface InlineRun {
   onAbort: (() => void) | undefined;
 }
 
-// The run whose code is executing, carried through its awaits, timers and promises.
-const current = new AsyncLocalStorage<InlineRun>();
+// The run of each running task's signal: the task context that execute() carries through the
+// task's awaits, timers and promises (`currentTask`) holds that signal, so an uncaught error
+// finds its run without a second AsyncLocalStorage layer per task.
+const runsBySignal = new WeakMap<AbortSignal, InlineRun>();
 // Pools that are listening for uncaught errors (one listener for all of them).
 const listening = new Set<InlinePool>();
 
@@ -143,13 +144,13 @@ export class InlinePool implements Pool {
         this.#settle(run, { kind: "timeout", seconds: hardLimit });
       }, hardLimit * 1000));
     }
-    current.run(run, () =>
-      execute(
-        this.#app,
-        run.request,
-        run.controller.signal,
-        onState ?? (() => Promise.resolve()),
-      )).then((outcome) => this.#settle(run, outcome));
+    runsBySignal.set(run.controller.signal, run);
+    execute(
+      this.#app,
+      run.request,
+      run.controller.signal,
+      onState ?? (() => Promise.resolve()),
+    ).then((outcome) => this.#settle(run, outcome));
   }
 
   // Ends a run once, frees its place and starts the next waiting run.
@@ -225,7 +226,8 @@ export class InlinePool implements Pool {
 
   // Finds the task an uncaught error belongs to: its async context, else the only one running.
   static #blame(error: unknown, what: string): void {
-    let run = current.getStore();
+    const signal = currentTask.getStore()?.signal;
+    let run = signal ? runsBySignal.get(signal) : undefined;
     if (!run) {
       const all = [...listening].flatMap((p) => [...p.#running]);
       if (all.length === 1) run = all[0];

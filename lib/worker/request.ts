@@ -12,13 +12,7 @@ import type { Backend, ResultMeta } from "../backends/backend.ts";
 import type { Broker, Delivery } from "../brokers/broker.ts";
 import { NotRegistered, TaskRevokedError, TimeLimitExceeded, WorkerLostError } from "../errors.ts";
 import { errorToInfo, type ExceptionInfo, shapeToInfo } from "../protocol/exceptions.ts";
-import {
-  decodeTask,
-  type Message,
-  requestReprs,
-  type TaskRequest,
-  toIso,
-} from "../protocol/message.ts";
+import { decodeTask, type Message, type TaskRequest, toIso } from "../protocol/message.ts";
 import { makeMeta } from "../protocol/result_meta.ts";
 import type { State } from "../protocol/states.ts";
 import type { AppEventDetails, AppEventType } from "../signals.ts";
@@ -202,14 +196,12 @@ export class Request {
     // expired tasks send none).
     const wait = req.eta ? req.eta.getTime() - Date.now() : 0;
     if (wait > host.etaHoldMs) return await this.#reschedule(req.eta!);
-    const reprs = requestReprs(req);
     this.#event("taskReceived", {
       id: req.id,
       name: req.name,
       args: req.args,
       kwargs: req.kwargs,
-      argsrepr: reprs.args,
-      kwargsrepr: reprs.kwargs,
+      headers: req.headers,
       rootId: req.rootId,
       parentId: req.parentId,
       retries: req.retries,
