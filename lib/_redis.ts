@@ -18,6 +18,7 @@ import {
 import { isIP } from "node:net";
 import { delay } from "./_signal.ts";
 import { type ParsedUrl, parseUrl } from "./_url.ts";
+import { type SentinelAddress, SentinelMaster } from "./_redis_sentinel.ts";
 
 /** A node-redis client, as {@linkcode createRedisClient} makes it. */
 export type RedisClient = ReturnType<typeof createClient>;
@@ -56,6 +57,81 @@ export interface RedisUrl {
   tlsOptions?: RedisTlsOptions;
   /** Longest a socket may take to connect, in ms (`?socket_connect_timeout=S`, seconds). */
   connectTimeout?: number;
+  /**
+   * For a `sentinel://` URL: where the master is, asked of the sentinels (then `host` and
+   * `port` are the first sentinel's, never connected to as a data node).
+   */
+  sentinel?: SentinelMaster;
+}
+
+/** Options of {@linkcode parseRedisUrl} that a URL cannot carry (transport options). */
+export interface RedisUrlOptions {
+  /** For `sentinel://`: the monitored master's name (kombu's `master_name`). */
+  masterName?: string;
+  /** For `sentinel://`: the sentinels' own password (kombu's `sentinel_kwargs.password`). */
+  sentinelPassword?: string;
+}
+
+/**
+ * Reads the Sentinel settings of a broker's or backend's transport options, kombu's names
+ * first: `master_name` (or `masterName`) and `sentinel_kwargs.password`.
+ *
+ * @param options Transport options.
+ * @returns The settings found.
+ * @throws {TypeError} When `master_name` is not a string.
+ * @example
+ * ```ts
+ * import { sentinelOptions } from "./_redis.ts";
+ * console.assert(sentinelOptions({ master_name: "mymaster" }).masterName === "mymaster");
+ * ```
+ */
+export function sentinelOptions(options: Record<string, unknown> = {}): RedisUrlOptions {
+  const out: RedisUrlOptions = {};
+  const name = options.master_name ?? options.masterName;
+  if (name !== undefined) {
+    if (typeof name !== "string") {
+      throw new TypeError(`Cannot set master_name: it must be a string, got ${name}`);
+    }
+    out.masterName = name;
+  }
+  const kwargs = options.sentinel_kwargs as { password?: unknown } | undefined;
+  if (typeof kwargs?.password === "string") out.sentinelPassword = kwargs.password;
+  return out;
+}
+
+// `sentinel://a:26379;sentinel://b:26379/0`: the first URL as a redis:// one (credentials,
+// database, query), the sentinels' addresses from all.
+function parseSentinelUrl(url: string, options: RedisUrlOptions): RedisUrl {
+  const parts = url.split(";").map((p) => p.trim()).filter((p) => p !== "");
+  const sentinels: SentinelAddress[] = [];
+  for (const part of parts) {
+    if (!/^sentinel:\/\//i.test(part)) {
+      throw new TypeError(
+        `Cannot use Redis URL: every part of a Sentinel URL must be sentinel://host:port`,
+      );
+    }
+    const { url: u } = parseUrl(part.replace(/^sentinel:/i, "redis:"));
+    sentinels.push({
+      host: u.hostname.replace(/^\[|\]$/g, "") || "127.0.0.1",
+      port: u.port === "" ? 26379 : Number(u.port),
+    });
+  }
+  if (sentinels.length === 0) throw new TypeError(`Cannot use Redis URL: no sentinel given`);
+  const first = parseRedisUrl(parts[0]!.replace(/^sentinel:/i, "redis:"));
+  const query = parseUrl(parts[0]!.replace(/^sentinel:/i, "redis:")).url.searchParams;
+  const masterName = options.masterName ?? query.get("master_name") ?? undefined;
+  return {
+    ...first,
+    host: sentinels[0]!.host,
+    port: sentinels[0]!.port,
+    sentinel: new SentinelMaster({
+      sentinels,
+      ...(masterName !== undefined ? { masterName } : {}),
+      ...(options.sentinelPassword !== undefined
+        ? { sentinelPassword: options.sentinelPassword }
+        : {}),
+    }),
+  };
 }
 
 const CERT_REQS: Record<string, boolean> = {
@@ -71,9 +147,11 @@ const CERT_REQS: Record<string, boolean> = {
  * Parses a Redis URL: `redis://[[user]:password@]host[:port][/db]`, `rediss://` for TLS, with
  * redis-py's `ssl_cert_reqs`, `ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile` and
  * `socket_connect_timeout` query parameters. The password may hold any character (a raw `@`,
- * `:`, `/` or `%` included).
+ * `:`, `/` or `%` included). `sentinel://h1:26379;sentinel://h2:26379[/db]` (kombu's form)
+ * gives a URL whose master is asked of those sentinels (see `lib/_redis_sentinel.ts`).
  *
  * @param url The URL.
+ * @param options The Sentinel settings a `sentinel://` URL cannot carry.
  * @returns Its parts.
  * @throws {TypeError} For another scheme, a bad port, a database that is not a number or a bad
  *   query parameter.
@@ -84,7 +162,8 @@ const CERT_REQS: Record<string, boolean> = {
  * console.assert(u.db === 2 && u.tls && u.username === "app" && u.password === "s3cret");
  * ```
  */
-export function parseRedisUrl(url: string): RedisUrl {
+export function parseRedisUrl(url: string, options: RedisUrlOptions = {}): RedisUrl {
+  if (/^sentinel:/i.test(url)) return parseSentinelUrl(url, options);
   let parts: ParsedUrl;
   try {
     parts = parseUrl(url);
@@ -203,8 +282,12 @@ export function createRedisClient(
     host: url.host,
     port: url.port,
     ...(url.connectTimeout !== undefined ? { connectTimeout: url.connectTimeout } : {}),
-    reconnectStrategy: (retries: number) =>
-      ready ? Math.min(50 * 2 ** Math.min(retries, 6), 2000) : false as const,
+    reconnectStrategy: (retries: number) => {
+      if (!ready) return false as const;
+      // Behind Sentinel, every lost connection asks where the master is now (a failover).
+      if (url.sentinel) void followMaster(client, url.sentinel);
+      return Math.min(50 * 2 ** Math.min(retries, 6), 2000);
+    },
   };
   const client = createClient({
     socket: url.tls
@@ -218,13 +301,57 @@ export function createRedisClient(
   client.on("ready", () => {
     ready = true;
     outage = false;
+    if (url.sentinel) void checkMaster(client, url.sentinel, onError);
   });
   client.on("error", (e: Error) => {
     if (!ready || outage) return;
     outage = true;
     onError?.(e);
   });
+  if (url.sentinel) sentinels.set(client, url.sentinel);
   return client;
+}
+
+// The Sentinel tracker of each client made for a `sentinel://` URL.
+const sentinels = new WeakMap<RedisClient, SentinelMaster>();
+
+// Points a client's socket options at the master the sentinels name now: node-redis reads
+// them again on every (re)connect.
+async function followMaster(
+  client: RedisClient,
+  sentinel: SentinelMaster,
+  strict = false,
+): Promise<void> {
+  try {
+    const { host, port } = await sentinel.refresh();
+    const socket = client.options?.socket as { host?: string; port?: number } | undefined;
+    if (socket) {
+      socket.host = host;
+      socket.port = port;
+    }
+  } catch (error) {
+    if (strict) throw error;
+  }
+}
+
+// After a failover a reconnect may land on the old master, now a replica (a sentinel kills
+// its clients when it demotes it, but may not have named the new one yet): such a connection
+// is dropped, so that it reconnects where the sentinels point.
+async function checkMaster(
+  client: RedisClient,
+  sentinel: SentinelMaster,
+  onError?: (e: Error) => void,
+): Promise<void> {
+  try {
+    const role = await client.sendCommand<unknown[]>(["ROLE"]);
+    if (role?.[0] === "master") return;
+    onError?.(new Error(`Redis at the Sentinel master's address is a ${role?.[0]}: reconnecting`));
+    await followMaster(client, sentinel);
+    const id = await client.sendCommand<number>(["CLIENT", "ID"]);
+    await client.sendCommand(["CLIENT", "KILL", "ID", String(id), "SKIPME", "no"]);
+  } catch {
+    // The connection went away meanwhile: its reconnect asks again.
+  }
 }
 
 /**
@@ -297,6 +424,8 @@ export class RedisTlsHandshakeError extends Error {
  * @throws What the connection failed with.
  */
 export async function connectRedisClient(client: RedisClient): Promise<void> {
+  const sentinel = sentinels.get(client);
+  if (sentinel) await followMaster(client, sentinel, true);
   const socket = client.options?.socket as
     | { tls?: boolean; host?: string; port?: number }
     | undefined;
@@ -468,7 +597,9 @@ export async function withDeadline<T>(promise: Promise<T>, ms: number, what: str
 
 // Server replies that mean "not now": a restarted server still loading its data set, a MULTI
 // discarded because of that, a busy script, a replica without its master.
-const TRANSIENT_REPLY = /^(LOADING|EXECABORT|BUSY|TRYAGAIN|MASTERDOWN)\b/;
+// READONLY: a write reached a demoted master (a Sentinel failover): the client reconnects to
+// the new one.
+const TRANSIENT_REPLY = /^(LOADING|EXECABORT|BUSY|TRYAGAIN|MASTERDOWN|READONLY|UNBLOCKED)\b/;
 const TRANSIENT_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT"]);
 
 /**

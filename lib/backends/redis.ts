@@ -13,12 +13,14 @@
 import { PushChannel } from "../transport/channel.ts";
 import {
   closeRedisClient,
+  connectRedisClient,
   createRedisClient,
   parseRedisUrl,
   type RedisClient,
   RedisDeadlineError,
   type RedisUrl,
   retryTransient,
+  sentinelOptions,
   SharedRedisClient,
   withDeadline,
 } from "../_redis.ts";
@@ -45,6 +47,13 @@ export interface RedisBackendOptions extends BackendOptions {
   onError?: (error: Error) => void;
   /** Name of every connection (`CLIENT SETNAME`), to find them in `CLIENT LIST`. */
   connectionName?: string;
+  /**
+   * For `sentinel://`: the monitored master's name (kombu's `master_name`).
+   * @default {the only master the sentinels monitor}
+   */
+  masterName?: string;
+  /** For `sentinel://`: the sentinels' own password (kombu's `sentinel_kwargs.password`). */
+  sentinelPassword?: string;
 }
 
 type Listener = (raw: string, key: string) => void;
@@ -105,7 +114,12 @@ export class RedisBackend implements Backend {
    */
   constructor(url: string, options: RedisBackendOptions = {}) {
     this.url = redact(url);
-    this.#url = parseRedisUrl(url);
+    this.#url = parseRedisUrl(url, {
+      ...(options.masterName !== undefined ? { masterName: options.masterName } : {}),
+      ...(options.sentinelPassword !== undefined
+        ? { sentinelPassword: options.sentinelPassword }
+        : {}),
+    });
     this.#expires = options.resultExpires ?? 86_400_000;
     if (!(this.#expires >= 0)) {
       throw new RangeError(
@@ -151,7 +165,7 @@ export class RedisBackend implements Backend {
         if (first) first = false;
         else void this.#recheck([...this.#subs.keys()]);
       });
-      await client.connect();
+      await connectRedisClient(client);
       return client;
     })();
     // A failed connect is not remembered: the next waiter tries again.
@@ -455,9 +469,12 @@ function decodeMeta(raw: string, taskId: string): ResultMeta {
  */
 export function redisBackendFromUrl(
   url: string,
-  options: BackendOptions & { onError?: (error: Error) => void } = {},
+  options: BackendOptions & {
+    onError?: (error: Error) => void;
+    transportOptions?: Record<string, unknown>;
+  } = {},
 ): RedisBackend {
-  const own: RedisBackendOptions = {};
+  const own: RedisBackendOptions = { ...sentinelOptions(options.transportOptions) };
   if (options.resultExpires !== undefined) own.resultExpires = options.resultExpires;
   if (options.onError) own.onError = options.onError;
   return new RedisBackend(url, own);

@@ -6,6 +6,7 @@
  */
 
 import { createClient } from "redis";
+import { connectRedisClient, createRedisClient, parseRedisUrl } from "../_redis.ts";
 import { LEASE_RELEASE_LUA } from "./_lua_lease_release.ts";
 import { LEASE_RENEW_LUA } from "./_lua_lease_renew.ts";
 import { STATE_CAS_LUA } from "./_lua_state_cas.ts";
@@ -58,7 +59,12 @@ export class RedisBeatStore implements BeatStore {
   ) {
     this.prefix = options.prefix ?? "celeriac:beat:";
     this.#owned = typeof url === "string";
-    this.#client = typeof url === "string" ? createClient({ url }) : url;
+    // Behind Sentinel (`sentinel://`), the shared client code follows the master.
+    this.#client = typeof url !== "string"
+      ? url
+      : /^sentinel:/i.test(url)
+      ? createRedisClient(parseRedisUrl(url), undefined, "celeriac-beat")
+      : createClient({ url });
   }
 
   #connect(): Promise<RedisClient> {
@@ -67,10 +73,15 @@ export class RedisBeatStore implements BeatStore {
       if (!this.#client.isOpen) {
         // Errors surface through commands; without a listener node's EventEmitter throws.
         this.#client.on("error", () => {});
-        await this.#client.connect();
+        await connectRedisClient(this.#client);
       }
       return this.#client;
     })();
+    // A failed first connect is not remembered: the next call tries again.
+    const connecting = this.#connecting;
+    connecting.catch(() => {
+      if (this.#connecting === connecting) this.#connecting = null;
+    });
     return this.#connecting;
   }
 

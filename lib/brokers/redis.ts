@@ -24,12 +24,14 @@ import { delay } from "../_signal.ts";
 import { PushChannel } from "../transport/channel.ts";
 import {
   closeRedisClient,
+  connectRedisClient,
   createRedisClient,
   parseRedisUrl,
   type RedisClient,
   RedisDeadlineError,
   type RedisUrl,
   retryTransient,
+  sentinelOptions,
   SharedRedisClient,
   withDeadline,
 } from "../_redis.ts";
@@ -121,6 +123,13 @@ export interface RedisBrokerOptions {
   onError?: (error: Error) => void;
   /** Name of every connection (`CLIENT SETNAME`), to find them in `CLIENT LIST`. */
   connectionName?: string;
+  /**
+   * For `sentinel://`: the monitored master's name (kombu's `master_name`).
+   * @default {the only master the sentinels monitor}
+   */
+  masterName?: string;
+  /** For `sentinel://`: the sentinels' own password (kombu's `sentinel_kwargs.password`). */
+  sentinelPassword?: string;
 }
 
 interface Claimed {
@@ -288,7 +297,12 @@ export class RedisBroker implements Broker {
    */
   constructor(url: string, options: RedisBrokerOptions = {}) {
     this.url = redact(url);
-    this.#url = parseRedisUrl(url);
+    this.#url = parseRedisUrl(url, {
+      ...(options.masterName !== undefined ? { masterName: options.masterName } : {}),
+      ...(options.sentinelPassword !== undefined
+        ? { sentinelPassword: options.sentinelPassword }
+        : {}),
+    });
     this.#prefix = options.keyPrefix ?? "";
     this.#maxDeliveries = checkMaxDeliveries(options.maxDeliveries);
     this.#visibility = options.visibilityTimeout ?? 3_600_000;
@@ -366,7 +380,7 @@ export class RedisBroker implements Broker {
     const client = createRedisClient(this.#url, this.#onError, this.#name);
     this.#others.add(client);
     try {
-      await client.connect();
+      await connectRedisClient(client);
     } catch (error) {
       this.#others.delete(client);
       throw error;
@@ -920,7 +934,7 @@ export class RedisBroker implements Broker {
     if (!this.#subscriber) {
       const connecting = this.#subscriber = (async () => {
         const c = createRedisClient(this.#url, this.#onError, this.#name);
-        await c.connect();
+        await connectRedisClient(c);
         return c;
       })();
       // A failed connect is not remembered: the next subscriber tries again.
@@ -1088,7 +1102,8 @@ export class RedisBroker implements Broker {
 
 /**
  * Makes a {@linkcode RedisBroker} from `createBroker()`'s options; `transportOptions` take
- * kombu's names: `visibility_timeout` (seconds), `global_keyprefix`.
+ * kombu's names: `visibility_timeout` (seconds), `global_keyprefix`, and for `sentinel://`
+ * `master_name` and `sentinel_kwargs`.
  *
  * @param url The broker URL.
  * @param options `maxDeliveries` and `transportOptions`.
@@ -1112,7 +1127,7 @@ export function redisBrokerFromUrl(
   } = {},
 ): RedisBroker {
   const t = options.transportOptions ?? {};
-  const own: RedisBrokerOptions = {};
+  const own: RedisBrokerOptions = { ...sentinelOptions(t) };
   if (options.onError) own.onError = options.onError;
   if (options.maxDeliveries !== undefined) own.maxDeliveries = options.maxDeliveries;
   const vt = t.visibility_timeout ?? t.visibilityTimeout;
