@@ -11,6 +11,7 @@ import {
   ClientClosedError,
   ConnectionTimeoutError,
   createClient,
+  createCluster,
   DisconnectsClientError,
   ErrorReply,
   SocketClosedUnexpectedlyError,
@@ -19,6 +20,7 @@ import { isIP } from "node:net";
 import { delay } from "./_signal.ts";
 import { type ParsedUrl, parseUrl } from "./_url.ts";
 import { type SentinelAddress, SentinelMaster } from "./_redis_sentinel.ts";
+import { type ClusterNode, parseClusterNodes } from "./_redis_cluster.ts";
 
 /** A node-redis client, as {@linkcode createRedisClient} makes it. */
 export type RedisClient = ReturnType<typeof createClient>;
@@ -62,6 +64,11 @@ export interface RedisUrl {
    * `port` are the first sentinel's, never connected to as a data node).
    */
   sentinel?: SentinelMaster;
+  /**
+   * For a `redis+cluster://` URL: the nodes to start from (the client finds the others and
+   * routes each command to the node of its key's slot).
+   */
+  cluster?: ClusterNode[];
 }
 
 /** Options of {@linkcode parseRedisUrl} that a URL cannot carry (transport options). */
@@ -164,6 +171,15 @@ const CERT_REQS: Record<string, boolean> = {
  */
 export function parseRedisUrl(url: string, options: RedisUrlOptions = {}): RedisUrl {
   if (/^sentinel:/i.test(url)) return parseSentinelUrl(url, options);
+  if (/^rediss?\+cluster:/i.test(url)) {
+    const { nodes, single } = parseClusterNodes(url);
+    const tls = /^rediss/i.test(url);
+    const first = parseRedisUrl(tls ? single.replace(/^redis:/, "rediss:") : single);
+    if (first.db !== 0) {
+      throw new TypeError(`Cannot use Redis Cluster URL: a cluster has database 0 only`);
+    }
+    return { ...first, cluster: nodes };
+  }
   let parts: ParsedUrl;
   try {
     parts = parseUrl(url);
@@ -276,6 +292,7 @@ export function createRedisClient(
   onError?: (e: Error) => void,
   name?: string,
 ): RedisClient {
+  if (url.cluster) return createRedisClusterClient(url, url.cluster, onError, name);
   let ready = false;
   let outage = false;
   const socket = {
@@ -309,6 +326,56 @@ export function createRedisClient(
     onError?.(e);
   });
   if (url.sentinel) sentinels.set(client, url.sentinel);
+  return client;
+}
+
+/**
+ * Whether a client is a cluster client ({@linkcode createRedisClient} for `redis+cluster://`).
+ *
+ * @param client A client.
+ * @returns `true` for a cluster client.
+ */
+export function isClusterClient(client: RedisClient): boolean {
+  return clusters.has(client);
+}
+
+const clusters = new WeakSet<RedisClient>();
+
+// A node-redis cluster client, typed as a single-node one: celeriac uses on it only what both
+// offer with the same shape (keyed commands routed by their first key, scripts with KEYS, a
+// MULTI whose keys share a slot, pub/sub). It gets the `isReady` a single-node client has.
+function createRedisClusterClient(
+  url: RedisUrl,
+  nodes: ClusterNode[],
+  onError?: (e: Error) => void,
+  name?: string,
+): RedisClient {
+  const socket = {
+    ...(url.connectTimeout !== undefined ? { connectTimeout: url.connectTimeout } : {}),
+    reconnectStrategy: (retries: number) => Math.min(50 * 2 ** Math.min(retries, 6), 2000),
+  };
+  const tls = url.tls
+    ? { tls: true as const, ...tlsSocketOptions(url.host, url.tlsOptions ?? {}) }
+    : {};
+  const cluster = createCluster({
+    rootNodes: nodes.map((n) => ({ socket: { host: n.host, port: n.port, ...tls } })),
+    defaults: {
+      socket: { ...socket, ...tls },
+      ...(url.username !== undefined ? { username: url.username } : {}),
+      ...(url.password !== undefined ? { password: url.password } : {}),
+      ...(name !== undefined ? { name } : {}),
+    },
+  });
+  let outage = false;
+  cluster.on("error", (e: Error) => {
+    if (outage) return;
+    outage = true;
+    setTimeout(() => outage = false, 1_000);
+    onError?.(e);
+  });
+  Object.defineProperty(cluster, "isReady", { get: () => cluster.isOpen });
+  const client = cluster as unknown as RedisClient;
+  clusters.add(client);
   return client;
 }
 
@@ -701,12 +768,32 @@ export class RedisScript {
    * @returns The script's reply.
    */
   async run(client: RedisClient, keys: string[], args: (string | number)[]): Promise<unknown> {
+    if (clusters.has(client)) return await this.#runOnCluster(client, keys, args.map(String));
     const options = { keys, arguments: args.map(String) };
     try {
       return await client.evalSha(this.sha, options);
     } catch (error) {
       if (!String((error as Error)?.message).includes("NOSCRIPT")) throw error;
       return await client.eval(this.source, options);
+    }
+  }
+
+  // node-redis 4 routes `evalSha` on a cluster to a random node (it reads no key from the
+  // options): the script goes to the node of its first key instead.
+  async #runOnCluster(client: RedisClient, keys: string[], args: string[]): Promise<unknown> {
+    const cluster = client as unknown as {
+      sendCommand(
+        firstKey: string | undefined,
+        readonly: boolean,
+        args: string[],
+      ): Promise<unknown>;
+    };
+    const tail = [String(keys.length), ...keys, ...args];
+    try {
+      return await cluster.sendCommand(keys[0], false, ["EVALSHA", this.sha, ...tail]);
+    } catch (error) {
+      if (!String((error as Error)?.message).includes("NOSCRIPT")) throw error;
+      return await cluster.sendCommand(keys[0], false, ["EVAL", this.source, ...tail]);
     }
   }
 }

@@ -6,7 +6,13 @@
  */
 
 import { createClient } from "redis";
-import { connectRedisClient, createRedisClient, parseRedisUrl } from "../_redis.ts";
+import {
+  connectRedisClient,
+  createRedisClient,
+  isClusterClient,
+  parseRedisUrl,
+  RedisScript,
+} from "../_redis.ts";
 import { LEASE_RELEASE_LUA } from "./_lua_lease_release.ts";
 import { LEASE_RENEW_LUA } from "./_lua_lease_renew.ts";
 import { STATE_CAS_LUA } from "./_lua_state_cas.ts";
@@ -46,6 +52,7 @@ export class RedisBeatStore implements BeatStore {
   #connecting: Promise<RedisClient> | null = null;
   #closing: Promise<void> | null = null;
   #shas = new Map<string, Promise<string>>();
+  #clusterScripts = new Map<string, RedisScript>();
 
   /**
    * Creates the store. Connects on first use.
@@ -59,10 +66,11 @@ export class RedisBeatStore implements BeatStore {
   ) {
     this.prefix = options.prefix ?? "celeriac:beat:";
     this.#owned = typeof url === "string";
-    // Behind Sentinel (`sentinel://`), the shared client code follows the master.
+    // Behind Sentinel (`sentinel://`) the shared client code follows the master; on a
+    // cluster (`redis+cluster://`) it routes each single-key script to its node.
     this.#client = typeof url !== "string"
       ? url
-      : /^sentinel:/i.test(url)
+      : /^(sentinel|rediss?\+cluster):/i.test(url)
       ? createRedisClient(parseRedisUrl(url), undefined, "celeriac-beat")
       : createClient({ url });
   }
@@ -87,6 +95,12 @@ export class RedisBeatStore implements BeatStore {
 
   async #script(source: string, keys: string[], args: string[]): Promise<number> {
     const client = await this.#connect();
+    if (isClusterClient(client)) {
+      // On a cluster the script must go to its key's node (RedisScript routes it).
+      let script = this.#clusterScripts.get(source);
+      if (!script) this.#clusterScripts.set(source, script = new RedisScript("beat", source));
+      return Number(await script.run(client, keys, args));
+    }
     let sha = this.#shas.get(source);
     if (!sha) this.#shas.set(source, sha = sha1(source));
     try {
