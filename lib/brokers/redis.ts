@@ -11,6 +11,12 @@
  *   `celeriac.consumer.<id>` (one consumer's wake-up list and liveness key),
  *   `celeriac.processing` (set of those, for the sweep).
  *
+ * On Redis Cluster (`redis+cluster://`) a queue's keys share the hash tag `{q}`: lists `{q}`,
+ * `{q}\x06\x163`..., `{q}.dlq`, and per queue what kombu keeps once: `{q}.unacked`,
+ * `{q}.unacked_index`, `{q}.unacked_mutex`, `{q}.celeriac.deliveries`, `{q}.celeriac.eta`,
+ * `{q}.celeriac.processing.<id>`; every script and MULTI then touches one slot (celeriac ⇄
+ * celeriac only: kombu has no cluster transport).
+ *
  * Claiming is one Lua script (pop + `unacked` bookkeeping, atomically). When every list is
  * empty, the consumer blocks on a dedicated connection with `BLMOVE q → its processing list`,
  * so the message that wakes it is never only in flight: it is in the processing list until the
