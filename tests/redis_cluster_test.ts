@@ -81,21 +81,27 @@ Deno.test("cluster: one queue's keys share its slot; queues and results spread o
   assert.equal(metas.length, ids.length);
 });
 
-Deno.test("cluster: a chord and a group run on the cluster (chord counter in one slot)", async () => {
+Deno.test("cluster: a chord, a group and remote control run on the cluster", async () => {
   const queue = `canvas-${crypto.randomUUID()}`;
   await using app = new App({ broker: cluster.url, backend: cluster.url, defaultQueue: queue });
   const add = app.task("cl.add", (a: number, b: number) => a + b);
   const total = app.task("cl.total", (xs: number[]) => xs.reduce((a, b) => a + b, 0));
+  const hostname = `cluster-${crypto.randomUUID()}@test`;
   await using _worker = startWorker(app, {
     pool: "inline",
     concurrency: 8,
     queues: [queue],
     heartbeatInterval: 0,
+    hostname,
   });
   const r = await chord(Array.from({ length: 20 }, (_, i) => add.s(i, i)), total.s()).delay();
   assert.equal(await r.get({ timeout: 30_000 }), 380);
   const g = await group(Array.from({ length: 10 }, (_, i) => add.s(i, 1))).delay();
   assert.deepEqual(await g.get({ timeout: 30_000 }), Array.from({ length: 10 }, (_, i) => i + 1));
+  // Remote control (pidbox fanout and replies) over the cluster's pub/sub.
+  const pong = await app.control.inspect({ destination: [hostname], timeout: 2_000 }).ping()
+    .collect();
+  assert.deepEqual(pong, { [hostname]: { ok: "pong" } });
 });
 
 Deno.test("cluster: the global rate limiter holds two limiters together to 20/s", async () => {
@@ -135,6 +141,37 @@ Deno.test("cluster: the beat store's lease and compare-and-set work on the clust
   ]);
   assert.equal(race.filter(Boolean).length, 1);
   assert.equal((await store.getState("e"))?.totalRunCount, 1);
+});
+
+Deno.test("cluster: the admin methods count, list, replay and purge per queue", async () => {
+  await using broker = new RedisBroker(cluster.url);
+  const queues = [`adm-a-${crypto.randomUUID()}`, `adm-b-${crypto.randomUUID()}`];
+  const task = (id: string) => encodeTask({ id, name: "t", args: [id], kwargs: {} });
+  for (const q of queues) {
+    await broker.publish(q, task(`${q}-1`));
+    await broker.publish(q, task(`${q}-2`));
+    await broker.schedule(q, task(`${q}-later`), new Date(Date.now() + 3_600_000));
+  }
+  const held = [];
+  for await (const d of broker.consume([queues[0]!], { prefetch: 2 })) {
+    if (d.message.headers.id === `${queues[0]}-1`) await d.reject({ requeue: false });
+    else held.push(d);
+    if (held.length === 1) break;
+  }
+  assert.deepEqual(await broker.queueCounts(queues), [
+    { queue: queues[0], waiting: 0, reserved: 1, scheduled: 1, deadLettered: 1 },
+    { queue: queues[1], waiting: 2, reserved: 0, scheduled: 1, deadLettered: 0 },
+  ]);
+  assert.deepEqual(
+    (await broker.browseScheduled(queues[1]!)).map((m) => m.message.headers.id),
+    [`${queues[1]}-later`],
+  );
+  const dead = await broker.browseDeadLetters(queues[0]!);
+  assert.deepEqual(dead.map((d) => d.message.headers.id), [`${queues[0]}-1`]);
+  assert.equal(await broker.replayDeadLetters(queues[0]!), 1);
+  assert.equal((await broker.queueCounts([queues[0]!]))[0]!.waiting, 1);
+  assert.equal(await broker.purgeDeadLetters(queues[0]!), 0);
+  for (const d of held) await d.ack();
 });
 
 Deno.test({

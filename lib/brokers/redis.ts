@@ -1187,8 +1187,10 @@ export class RedisBroker implements Broker {
   // Admin methods (the dashboard): see redis_admin.ts.
   #admin: RedisAdminContext = {
     run: (fn) => this.#retry(fn),
-    key: (name) => this.#key(name),
-    separator: PRIORITY_SEP,
+    listKey: (queue, step) => this.#listKey(queue, step),
+    deadKey: (queue) => this.#deadKey(queue),
+    queueKey: (queue, name) => this.#queueKey(queue, name),
+    cluster: () => this.#cluster,
   };
   /** Counts of each queue (waiting, unacked, scheduled, dead letters). */
   queueCounts(queues: readonly string[]): Promise<QueueCounts[]> {
