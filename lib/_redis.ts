@@ -664,9 +664,10 @@ export async function withDeadline<T>(promise: Promise<T>, ms: number, what: str
 
 // Server replies that mean "not now": a restarted server still loading its data set, a MULTI
 // discarded because of that, a busy script, a replica without its master.
-// READONLY: a write reached a demoted master (a Sentinel failover): the client reconnects to
-// the new one.
-const TRANSIENT_REPLY = /^(LOADING|EXECABORT|BUSY|TRYAGAIN|MASTERDOWN|READONLY|UNBLOCKED)\b/;
+// READONLY/UNBLOCKED: a command reached a demoted master (a Sentinel failover): the client
+// reconnects to the new one. CLUSTERDOWN: a cluster failing over a node.
+const TRANSIENT_REPLY =
+  /^(LOADING|EXECABORT|BUSY|TRYAGAIN|MASTERDOWN|READONLY|UNBLOCKED|CLUSTERDOWN)\b/;
 const TRANSIENT_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT"]);
 
 /**
