@@ -318,7 +318,15 @@ export function createRedisClient(
   client.on("ready", () => {
     ready = true;
     outage = false;
-    if (url.sentinel) void checkMaster(client, url.sentinel, onError);
+    if (url.sentinel) {
+      void checkMaster(client, url.sentinel, onError);
+      if (!unwatchers.has(client)) unwatchers.set(client, followSwitches(client, url.sentinel));
+    }
+  });
+  client.on("end", () => {
+    const unwatch = unwatchers.get(client);
+    unwatchers.delete(client);
+    void unwatch?.();
   });
   client.on("error", (e: Error) => {
     if (!ready || outage) return;
@@ -381,6 +389,24 @@ function createRedisClusterClient(
 
 // The Sentinel tracker of each client made for a `sentinel://` URL.
 const sentinels = new WeakMap<RedisClient, SentinelMaster>();
+// Stops a Sentinel client's `+switch-master` watch; the id of its current connection.
+const unwatchers = new WeakMap<RedisClient, () => Promise<void>>();
+const connectionIds = new WeakMap<RedisClient, number>();
+
+// On `+switch-master`, a client points its socket at the new master and drops its connection
+// to the old one (which a sentinel may not be able to reach and demote, e.g. behind a
+// partition), so it reconnects there now rather than at its next error.
+function followSwitches(client: RedisClient, sentinel: SentinelMaster): () => Promise<void> {
+  return sentinel.watch(({ host, port }) => {
+    const socket = client.options?.socket as { host?: string; port?: number } | undefined;
+    if (!socket || (socket.host === host && socket.port === port)) return;
+    socket.host = host;
+    socket.port = port;
+    const id = connectionIds.get(client);
+    if (id === undefined || !client.isReady) return;
+    void client.sendCommand(["CLIENT", "KILL", "ID", String(id), "SKIPME", "no"]).catch(() => {});
+  });
+}
 
 // Points a client's socket options at the master the sentinels name now: node-redis reads
 // them again on every (re)connect.
@@ -410,11 +436,14 @@ async function checkMaster(
   onError?: (e: Error) => void,
 ): Promise<void> {
   try {
-    const role = await client.sendCommand<unknown[]>(["ROLE"]);
+    const [role, id] = await Promise.all([
+      client.sendCommand<unknown[]>(["ROLE"]),
+      client.sendCommand<number>(["CLIENT", "ID"]),
+    ]);
+    connectionIds.set(client, Number(id));
     if (role?.[0] === "master") return;
     onError?.(new Error(`Redis at the Sentinel master's address is a ${role?.[0]}: reconnecting`));
     await followMaster(client, sentinel);
-    const id = await client.sendCommand<number>(["CLIENT", "ID"]);
     await client.sendCommand(["CLIENT", "KILL", "ID", String(id), "SKIPME", "no"]);
   } catch {
     // The connection went away meanwhile: its reconnect asks again.
@@ -435,6 +464,10 @@ async function checkMaster(
  * ```
  */
 export async function closeRedisClient(client: RedisClient, timeout = 2000): Promise<void> {
+  // A Sentinel client's `+switch-master` watch ends with it (the last one closes the
+  // sentinel connection).
+  const unwatch = unwatchers.get(client);
+  unwatchers.delete(client);
   if (client.isReady) {
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
@@ -455,6 +488,7 @@ export async function closeRedisClient(client: RedisClient, timeout = 2000): Pro
       // Already gone.
     }
   }
+  await unwatch?.();
 }
 
 // How long a TLS handshake may go unanswered before the port is probed for plain TCP (ms).

@@ -2,8 +2,9 @@
  * Redis Sentinel, as kombu's `sentinel://` transport and Celery's Sentinel result backend:
  * the master of a monitored group is asked of the sentinels (`SENTINEL
  * get-master-addr-by-name`), and asked again whenever a connection to it is lost or finds a
- * replica where the master was (after a failover). node-redis 4 has no Sentinel client, so the
- * clients of `lib/_redis.ts` are ordinary clients whose address is kept up to date here.
+ * replica where the master was (after a failover); while clients are open, one subscriber
+ * follows the sentinels' `+switch-master`. node-redis 4 has no Sentinel client, so the clients
+ * of `lib/_redis.ts` are ordinary clients whose address is kept up to date here.
  *
  * URL: `sentinel://[[user]:password@]h1:26379[/db];sentinel://h2:26379;...`. The credentials
  * and database of the first URL are the master's (as kombu); the master's name comes from the
@@ -94,7 +95,7 @@ async function ask(
  * Asks the sentinels where the master is, one after another, until one knows.
  *
  * @param config The sentinels and the master's name.
- * @returns The master's address.
+ * @returns The master's address, and its name.
  * @throws {RedisSentinelError} When none answered with an address.
  * @example
  * ```ts ignore
@@ -105,7 +106,9 @@ async function ask(
  * });
  * ```
  */
-export async function discoverMaster(config: SentinelConfig): Promise<SentinelAddress> {
+export async function discoverMaster(
+  config: SentinelConfig,
+): Promise<SentinelAddress & { name: string }> {
   const reasons: string[] = [];
   for (const [i, sentinel] of config.sentinels.entries()) {
     try {
@@ -132,7 +135,7 @@ export async function discoverMaster(config: SentinelConfig): Promise<SentinelAd
       }
       // The sentinel that answered is asked first next time (as redis-py does).
       if (i > 0) config.sentinels.unshift(...config.sentinels.splice(i, 1));
-      return { host: reply[0], port: Number(reply[1]) };
+      return { host: reply[0], port: Number(reply[1]), name };
     } catch (error) {
       if (error instanceof TypeError) throw error;
       reasons.push(`${sentinel.host}:${sentinel.port}: ${(error as Error).message}`);
@@ -147,13 +150,18 @@ export async function discoverMaster(config: SentinelConfig): Promise<SentinelAd
 
 /**
  * The last known master of one sentinel config, shared by the clients made from it: asks the
- * sentinels at most once at a time, and reuses an answer for a moment.
+ * sentinels at most once at a time, and reuses an answer for a moment. While clients watch it,
+ * one connection to a sentinel follows `+switch-master` and tells them at once.
  */
 export class SentinelMaster {
   readonly #config: SentinelConfig;
   #address: SentinelAddress | undefined;
   #asking: Promise<SentinelAddress> | undefined;
   #askedAt = 0;
+  #name: string | undefined;
+  #watchers = new Set<(address: SentinelAddress) => void>();
+  #subscriber: ReturnType<typeof createClient> | undefined;
+  #resubscribe: ReturnType<typeof setTimeout> | undefined;
 
   /**
    * Creates the tracker; nothing is asked yet.
@@ -181,10 +189,72 @@ export class SentinelMaster {
       return Promise.resolve(this.#address);
     }
     const asking = this.#asking = discoverMaster(this.#config).then((address) => {
-      this.#address = address;
+      this.#name ??= address.name;
+      this.#address = { host: address.host, port: address.port };
       this.#askedAt = Date.now();
-      return address;
+      return this.#address;
     }).finally(() => this.#asking = undefined);
     return asking;
+  }
+
+  /**
+   * Calls `onSwitch` with the new master whenever a sentinel announces a failover
+   * (`+switch-master`), until the returned function is called.
+   *
+   * @param onSwitch Receives the new master's address.
+   * @returns Stops watching (the sentinel connection closes with the last watcher).
+   */
+  watch(onSwitch: (address: SentinelAddress) => void): () => Promise<void> {
+    this.#watchers.add(onSwitch);
+    if (this.#watchers.size === 1) this.#subscribe(0);
+    return async () => {
+      if (!this.#watchers.delete(onSwitch) || this.#watchers.size > 0) return;
+      clearTimeout(this.#resubscribe);
+      const subscriber = this.#subscriber;
+      this.#subscriber = undefined;
+      if (subscriber?.isOpen) await subscriber.disconnect().catch(() => {});
+    };
+  }
+
+  // Subscribes on one sentinel; when that connection ends while clients still watch, the next
+  // sentinel is tried after a pause.
+  #subscribe(index: number): void {
+    const sentinel = this.#config.sentinels[index % this.#config.sentinels.length]!;
+    const subscriber = createClient({
+      socket: {
+        host: sentinel.host,
+        port: sentinel.port,
+        connectTimeout: SENTINEL_TIMEOUT,
+        reconnectStrategy: (retries: number) => retries < 2 ? 200 : false,
+      },
+      ...(this.#config.sentinelPassword !== undefined
+        ? { password: this.#config.sentinelPassword }
+        : {}),
+    });
+    this.#subscriber = subscriber;
+    subscriber.on("error", () => {});
+    const retry = () => {
+      if (this.#subscriber !== subscriber || this.#watchers.size === 0) return;
+      this.#subscriber = undefined;
+      this.#resubscribe = setTimeout(() => {
+        if (this.#watchers.size > 0 && !this.#subscriber) this.#subscribe(index + 1);
+      }, 1_000);
+    };
+    subscriber.on("end", retry);
+    subscriber.connect()
+      .then(() =>
+        subscriber.subscribe("+switch-master", (message) => {
+          // `<name> <old ip> <old port> <new ip> <new port>`
+          const [name, , , host, port] = message.split(" ");
+          if (!host || !port || (this.#name !== undefined && name !== this.#name)) return;
+          this.#address = { host, port: Number(port) };
+          this.#askedAt = Date.now();
+          for (const watcher of this.#watchers) watcher(this.#address);
+        })
+      )
+      .catch(() => {
+        if (subscriber.isOpen) void subscriber.disconnect().catch(() => {});
+        else retry();
+      });
   }
 }

@@ -107,6 +107,12 @@ async function runFailover(how: "failover" | "kill") {
   await redisCommand(first, ["WAIT", "1", "5000"]);
   await eventually(() => runs.size >= 300, 30_000);
   const before = runs.size;
+  // A watcher of the sentinels' `+switch-master` hears of the switch.
+  const switched: number[] = [];
+  const watched = parseRedisUrl(`${s.sentinels}/0`, { masterName: s.masterName }).sentinel!;
+  await watched.refresh();
+  const unwatch = watched.watch((a) => switched.push(a.port));
+  await new Promise((r) => setTimeout(r, 200));
   if (how === "failover") {
     await redisCommand(16810, ["SENTINEL", "FAILOVER", s.masterName]);
   } else {
@@ -114,6 +120,7 @@ async function runFailover(how: "failover" | "kill") {
   }
   await eventually(async () => (await s.masterPort().catch(() => first)) !== first, 30_000);
   const second = await s.masterPort();
+  await eventually(() => switched.includes(second), 10_000).finally(unwatch);
   // The old master is gone or demoted before the rest is sent.
   if (how === "failover") {
     await eventually(async () => {

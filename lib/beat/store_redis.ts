@@ -7,6 +7,7 @@
 
 import { createClient } from "redis";
 import {
+  closeRedisClient,
   connectRedisClient,
   createRedisClient,
   isClusterClient,
@@ -148,7 +149,7 @@ export class RedisBeatStore implements BeatStore {
     this.#closing ??= (async () => {
       if (!this.#owned) return;
       if (this.#connecting) await this.#connecting.catch(() => {});
-      if (this.#client.isOpen) await this.#client.quit().catch(() => this.#client.disconnect());
+      await closeRedisClient(this.#client);
     })();
     return this.#closing;
   }
