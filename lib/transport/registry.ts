@@ -180,7 +180,7 @@ const SCHEMES: Record<string, Entry> = {
   "redis:": redis(false),
   "rediss:": redis(true),
   // kombu's Sentinel transport: `sentinel://h1:26379;sentinel://h2:26379`, `master_name`.
-  "sentinel:": redis(false),
+  "sentinel:": { ...redis(false), transport: "sentinel" },
   // Redis Cluster: `redis+cluster://h1:p1,h2:p2`, queue keys hash-tagged `{queue}`.
   "redis+cluster:": redis(false),
   "rediss+cluster:": redis(true),
