@@ -11,6 +11,7 @@ import {
   ClientClosedError,
   ConnectionTimeoutError,
   createClient,
+  createCluster,
   DisconnectsClientError,
   ErrorReply,
   SocketClosedUnexpectedlyError,
@@ -18,6 +19,8 @@ import {
 import { isIP } from "node:net";
 import { delay } from "./_signal.ts";
 import { type ParsedUrl, parseUrl } from "./_url.ts";
+import { type SentinelAddress, SentinelMaster } from "./_redis_sentinel.ts";
+import { type ClusterNode, parseClusterNodes } from "./_redis_cluster.ts";
 
 /** A node-redis client, as {@linkcode createRedisClient} makes it. */
 export type RedisClient = ReturnType<typeof createClient>;
@@ -56,6 +59,86 @@ export interface RedisUrl {
   tlsOptions?: RedisTlsOptions;
   /** Longest a socket may take to connect, in ms (`?socket_connect_timeout=S`, seconds). */
   connectTimeout?: number;
+  /**
+   * For a `sentinel://` URL: where the master is, asked of the sentinels (then `host` and
+   * `port` are the first sentinel's, never connected to as a data node).
+   */
+  sentinel?: SentinelMaster;
+  /**
+   * For a `redis+cluster://` URL: the nodes to start from (the client finds the others and
+   * routes each command to the node of its key's slot).
+   */
+  cluster?: ClusterNode[];
+}
+
+/** Options of {@linkcode parseRedisUrl} that a URL cannot carry (transport options). */
+export interface RedisUrlOptions {
+  /** For `sentinel://`: the monitored master's name (kombu's `master_name`). */
+  masterName?: string;
+  /** For `sentinel://`: the sentinels' own password (kombu's `sentinel_kwargs.password`). */
+  sentinelPassword?: string;
+}
+
+/**
+ * Reads the Sentinel settings of a broker's or backend's transport options, kombu's names
+ * first: `master_name` (or `masterName`) and `sentinel_kwargs.password`.
+ *
+ * @param options Transport options.
+ * @returns The settings found.
+ * @throws {TypeError} When `master_name` is not a string.
+ * @example
+ * ```ts
+ * import { sentinelOptions } from "./_redis.ts";
+ * console.assert(sentinelOptions({ master_name: "mymaster" }).masterName === "mymaster");
+ * ```
+ */
+export function sentinelOptions(options: Record<string, unknown> = {}): RedisUrlOptions {
+  const out: RedisUrlOptions = {};
+  const name = options.master_name ?? options.masterName;
+  if (name !== undefined) {
+    if (typeof name !== "string") {
+      throw new TypeError(`Cannot set master_name: it must be a string, got ${name}`);
+    }
+    out.masterName = name;
+  }
+  const kwargs = options.sentinel_kwargs as { password?: unknown } | undefined;
+  if (typeof kwargs?.password === "string") out.sentinelPassword = kwargs.password;
+  return out;
+}
+
+// `sentinel://a:26379;sentinel://b:26379/0`: the first URL as a redis:// one (credentials,
+// database, query), the sentinels' addresses from all.
+function parseSentinelUrl(url: string, options: RedisUrlOptions): RedisUrl {
+  const parts = url.split(";").map((p) => p.trim()).filter((p) => p !== "");
+  const sentinels: SentinelAddress[] = [];
+  for (const part of parts) {
+    if (!/^sentinel:\/\//i.test(part)) {
+      throw new TypeError(
+        `Cannot use Redis URL: every part of a Sentinel URL must be sentinel://host:port`,
+      );
+    }
+    const { url: u } = parseUrl(part.replace(/^sentinel:/i, "redis:"));
+    sentinels.push({
+      host: u.hostname.replace(/^\[|\]$/g, "") || "127.0.0.1",
+      port: u.port === "" ? 26379 : Number(u.port),
+    });
+  }
+  if (sentinels.length === 0) throw new TypeError(`Cannot use Redis URL: no sentinel given`);
+  const first = parseRedisUrl(parts[0]!.replace(/^sentinel:/i, "redis:"));
+  const query = parseUrl(parts[0]!.replace(/^sentinel:/i, "redis:")).url.searchParams;
+  const masterName = options.masterName ?? query.get("master_name") ?? undefined;
+  return {
+    ...first,
+    host: sentinels[0]!.host,
+    port: sentinels[0]!.port,
+    sentinel: new SentinelMaster({
+      sentinels,
+      ...(masterName !== undefined ? { masterName } : {}),
+      ...(options.sentinelPassword !== undefined
+        ? { sentinelPassword: options.sentinelPassword }
+        : {}),
+    }),
+  };
 }
 
 const CERT_REQS: Record<string, boolean> = {
@@ -71,9 +154,11 @@ const CERT_REQS: Record<string, boolean> = {
  * Parses a Redis URL: `redis://[[user]:password@]host[:port][/db]`, `rediss://` for TLS, with
  * redis-py's `ssl_cert_reqs`, `ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile` and
  * `socket_connect_timeout` query parameters. The password may hold any character (a raw `@`,
- * `:`, `/` or `%` included).
+ * `:`, `/` or `%` included). `sentinel://h1:26379;sentinel://h2:26379[/db]` (kombu's form)
+ * gives a URL whose master is asked of those sentinels (see `lib/_redis_sentinel.ts`).
  *
  * @param url The URL.
+ * @param options The Sentinel settings a `sentinel://` URL cannot carry.
  * @returns Its parts.
  * @throws {TypeError} For another scheme, a bad port, a database that is not a number or a bad
  *   query parameter.
@@ -84,7 +169,17 @@ const CERT_REQS: Record<string, boolean> = {
  * console.assert(u.db === 2 && u.tls && u.username === "app" && u.password === "s3cret");
  * ```
  */
-export function parseRedisUrl(url: string): RedisUrl {
+export function parseRedisUrl(url: string, options: RedisUrlOptions = {}): RedisUrl {
+  if (/^sentinel:/i.test(url)) return parseSentinelUrl(url, options);
+  if (/^rediss?\+cluster:/i.test(url)) {
+    const { nodes, single } = parseClusterNodes(url);
+    const tls = /^rediss/i.test(url);
+    const first = parseRedisUrl(tls ? single.replace(/^redis:/, "rediss:") : single);
+    if (first.db !== 0) {
+      throw new TypeError(`Cannot use Redis Cluster URL: a cluster has database 0 only`);
+    }
+    return { ...first, cluster: nodes };
+  }
   let parts: ParsedUrl;
   try {
     parts = parseUrl(url);
@@ -197,14 +292,19 @@ export function createRedisClient(
   onError?: (e: Error) => void,
   name?: string,
 ): RedisClient {
+  if (url.cluster) return createRedisClusterClient(url, url.cluster, onError, name);
   let ready = false;
   let outage = false;
   const socket = {
     host: url.host,
     port: url.port,
     ...(url.connectTimeout !== undefined ? { connectTimeout: url.connectTimeout } : {}),
-    reconnectStrategy: (retries: number) =>
-      ready ? Math.min(50 * 2 ** Math.min(retries, 6), 2000) : false as const,
+    reconnectStrategy: (retries: number) => {
+      if (!ready) return false as const;
+      // Behind Sentinel, every lost connection asks where the master is now (a failover).
+      if (url.sentinel) void followMaster(client, url.sentinel);
+      return Math.min(50 * 2 ** Math.min(retries, 6), 2000);
+    },
   };
   const client = createClient({
     socket: url.tls
@@ -218,13 +318,136 @@ export function createRedisClient(
   client.on("ready", () => {
     ready = true;
     outage = false;
+    if (url.sentinel) {
+      void checkMaster(client, url.sentinel, onError);
+      if (!unwatchers.has(client)) unwatchers.set(client, followSwitches(client, url.sentinel));
+    }
+  });
+  client.on("end", () => {
+    const unwatch = unwatchers.get(client);
+    unwatchers.delete(client);
+    void unwatch?.();
   });
   client.on("error", (e: Error) => {
     if (!ready || outage) return;
     outage = true;
     onError?.(e);
   });
+  if (url.sentinel) sentinels.set(client, url.sentinel);
   return client;
+}
+
+/**
+ * Whether a client is a cluster client ({@linkcode createRedisClient} for `redis+cluster://`).
+ *
+ * @param client A client.
+ * @returns `true` for a cluster client.
+ */
+export function isClusterClient(client: RedisClient): boolean {
+  return clusters.has(client);
+}
+
+const clusters = new WeakSet<RedisClient>();
+
+// A node-redis cluster client, typed as a single-node one: celeriac uses on it only what both
+// offer with the same shape (keyed commands routed by their first key, scripts with KEYS, a
+// MULTI whose keys share a slot, pub/sub). It gets the `isReady` a single-node client has.
+function createRedisClusterClient(
+  url: RedisUrl,
+  nodes: ClusterNode[],
+  onError?: (e: Error) => void,
+  name?: string,
+): RedisClient {
+  const socket = {
+    ...(url.connectTimeout !== undefined ? { connectTimeout: url.connectTimeout } : {}),
+    reconnectStrategy: (retries: number) => Math.min(50 * 2 ** Math.min(retries, 6), 2000),
+  };
+  const tls = url.tls
+    ? { tls: true as const, ...tlsSocketOptions(url.host, url.tlsOptions ?? {}) }
+    : {};
+  const cluster = createCluster({
+    rootNodes: nodes.map((n) => ({ socket: { host: n.host, port: n.port, ...tls } })),
+    defaults: {
+      socket: { ...socket, ...tls },
+      ...(url.username !== undefined ? { username: url.username } : {}),
+      ...(url.password !== undefined ? { password: url.password } : {}),
+      ...(name !== undefined ? { name } : {}),
+    },
+  });
+  let outage = false;
+  cluster.on("error", (e: Error) => {
+    if (outage) return;
+    outage = true;
+    setTimeout(() => outage = false, 1_000);
+    onError?.(e);
+  });
+  Object.defineProperty(cluster, "isReady", { get: () => cluster.isOpen });
+  const client = cluster as unknown as RedisClient;
+  clusters.add(client);
+  return client;
+}
+
+// The Sentinel tracker of each client made for a `sentinel://` URL.
+const sentinels = new WeakMap<RedisClient, SentinelMaster>();
+// Stops a Sentinel client's `+switch-master` watch; the id of its current connection.
+const unwatchers = new WeakMap<RedisClient, () => Promise<void>>();
+const connectionIds = new WeakMap<RedisClient, number>();
+
+// On `+switch-master`, a client points its socket at the new master and drops its connection
+// to the old one (which a sentinel may not be able to reach and demote, e.g. behind a
+// partition), so it reconnects there now rather than at its next error.
+function followSwitches(client: RedisClient, sentinel: SentinelMaster): () => Promise<void> {
+  return sentinel.watch(({ host, port }) => {
+    const socket = client.options?.socket as { host?: string; port?: number } | undefined;
+    if (!socket || (socket.host === host && socket.port === port)) return;
+    socket.host = host;
+    socket.port = port;
+    const id = connectionIds.get(client);
+    if (id === undefined || !client.isReady) return;
+    void client.sendCommand(["CLIENT", "KILL", "ID", String(id), "SKIPME", "no"]).catch(() => {});
+  });
+}
+
+// Points a client's socket options at the master the sentinels name now: node-redis reads
+// them again on every (re)connect.
+async function followMaster(
+  client: RedisClient,
+  sentinel: SentinelMaster,
+  strict = false,
+): Promise<void> {
+  try {
+    const { host, port } = await sentinel.refresh();
+    const socket = client.options?.socket as { host?: string; port?: number } | undefined;
+    if (socket) {
+      socket.host = host;
+      socket.port = port;
+    }
+  } catch (error) {
+    if (strict) throw error;
+  }
+}
+
+// After a failover a reconnect may land on the old master, now a replica (a sentinel kills
+// its clients when it demotes it, but may not have named the new one yet): such a connection
+// is dropped, so that it reconnects where the sentinels point.
+async function checkMaster(
+  client: RedisClient,
+  sentinel: SentinelMaster,
+  onError?: (e: Error) => void,
+): Promise<void> {
+  try {
+    const [role, id] = await Promise.all([
+      client.sendCommand<unknown[]>(["ROLE"]),
+      client.sendCommand<number>(["CLIENT", "ID"]),
+    ]);
+    connectionIds.set(client, Number(id));
+    if (role?.[0] === "master") return;
+    onError?.(new Error(`Redis at the Sentinel master's address is a ${role?.[0]}: reconnecting`));
+    await followMaster(client, sentinel);
+    await client.sendCommand(["CLIENT", "KILL", "ID", String(id), "SKIPME", "no"]);
+  } catch {
+    // The connection went away meanwhile: its reconnect asks again.
+  }
 }
 
 /**
@@ -241,6 +464,10 @@ export function createRedisClient(
  * ```
  */
 export async function closeRedisClient(client: RedisClient, timeout = 2000): Promise<void> {
+  // A Sentinel client's `+switch-master` watch ends with it (the last one closes the
+  // sentinel connection).
+  const unwatch = unwatchers.get(client);
+  unwatchers.delete(client);
   if (client.isReady) {
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
@@ -261,6 +488,7 @@ export async function closeRedisClient(client: RedisClient, timeout = 2000): Pro
       // Already gone.
     }
   }
+  await unwatch?.();
 }
 
 // How long a TLS handshake may go unanswered before the port is probed for plain TCP (ms).
@@ -297,6 +525,8 @@ export class RedisTlsHandshakeError extends Error {
  * @throws What the connection failed with.
  */
 export async function connectRedisClient(client: RedisClient): Promise<void> {
+  const sentinel = sentinels.get(client);
+  if (sentinel) await followMaster(client, sentinel, true);
   const socket = client.options?.socket as
     | { tls?: boolean; host?: string; port?: number }
     | undefined;
@@ -468,7 +698,10 @@ export async function withDeadline<T>(promise: Promise<T>, ms: number, what: str
 
 // Server replies that mean "not now": a restarted server still loading its data set, a MULTI
 // discarded because of that, a busy script, a replica without its master.
-const TRANSIENT_REPLY = /^(LOADING|EXECABORT|BUSY|TRYAGAIN|MASTERDOWN)\b/;
+// READONLY/UNBLOCKED: a command reached a demoted master (a Sentinel failover): the client
+// reconnects to the new one. CLUSTERDOWN: a cluster failing over a node.
+const TRANSIENT_REPLY =
+  /^(LOADING|EXECABORT|BUSY|TRYAGAIN|MASTERDOWN|READONLY|UNBLOCKED|CLUSTERDOWN)\b/;
 const TRANSIENT_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT"]);
 
 /**
@@ -570,12 +803,32 @@ export class RedisScript {
    * @returns The script's reply.
    */
   async run(client: RedisClient, keys: string[], args: (string | number)[]): Promise<unknown> {
+    if (clusters.has(client)) return await this.#runOnCluster(client, keys, args.map(String));
     const options = { keys, arguments: args.map(String) };
     try {
       return await client.evalSha(this.sha, options);
     } catch (error) {
       if (!String((error as Error)?.message).includes("NOSCRIPT")) throw error;
       return await client.eval(this.source, options);
+    }
+  }
+
+  // node-redis 4 routes `evalSha` on a cluster to a random node (it reads no key from the
+  // options): the script goes to the node of its first key instead.
+  async #runOnCluster(client: RedisClient, keys: string[], args: string[]): Promise<unknown> {
+    const cluster = client as unknown as {
+      sendCommand(
+        firstKey: string | undefined,
+        readonly: boolean,
+        args: string[],
+      ): Promise<unknown>;
+    };
+    const tail = [String(keys.length), ...keys, ...args];
+    try {
+      return await cluster.sendCommand(keys[0], false, ["EVALSHA", this.sha, ...tail]);
+    } catch (error) {
+      if (!String((error as Error)?.message).includes("NOSCRIPT")) throw error;
+      return await cluster.sendCommand(keys[0], false, ["EVAL", this.source, ...tail]);
     }
   }
 }

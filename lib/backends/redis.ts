@@ -13,12 +13,14 @@
 import { PushChannel } from "../transport/channel.ts";
 import {
   closeRedisClient,
+  connectRedisClient,
   createRedisClient,
   parseRedisUrl,
   type RedisClient,
   RedisDeadlineError,
   type RedisUrl,
   retryTransient,
+  sentinelOptions,
   SharedRedisClient,
   withDeadline,
 } from "../_redis.ts";
@@ -26,6 +28,7 @@ import {
 // A command that has had no reply for this long means a wedged connection (ms).
 const COMMAND_DEADLINE = 15_000;
 import { redact } from "../_url.ts";
+import { groupBySlot } from "../_redis_cluster.ts";
 import { parseJson, stringifyJson } from "../protocol/json.ts";
 import { parseResultMeta } from "../protocol/result_meta.ts";
 import type { Backend, BackendOptions, ChordPart, ResultMeta, WaitOptions } from "./backend.ts";
@@ -45,6 +48,13 @@ export interface RedisBackendOptions extends BackendOptions {
   onError?: (error: Error) => void;
   /** Name of every connection (`CLIENT SETNAME`), to find them in `CLIENT LIST`. */
   connectionName?: string;
+  /**
+   * For `sentinel://`: the monitored master's name (kombu's `master_name`).
+   * @default {the only master the sentinels monitor}
+   */
+  masterName?: string;
+  /** For `sentinel://`: the sentinels' own password (kombu's `sentinel_kwargs.password`). */
+  sentinelPassword?: string;
 }
 
 type Listener = (raw: string, key: string) => void;
@@ -105,7 +115,12 @@ export class RedisBackend implements Backend {
    */
   constructor(url: string, options: RedisBackendOptions = {}) {
     this.url = redact(url);
-    this.#url = parseRedisUrl(url);
+    this.#url = parseRedisUrl(url, {
+      ...(options.masterName !== undefined ? { masterName: options.masterName } : {}),
+      ...(options.sentinelPassword !== undefined
+        ? { sentinelPassword: options.sentinelPassword }
+        : {}),
+    });
     this.#expires = options.resultExpires ?? 86_400_000;
     if (!(this.#expires >= 0)) {
       throw new RangeError(
@@ -117,6 +132,25 @@ export class RedisBackend implements Backend {
     this.#client = new SharedRedisClient(() =>
       createRedisClient(this.#url, this.#onError, this.#name)
     );
+  }
+
+  // GET of many keys: one MGET, or on a cluster one per slot (result keys spread over them).
+  async #mGet(client: RedisClient, keys: string[]): Promise<(string | null)[]> {
+    if (!this.#url.cluster) return await client.mGet(keys);
+    const values = new Map<string, string | null>();
+    await Promise.all(
+      groupBySlot(keys, (k) => k).map(async (group) => {
+        const got = await client.mGet(group);
+        group.forEach((k, i) => values.set(k, got[i] ?? null));
+      }),
+    );
+    return keys.map((k) => values.get(k) ?? null);
+  }
+
+  // The keys of one chord: Celery's names, with the group id as hash tag on a cluster so that
+  // the counter script touches one slot.
+  #chordBase(groupId: string): string {
+    return this.#url.cluster ? `${GROUP_KEY_PREFIX}{${groupId}}` : GROUP_KEY_PREFIX + groupId;
   }
 
   #ttl(): number {
@@ -151,7 +185,7 @@ export class RedisBackend implements Backend {
         if (first) first = false;
         else void this.#recheck([...this.#subs.keys()]);
       });
-      await client.connect();
+      await connectRedisClient(client);
       return client;
     })();
     // A failed connect is not remembered: the next waiter tries again.
@@ -163,7 +197,7 @@ export class RedisBackend implements Backend {
     if (keys.length === 0 || this.#closed.signal.aborted) return;
     try {
       const client = await this.#connect();
-      const values = await client.mGet(keys);
+      const values = await this.#mGet(client, keys);
       values.forEach((raw, i) => {
         const sub = this.#subs.get(keys[i]!);
         if (raw !== null && sub) { for (const l of sub.listeners) l(raw, keys[i]!); }
@@ -264,6 +298,17 @@ export class RedisBackend implements Backend {
           return await withDeadline(
             batch.keys.length === 1
               ? STORE_RESULT.run(current, batch.keys, [batch.values[0]!, ttl])
+              : this.#url.cluster
+              // One script per slot: result keys are spread over the cluster.
+              ? Promise.all(
+                groupBySlot(batch.keys.map((_, i) => i), (i) => batch.keys[i]!).map((group) =>
+                  STORE_RESULTS.run(
+                    current,
+                    group.map((i) => batch.keys[i]!),
+                    [ttl, ...group.map((i) => batch.values[i]!)],
+                  )
+                ),
+              )
               : STORE_RESULTS.run(current, batch.keys, [ttl, ...batch.values]),
             COMMAND_DEADLINE,
             "store results",
@@ -326,7 +371,7 @@ export class RedisBackend implements Backend {
     try {
       await Promise.all(keys.map((k) => this.#listen(k, listener)));
       const client = await this.#connect();
-      const values = await client.mGet(keys);
+      const values = await this.#mGet(client, keys);
       values.forEach((raw, i) => raw !== null && listener(raw, keys[i]!));
       yield* metas.stream(signal, { onAbort: "throw" });
     } finally {
@@ -378,7 +423,7 @@ export class RedisBackend implements Backend {
       );
     }
     const client = await this.#connect();
-    const key = `${GROUP_KEY_PREFIX}${groupId}.s`;
+    const key = `${this.#chordBase(groupId)}.s`;
     const ttl = this.#ttl();
     await (ttl > 0 ? client.setEx(key, ttl, String(size)) : client.set(key, String(size)));
   }
@@ -389,7 +434,7 @@ export class RedisBackend implements Backend {
     part: ChordPart,
   ): Promise<ChordPart[] | null> {
     const client = await this.#connect();
-    const base = GROUP_KEY_PREFIX + groupId;
+    const base = this.#chordBase(groupId);
     const member = `[1,${JSON.stringify(part.taskId)},${JSON.stringify(part.status)},${
       stringifyJson(part.result, "result")
     }]`;
@@ -455,9 +500,12 @@ function decodeMeta(raw: string, taskId: string): ResultMeta {
  */
 export function redisBackendFromUrl(
   url: string,
-  options: BackendOptions & { onError?: (error: Error) => void } = {},
+  options: BackendOptions & {
+    onError?: (error: Error) => void;
+    transportOptions?: Record<string, unknown>;
+  } = {},
 ): RedisBackend {
-  const own: RedisBackendOptions = {};
+  const own: RedisBackendOptions = { ...sentinelOptions(options.transportOptions) };
   if (options.resultExpires !== undefined) own.resultExpires = options.resultExpires;
   if (options.onError) own.onError = options.onError;
   return new RedisBackend(url, own);

@@ -6,6 +6,14 @@
  */
 
 import { createClient } from "redis";
+import {
+  closeRedisClient,
+  connectRedisClient,
+  createRedisClient,
+  isClusterClient,
+  parseRedisUrl,
+  RedisScript,
+} from "../_redis.ts";
 import { LEASE_RELEASE_LUA } from "./_lua_lease_release.ts";
 import { LEASE_RENEW_LUA } from "./_lua_lease_renew.ts";
 import { STATE_CAS_LUA } from "./_lua_state_cas.ts";
@@ -45,6 +53,7 @@ export class RedisBeatStore implements BeatStore {
   #connecting: Promise<RedisClient> | null = null;
   #closing: Promise<void> | null = null;
   #shas = new Map<string, Promise<string>>();
+  #clusterScripts = new Map<string, RedisScript>();
 
   /**
    * Creates the store. Connects on first use.
@@ -58,7 +67,13 @@ export class RedisBeatStore implements BeatStore {
   ) {
     this.prefix = options.prefix ?? "celeriac:beat:";
     this.#owned = typeof url === "string";
-    this.#client = typeof url === "string" ? createClient({ url }) : url;
+    // Behind Sentinel (`sentinel://`) the shared client code follows the master; on a
+    // cluster (`redis+cluster://`) it routes each single-key script to its node.
+    this.#client = typeof url !== "string"
+      ? url
+      : /^(sentinel|rediss?\+cluster):/i.test(url)
+      ? createRedisClient(parseRedisUrl(url), undefined, "celeriac-beat")
+      : createClient({ url });
   }
 
   #connect(): Promise<RedisClient> {
@@ -67,15 +82,26 @@ export class RedisBeatStore implements BeatStore {
       if (!this.#client.isOpen) {
         // Errors surface through commands; without a listener node's EventEmitter throws.
         this.#client.on("error", () => {});
-        await this.#client.connect();
+        await connectRedisClient(this.#client);
       }
       return this.#client;
     })();
+    // A failed first connect is not remembered: the next call tries again.
+    const connecting = this.#connecting;
+    connecting.catch(() => {
+      if (this.#connecting === connecting) this.#connecting = null;
+    });
     return this.#connecting;
   }
 
   async #script(source: string, keys: string[], args: string[]): Promise<number> {
     const client = await this.#connect();
+    if (isClusterClient(client)) {
+      // On a cluster the script must go to its key's node (RedisScript routes it).
+      let script = this.#clusterScripts.get(source);
+      if (!script) this.#clusterScripts.set(source, script = new RedisScript("beat", source));
+      return Number(await script.run(client, keys, args));
+    }
     let sha = this.#shas.get(source);
     if (!sha) this.#shas.set(source, sha = sha1(source));
     try {
@@ -123,7 +149,7 @@ export class RedisBeatStore implements BeatStore {
     this.#closing ??= (async () => {
       if (!this.#owned) return;
       if (this.#connecting) await this.#connecting.catch(() => {});
-      if (this.#client.isOpen) await this.#client.quit().catch(() => this.#client.disconnect());
+      await closeRedisClient(this.#client);
     })();
     return this.#closing;
   }

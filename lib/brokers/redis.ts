@@ -11,6 +11,12 @@
  *   `celeriac.consumer.<id>` (one consumer's wake-up list and liveness key),
  *   `celeriac.processing` (set of those, for the sweep).
  *
+ * On Redis Cluster (`redis+cluster://`) a queue's keys share the hash tag `{q}`: lists `{q}`,
+ * `{q}\x06\x163`..., `{q}.dlq`, and per queue what kombu keeps once: `{q}.unacked`,
+ * `{q}.unacked_index`, `{q}.unacked_mutex`, `{q}.celeriac.deliveries`, `{q}.celeriac.eta`,
+ * `{q}.celeriac.processing.<id>`; every script and MULTI then touches one slot (celeriac ⇄
+ * celeriac only: kombu has no cluster transport).
+ *
  * Claiming is one Lua script (pop + `unacked` bookkeeping, atomically). When every list is
  * empty, the consumer blocks on a dedicated connection with `BLMOVE q → its processing list`,
  * so the message that wakes it is never only in flight: it is in the processing list until the
@@ -24,12 +30,14 @@ import { delay } from "../_signal.ts";
 import { PushChannel } from "../transport/channel.ts";
 import {
   closeRedisClient,
+  connectRedisClient,
   createRedisClient,
   parseRedisUrl,
   type RedisClient,
   RedisDeadlineError,
   type RedisUrl,
   retryTransient,
+  sentinelOptions,
   SharedRedisClient,
   withDeadline,
 } from "../_redis.ts";
@@ -121,6 +129,13 @@ export interface RedisBrokerOptions {
   onError?: (error: Error) => void;
   /** Name of every connection (`CLIENT SETNAME`), to find them in `CLIENT LIST`. */
   connectionName?: string;
+  /**
+   * For `sentinel://`: the monitored master's name (kombu's `master_name`).
+   * @default {the only master the sentinels monitor}
+   */
+  masterName?: string;
+  /** For `sentinel://`: the sentinels' own password (kombu's `sentinel_kwargs.password`). */
+  sentinelPassword?: string;
 }
 
 interface Claimed {
@@ -160,6 +175,7 @@ const PUSH_BATCH = 1000;
 
 interface AckWaiter {
   tag: string;
+  queue: string;
   resolve: () => void;
   reject: (e: unknown) => void;
 }
@@ -277,6 +293,11 @@ export class RedisBroker implements Broker {
   #ackTimer: ReturnType<typeof setImmediate> | undefined;
   #nextRestore = 0;
   #nextPromote = 0;
+  // `redis+cluster://`: per-queue bookkeeping with hash tags.
+  #cluster: boolean;
+  // Queues consumed (on a cluster, the ones whose ETA sets and unacked hashes this broker
+  // sweeps).
+  #consumed = new Set<string>();
 
   /**
    * Creates the broker; it connects on first use.
@@ -288,8 +309,14 @@ export class RedisBroker implements Broker {
    */
   constructor(url: string, options: RedisBrokerOptions = {}) {
     this.url = redact(url);
-    this.#url = parseRedisUrl(url);
+    this.#url = parseRedisUrl(url, {
+      ...(options.masterName !== undefined ? { masterName: options.masterName } : {}),
+      ...(options.sentinelPassword !== undefined
+        ? { sentinelPassword: options.sentinelPassword }
+        : {}),
+    });
     this.#prefix = options.keyPrefix ?? "";
+    this.#cluster = this.#url.cluster !== undefined;
     this.#maxDeliveries = checkMaxDeliveries(options.maxDeliveries);
     this.#visibility = options.visibilityTimeout ?? 3_600_000;
     if (!(this.#visibility > 0)) {
@@ -311,12 +338,38 @@ export class RedisBroker implements Broker {
     return this.#prefix + name;
   }
 
+  // On a cluster, a queue's keys share the hash tag `{queue}`, so that one script or MULTI
+  // can touch them all; elsewhere, kombu's layout.
+  #tag(queue: string): string {
+    return `${this.#prefix}{${queue}}`;
+  }
+
   #listKey(queue: string, step: number): string {
-    return this.#key(step === 0 ? queue : `${queue}${PRIORITY_SEP}${step}`);
+    const base = this.#cluster ? this.#tag(queue) : this.#key(queue);
+    return step === 0 ? base : `${base}${PRIORITY_SEP}${step}`;
   }
 
   #deadKey(queue: string): string {
-    return this.#key(`${queue}.dlq`);
+    return this.#cluster ? `${this.#tag(queue)}.dlq` : this.#key(`${queue}.dlq`);
+  }
+
+  // A bookkeeping key (`unacked`, `unacked_index`, `unacked_mutex`, `celeriac.deliveries`,
+  // `celeriac.eta`): one for all queues as kombu, or one per queue on a cluster.
+  #queueKey(queue: string, name: string): string {
+    return this.#cluster ? `${this.#tag(queue)}.${name}` : this.#key(name);
+  }
+
+  // A consumer's wake-up list for a queue.
+  #processingKey(id: string, queue: string): string {
+    return this.#cluster
+      ? `${this.#tag(queue)}.celeriac.processing.${id}`
+      : this.#key(`celeriac.processing.${id}.${queue}`);
+  }
+
+  // The bookkeeping scopes: `[""]` (kombu's global keys) or, on a cluster, the queues this
+  // broker consumes.
+  #scopes(): string[] {
+    return this.#cluster ? [...this.#consumed] : [""];
   }
 
   #checkOpen(): void {
@@ -366,7 +419,7 @@ export class RedisBroker implements Broker {
     const client = createRedisClient(this.#url, this.#onError, this.#name);
     this.#others.add(client);
     try {
-      await client.connect();
+      await connectRedisClient(client);
     } catch (error) {
       this.#others.delete(client);
       throw error;
@@ -462,7 +515,7 @@ export class RedisBroker implements Broker {
     await this.#retry((c) =>
       Promise.all([
         this.#declare(c, queue),
-        c.zAdd(this.#key("celeriac.eta"), { score: eta.getTime(), value: member }),
+        c.zAdd(this.#queueKey(queue, "celeriac.eta"), { score: eta.getTime(), value: member }),
       ])
     );
     this.#nextPromote = Math.min(this.#nextPromote, eta.getTime());
@@ -496,14 +549,20 @@ export class RedisBroker implements Broker {
     let client = await this.#retry((c) => Promise.resolve(c));
     const id = crypto.randomUUID();
     const state: ConsumerState = { id, aliveKey: this.#key(`celeriac.consumer.${id}`) };
-    const processing = queues.map((q) => this.#key(`celeriac.processing.${id}.${q}`));
+    const processing = queues.map((q) => this.#processingKey(id, q));
+    for (const q of queues) this.#consumed.add(q);
     const registry = queues.map((q, i) =>
       JSON.stringify([processing[i], this.#listKey(q, 0), state.aliveKey])
     );
-    await client.multi()
-      .set(state.aliveKey, "1", { PX: this.#aliveTtl() })
-      .sAdd(this.#key("celeriac.processing"), registry)
-      .exec();
+    if (this.#cluster) {
+      await client.set(state.aliveKey, "1", { PX: this.#aliveTtl() });
+      await client.sAdd(this.#key("celeriac.processing"), registry);
+    } else {
+      await client.multi()
+        .set(state.aliveKey, "1", { PX: this.#aliveTtl() })
+        .sAdd(this.#key("celeriac.processing"), registry)
+        .exec();
+    }
     this.#consumers.add(state);
     let blocker: RedisClient;
     try {
@@ -566,7 +625,7 @@ export class RedisBroker implements Broker {
       },
       ack: (d) => {
         this.#held.delete(d.claimed.tag);
-        return this.#ack(d.claimed.tag);
+        return this.#ack(d.claimed);
       },
       reject: async (d, { requeue, reason }) => {
         this.#held.delete(d.claimed.tag);
@@ -590,16 +649,24 @@ export class RedisBroker implements Broker {
         const c = await this.#client.peek();
         if (!c?.isReady) return;
         const now = Date.now() / 1000;
-        const multi = c.multi();
-        if (held.length > 0) {
-          multi.zAdd(
-            this.#key("unacked_index"),
-            held.map((d) => ({ score: now, value: d.claimed.tag })),
-            { XX: true },
-          );
-        }
-        if (this.#consumers.has(state)) multi.pExpire(state.aliveKey, this.#aliveTtl());
+        const lease = (ds: typeof held) => ds.map((d) => ({ score: now, value: d.claimed.tag }));
         try {
+          if (this.#cluster) {
+            // One ZADD per queue (per slot), the liveness key on its own.
+            const byQueue = Map.groupBy(held, (d) => d.claimed.queue);
+            await Promise.all([
+              ...[...byQueue].map(([q, ds]) =>
+                c.zAdd(this.#queueKey(q, "unacked_index"), lease(ds), { XX: true })
+              ),
+              ...(this.#consumers.has(state) ? [c.pExpire(state.aliveKey, this.#aliveTtl())] : []),
+            ]);
+            return;
+          }
+          const multi = c.multi();
+          if (held.length > 0) {
+            multi.zAdd(this.#key("unacked_index"), lease(held), { XX: true });
+          }
+          if (this.#consumers.has(state)) multi.pExpire(state.aliveKey, this.#aliveTtl());
           await multi.exec();
         } catch (error) {
           this.#onError(error as Error);
@@ -617,10 +684,15 @@ export class RedisBroker implements Broker {
               for (let i = 0; i < queues.length; i++) {
                 await DRAIN.run(client, [processing[i]!, this.#listKey(queues[i]!, 0)], []);
               }
-              await client.multi()
-                .sRem(this.#key("celeriac.processing"), registry)
-                .del(state.aliveKey)
-                .exec();
+              if (this.#cluster) {
+                await client.sRem(this.#key("celeriac.processing"), registry);
+                await client.del(state.aliveKey);
+              } else {
+                await client.multi()
+                  .sRem(this.#key("celeriac.processing"), registry)
+                  .del(state.aliveKey)
+                  .exec();
+              }
             })(),
             STOP_DEADLINE,
             "stop consumer",
@@ -641,10 +713,41 @@ export class RedisBroker implements Broker {
     turn: number,
     room: number,
   ): Promise<{ claimed: Claimed[]; dead: DeadLetterEvent[] }> {
+    if (!this.#cluster || queues.length === 1) {
+      return await this.#claimFrom(client, queues, processing, turn, room);
+    }
+    // On a cluster, one script per queue (its keys share a slot), taking turns.
+    const claimed: Claimed[] = [];
+    const dead: DeadLetterEvent[] = [];
+    const n = queues.length;
+    for (let j = 0; j < n && claimed.length < room; j++) {
+      const i = (turn + j) % n;
+      const got = await this.#claimFrom(
+        client,
+        [queues[i]!],
+        [processing[i]!],
+        0,
+        room - claimed.length,
+      );
+      claimed.push(...got.claimed);
+      dead.push(...got.dead);
+    }
+    return { claimed, dead };
+  }
+
+  async #claimFrom(
+    client: RedisClient,
+    queues: readonly string[],
+    processing: string[],
+    turn: number,
+    room: number,
+  ): Promise<{ claimed: Claimed[]; dead: DeadLetterEvent[] }> {
+    // On a cluster this is one queue, whose bookkeeping keys share its slot.
+    const scope = this.#cluster ? queues[0]! : "";
     const keys = [
-      this.#key("unacked"),
-      this.#key("unacked_index"),
-      this.#key("celeriac.deliveries"),
+      this.#queueKey(scope, "unacked"),
+      this.#queueKey(scope, "unacked_index"),
+      this.#queueKey(scope, "celeriac.deliveries"),
     ];
     const names: string[] = [];
     queues.forEach((q, i) => {
@@ -726,9 +829,9 @@ export class RedisBroker implements Broker {
   // Acks issued in the same turn of the event loop share one MULTI. setImmediate, not
   // setTimeout(0): a timer waits at least 1 ms (2+ ms on a busy machine), and with early ack
   // every task waits for its ack before it starts.
-  #ack(tag: string): Promise<void> {
+  #ack(claimed: Claimed): Promise<void> {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
-    this.#acks.push({ tag, resolve, reject });
+    this.#acks.push({ tag: claimed.tag, queue: claimed.queue, resolve, reject });
     this.#ackTimer ??= setImmediate(() => void this.#flushAcks());
     return promise;
   }
@@ -739,16 +842,20 @@ export class RedisBroker implements Broker {
     const batch = this.#acks;
     this.#acks = [];
     if (batch.length === 0) return;
-    const tags = batch.map((a) => a.tag);
+    // One MULTI for kombu's global keys, one per queue (per slot) on a cluster.
+    const groups = this.#cluster ? Map.groupBy(batch, (a) => a.queue) : new Map([["", batch]]);
     try {
       // Idempotent: repeated after a lost connection or while a restarted server loads.
-      await this.#retry((client) =>
-        client.multi()
-          .zRem(this.#key("unacked_index"), tags)
-          .hDel(this.#key("unacked"), tags)
-          .hDel(this.#key("celeriac.deliveries"), tags)
-          .exec()
-      );
+      await Promise.all([...groups].map(([scope, acks]) => {
+        const tags = acks.map((a) => a.tag);
+        return this.#retry((client) =>
+          client.multi()
+            .zRem(this.#queueKey(scope, "unacked_index"), tags)
+            .hDel(this.#queueKey(scope, "unacked"), tags)
+            .hDel(this.#queueKey(scope, "celeriac.deliveries"), tags)
+            .exec()
+        );
+      }));
       for (const a of batch) a.resolve();
     } catch (error) {
       for (const a of batch) a.reject(error);
@@ -774,9 +881,9 @@ export class RedisBroker implements Broker {
       await this.#retry(
         (client) =>
           SETTLE.run(client, [
-            this.#key("unacked"),
-            this.#key("unacked_index"),
-            this.#key("celeriac.deliveries"),
+            this.#queueKey(claimed.queue, "unacked"),
+            this.#queueKey(claimed.queue, "unacked_index"),
+            this.#queueKey(claimed.queue, "celeriac.deliveries"),
             this.#listKey(claimed.queue, 0),
             this.#deadKey(claimed.queue),
           ], [tag, again, mode, this.#maxDeliveries, end, dead]),
@@ -798,11 +905,12 @@ export class RedisBroker implements Broker {
   }
 
   async #promote(client: RedisClient): Promise<void> {
-    const [, next] = await PROMOTE.run(client, [this.#key("celeriac.eta")], [Date.now(), 1000]) as [
-      number,
-      string,
-    ];
-    const nextDue = next === "" ? Infinity : Number(next);
+    let nextDue = Infinity;
+    for (const scope of this.#scopes()) {
+      const key = this.#queueKey(scope, "celeriac.eta");
+      const [, next] = await PROMOTE.run(client, [key], [Date.now(), 1000]) as [number, string];
+      if (next !== "") nextDue = Math.min(nextDue, Number(next));
+    }
     this.#nextPromote = Math.min(Date.now() + this.#blockTimeout, nextDue);
   }
 
@@ -816,8 +924,17 @@ export class RedisBroker implements Broker {
    */
   async restoreVisible(): Promise<number> {
     const client = await this.#connect();
+    let restored = 0;
+    for (const scope of this.#scopes()) restored += await this.#restoreScope(client, scope);
+    if (this.#cluster) restored += await this.#drainDead(client);
+    return restored;
+  }
+
+  // One restore sweep over kombu's global bookkeeping (`scope` ""), or one queue's on a
+  // cluster.
+  async #restoreScope(client: RedisClient, scope: string): Promise<number> {
     const token = crypto.randomUUID();
-    const mutex = this.#key("unacked_mutex");
+    const mutex = this.#queueKey(scope, "unacked_mutex");
     // kombu holds this mutex for up to 300 s; ours expires after the visibility timeout (5 s at
     // least), so a consumer killed in the middle of a sweep blocks others' restores only that
     // long. Overlapping sweeps stay safe: each restore is one script that re-checks the lease.
@@ -827,11 +944,13 @@ export class RedisBroker implements Broker {
     let restored = 0;
     try {
       const cutoff = (Date.now() - this.#visibility) / 1000;
-      const tags = await client.zRangeByScore(this.#key("unacked_index"), 0, cutoff, {
+      const index = this.#queueKey(scope, "unacked_index");
+      const unacked = this.#queueKey(scope, "unacked");
+      const tags = await client.zRangeByScore(index, 0, cutoff, {
         LIMIT: { offset: 0, count: 100 },
       });
       for (const tag of tags) {
-        const payload = await client.hGet(this.#key("unacked"), tag);
+        const payload = await client.hGet(unacked, tag);
         let raw = "";
         let queue = "";
         try {
@@ -840,26 +959,30 @@ export class RedisBroker implements Broker {
             string,
             string,
           ];
-          queue = exchange ? await this.#lookup(client, exchange, routingKey) : routingKey;
+          queue = scope !== ""
+            ? scope
+            : exchange
+            ? await this.#lookup(client, exchange, routingKey)
+            : routingKey;
           raw = markRedelivered(JSON.stringify(env));
         } catch {
           // No payload or not kombu's shape: drop the dangling index entry below.
         }
         if (!queue) {
-          await client.multi().zRem(this.#key("unacked_index"), tag).hDel(this.#key("unacked"), tag)
-            .exec();
+          await client.multi().zRem(index, tag).hDel(unacked, tag).exec();
           continue;
         }
         const result = await RESTORE_VISIBLE.run(client, [
-          this.#key("unacked"),
-          this.#key("unacked_index"),
-          this.#key("celeriac.deliveries"),
-          this.#key(queue),
+          unacked,
+          index,
+          this.#queueKey(scope, "celeriac.deliveries"),
+          this.#listKey(queue, 0),
           this.#deadKey(queue),
         ], [tag, cutoff, raw, this.#maxDeliveries]);
         if (result !== "kept") restored++;
       }
-      restored += await this.#drainDead(client);
+      // Under the mutex as kombu's sweep; on a cluster once after every queue's.
+      if (scope === "") restored += await this.#drainDead(client);
     } finally {
       await RELEASE_LOCK.run(client, [mutex], [token]).catch(() => {});
     }
@@ -920,7 +1043,7 @@ export class RedisBroker implements Broker {
     if (!this.#subscriber) {
       const connecting = this.#subscriber = (async () => {
         const c = createRedisClient(this.#url, this.#onError, this.#name);
-        await c.connect();
+        await connectRedisClient(c);
         return c;
       })();
       // A failed connect is not remembered: the next subscriber tries again.
@@ -1016,7 +1139,10 @@ export class RedisBroker implements Broker {
       this.#others.delete(blocker);
       await closeRedisClient(blocker, 0);
       if (client.isReady) {
-        await client.multi().sRem(binding, member).del(key).exec().catch(() => {});
+        const done = this.#cluster
+          ? Promise.all([client.sRem(binding, member), client.del(key)])
+          : client.multi().sRem(binding, member).del(key).exec();
+        await done.catch(() => {});
       }
     }
   }
@@ -1061,8 +1187,10 @@ export class RedisBroker implements Broker {
   // Admin methods (the dashboard): see redis_admin.ts.
   #admin: RedisAdminContext = {
     run: (fn) => this.#retry(fn),
-    key: (name) => this.#key(name),
-    separator: PRIORITY_SEP,
+    listKey: (queue, step) => this.#listKey(queue, step),
+    deadKey: (queue) => this.#deadKey(queue),
+    queueKey: (queue, name) => this.#queueKey(queue, name),
+    cluster: () => this.#cluster,
   };
   /** Counts of each queue (waiting, unacked, scheduled, dead letters). */
   queueCounts(queues: readonly string[]): Promise<QueueCounts[]> {
@@ -1088,7 +1216,8 @@ export class RedisBroker implements Broker {
 
 /**
  * Makes a {@linkcode RedisBroker} from `createBroker()`'s options; `transportOptions` take
- * kombu's names: `visibility_timeout` (seconds), `global_keyprefix`.
+ * kombu's names: `visibility_timeout` (seconds), `global_keyprefix`, and for `sentinel://`
+ * `master_name` and `sentinel_kwargs`.
  *
  * @param url The broker URL.
  * @param options `maxDeliveries` and `transportOptions`.
@@ -1112,7 +1241,7 @@ export function redisBrokerFromUrl(
   } = {},
 ): RedisBroker {
   const t = options.transportOptions ?? {};
-  const own: RedisBrokerOptions = {};
+  const own: RedisBrokerOptions = { ...sentinelOptions(t) };
   if (options.onError) own.onError = options.onError;
   if (options.maxDeliveries !== undefined) own.maxDeliveries = options.maxDeliveries;
   const vt = t.visibility_timeout ?? t.visibilityTimeout;

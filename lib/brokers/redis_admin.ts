@@ -17,20 +17,27 @@ import type { BrowseOptions, DeadLetter, QueueCounts, ScheduledMessage } from ".
 export interface RedisAdminContext {
   /** Runs idempotent commands on the broker's client (retried on transient errors). */
   run<T>(fn: (client: RedisClient) => Promise<T>): Promise<T>;
-  /** A key with the broker's prefix. */
-  key(name: string): string;
-  /** kombu's separator between a queue name and its priority step. */
-  separator: string;
+  /** A queue's list at a priority step (kombu's names, or `{queue}`-tagged on a cluster). */
+  listKey(queue: string, step: number): string;
+  /** A queue's dead-letter list. */
+  deadKey(queue: string): string;
+  /**
+   * A bookkeeping key (`unacked`, `celeriac.eta`) that holds a queue's entries: kombu's one for
+   * every queue, or the queue's own on a cluster.
+   */
+  queueKey(queue: string, name: string): string;
+  /** Whether the broker is on a cluster: every queue's keys in its own slot, one MULTI each. */
+  cluster(): boolean;
 }
 
 const STEPS = [0, 3, 6, 9] as const;
 
 function listKey(ctx: RedisAdminContext, queue: string, step: number): string {
-  return ctx.key(step === 0 ? queue : `${queue}${ctx.separator}${step}`);
+  return ctx.listKey(queue, step);
 }
 
 function deadKey(ctx: RedisAdminContext, queue: string): string {
-  return ctx.key(`${queue}.dlq`);
+  return ctx.deadKey(queue);
 }
 
 function decode(raw: string): Message {
@@ -55,8 +62,12 @@ function stepOf(message: Message): number {
 }
 
 // The ETA zset, parsed: [list key, envelope, score].
-async function etaMembers(ctx: RedisAdminContext): Promise<[string, string, number][]> {
-  const members = await ctx.run((c) => c.zRangeWithScores(ctx.key("celeriac.eta"), 0, 9_999));
+async function etaMembers(
+  ctx: RedisAdminContext,
+  queue: string,
+): Promise<[string, string, number][]> {
+  const key = ctx.queueKey(queue, "celeriac.eta");
+  const members = await ctx.run((c) => c.zRangeWithScores(key, 0, 9_999));
   const out: [string, string, number][] = [];
   for (const m of members) {
     try {
@@ -80,15 +91,25 @@ export async function redisQueueCounts(
   ctx: RedisAdminContext,
   queues: readonly string[],
 ): Promise<QueueCounts[]> {
-  const lengths = await ctx.run(async (c) => {
-    const multi = c.multi();
-    for (const q of queues) {
-      for (const s of STEPS) multi.lLen(listKey(ctx, q, s));
-      multi.lLen(deadKey(ctx, q));
-    }
-    return (await multi.exec()).map(Number);
-  });
-  const unacked = await ctx.run((c) => c.hVals(ctx.key("unacked")));
+  const lengthsOf = (qs: readonly string[]) =>
+    ctx.run(async (c) => {
+      const multi = c.multi();
+      for (const q of qs) {
+        for (const s of STEPS) multi.lLen(listKey(ctx, q, s));
+        multi.lLen(deadKey(ctx, q));
+      }
+      return (await multi.exec()).map(Number);
+    });
+  // One bookkeeping scope for kombu's global keys; one per queue on a cluster.
+  const scopes = ctx.cluster() ? queues : queues.slice(0, 1);
+  const lengths = ctx.cluster()
+    ? (await Promise.all(queues.map((q) => lengthsOf([q])))).flat()
+    : queues.length > 0
+    ? await lengthsOf(queues)
+    : [];
+  const unacked = (await Promise.all(
+    scopes.map((q) => ctx.run((c) => c.hVals(ctx.queueKey(q, "unacked")))),
+  )).flat();
   const reserved = new Map<string, number>();
   for (const payload of unacked) {
     try {
@@ -103,7 +124,7 @@ export async function redisQueueCounts(
       // Not ours.
     }
   }
-  const eta = await etaMembers(ctx);
+  const eta = (await Promise.all(scopes.map((q) => etaMembers(ctx, q)))).flat();
   return queues.map((queue, i) => {
     const base = i * (STEPS.length + 1);
     const lists = new Set(STEPS.map((s) => listKey(ctx, queue, s)));
@@ -132,7 +153,7 @@ export async function redisBrowseScheduled(
 ): Promise<ScheduledMessage[]> {
   const limit = options.limit ?? 100;
   const lists = new Set(STEPS.map((s) => listKey(ctx, queue, s)));
-  return (await etaMembers(ctx))
+  return (await etaMembers(ctx, queue))
     .filter(([list]) => lists.has(list))
     .slice(0, limit)
     .map(([, env, score], i) => {

@@ -11,7 +11,7 @@
  * | --- | --- | --- | --- | --- |
  * | `memory:` | memory | memory | memory (this process) | memory (this process) |
  * | `kv:`, `kv+https:`, `kv+http:` | Deno KV | Deno KV | Deno KV | Deno KV |
- * | `redis:`, `rediss:` | Redis | Redis | Redis | Redis |
+ * | `redis:`, `rediss:`, `sentinel:`, `redis+cluster:` | Redis | Redis | Redis | Redis |
  * | `amqp:`, `amqps:` | RabbitMQ | — | — | — |
  * | `sqs:` | Amazon SQS | — | — | — |
  * | `rpc:` | — | rpc (replies through the broker) | — | — |
@@ -179,6 +179,11 @@ const SCHEMES: Record<string, Entry> = {
   "kv+https:": kv(true),
   "redis:": redis(false),
   "rediss:": redis(true),
+  // kombu's Sentinel transport: `sentinel://h1:26379;sentinel://h2:26379`, `master_name`.
+  "sentinel:": { ...redis(false), transport: "sentinel" },
+  // Redis Cluster: `redis+cluster://h1:p1,h2:p2`, queue keys hash-tagged `{queue}`.
+  "redis+cluster:": redis(false),
+  "rediss+cluster:": redis(true),
   "amqp:": amqp(false),
   "amqps:": amqp(true),
   "sqs:": sqs,

@@ -7,6 +7,7 @@
 
 import {
   closeRedisClient,
+  connectRedisClient,
   createRedisClient,
   parseRedisUrl,
   type RedisClient,
@@ -83,7 +84,7 @@ export class RedisRateLimiter extends BaseRateLimiter {
     if (this.#closing) return Promise.reject(new Error("The rate limiter is closed"));
     return this.#client ??= (async () => {
       const client = createRedisClient(parseRedisUrl(this.#url), undefined, "celeriac-ratelimit");
-      await client.connect();
+      await connectRedisClient(client);
       return client;
     })();
   }
