@@ -518,7 +518,11 @@ export class ControlNode {
    */
   stats(): Record<string, unknown> {
     const w = this.worker;
-    let broker: Record<string, unknown> = { transport: "memory" };
+    // URLs `new URL()` cannot read (sentinel://a;sentinel://b, redis+cluster://h1,h2) still
+    // name their transport.
+    let broker: Record<string, unknown> = {
+      transport: schemeInfo(w.app.conf.brokerUrl)?.transport ?? "memory",
+    };
     try {
       const u = new URL(w.app.conf.brokerUrl);
       broker = {
