@@ -43,6 +43,31 @@ export function escapeControl(text: string): string {
 }
 
 /**
+ * JSON for a log record: big ints as JSON integers, errors as their message, a cycle as
+ * `"[Circular]"`. It may still throw (a getter that throws, a `toJSON` that does).
+ *
+ * @param value The record or fields.
+ * @returns The JSON text.
+ * @example
+ * ```ts
+ * import { logJson } from "./_log.ts";
+ * console.assert(logJson({ n: 2n ** 64n }) === '{"n":18446744073709551616}');
+ * ```
+ */
+export function logJson(value: unknown): string {
+  const seen = new WeakSet<object>();
+  return JSON.stringify(value, (_key, v) => {
+    if (typeof v === "bigint") return rawJson(v.toString());
+    if (v instanceof Error) return v.message;
+    if (v !== null && typeof v === "object") {
+      if (seen.has(v)) return "[Circular]";
+      seen.add(v);
+    }
+    return v;
+  });
+}
+
+/**
  * Formats a log line's structured fields as JSON, safe for any value: a `bigint` is written
  * as its digits, an `Error` as its message, a repeated object as `"[Circular]"`; the result
  * is then passed through {@linkcode escapeControl}. It never throws.
@@ -58,18 +83,9 @@ export function escapeControl(text: string): string {
  */
 export function formatFields(fields: Record<string, unknown> | undefined): string {
   if (!fields || Object.keys(fields).length === 0) return "";
-  const seen = new WeakSet<object>();
   let text: string;
   try {
-    text = JSON.stringify(fields, (_key, value) => {
-      if (typeof value === "bigint") return rawJson(value.toString());
-      if (value instanceof Error) return value.message;
-      if (value !== null && typeof value === "object") {
-        if (seen.has(value)) return "[Circular]";
-        seen.add(value);
-      }
-      return value;
-    });
+    text = logJson(fields);
   } catch (e) {
     text = JSON.stringify({ unformattable: String((e as Error)?.message ?? e) });
   }

@@ -7,7 +7,6 @@
 import type { Backend } from "./backends/backend.ts";
 import type { BeatEntries, BeatEntry } from "./beat/entry.ts";
 import type { Broker } from "./brokers/broker.ts";
-import { applySignature } from "./canvas/apply.ts";
 import { registerBuiltins } from "./canvas/builtins.ts";
 import { createBackend, createBroker } from "./transport/registry.ts";
 import { connectionErrorLogger, Connector } from "./_connect_retry.ts";
@@ -28,8 +27,8 @@ import { withKvDefault } from "./_kv.ts";
 import { callerDir } from "./_module_dir.ts";
 import { startPublishSpan } from "./observe/tracing.ts";
 import { type SendOptions, Task, type TaskFunction, type TaskOptions } from "./task.ts";
-import { applyCanvasEager, EagerContext, runEager } from "./worker/eager.ts";
-import { currentTask, recordChild, sendingCanvas } from "./worker/execute.ts";
+import { applyCanvasEager, EagerContext, runEager, sendSignatureAsChild } from "./worker/eager.ts";
+import { currentTask, recordChild } from "./worker/execute.ts";
 
 /** A structured logger. The library never writes to the console itself. */
 export interface Logger {
@@ -626,18 +625,13 @@ export class App extends EventTarget {
    * @param options Call options.
    * @returns The result handle: a task's, a chain's last, a chord body's, or a group's.
    */
-  async sendSignature(
+  sendSignature(
     sig: SignatureDict,
     prepend: unknown[],
     kwargs: Record<string, unknown>,
     options: SendOptions,
   ): Promise<AsyncResult | GroupResult> {
-    const node = await sendingCanvas.run(
-      true,
-      () => applySignature(this, sig, { prepend, kwargs, send: options }),
-    );
-    recordChild(node);
-    return node;
+    return sendSignatureAsChild(this, sig, prepend, kwargs, options);
   }
 
   /**

@@ -14,7 +14,7 @@
  */
 
 import type { Logger } from "../app.ts";
-import { escapeControl, formatLogLine } from "../_log.ts";
+import { escapeControl, formatLogLine, logJson } from "../_log.ts";
 
 /** A log level, lowest first. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -152,9 +152,6 @@ function textLines(
 // Characters JSON.stringify leaves raw that a terminal or a log reader would act on.
 const JSON_UNSAFE = /[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
-// V8's JSON.rawJSON (TC39 "JSON.parse source text access"); TypeScript's lib lacks it.
-const rawJson = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;
-
 function jsonLine(
   level: string,
   message: string,
@@ -171,18 +168,9 @@ function jsonLine(
   if (fields) {
     for (const key of Object.keys(fields)) if (!(key in record)) record[key] = fields[key];
   }
-  const seen = new WeakSet<object>();
   let text: string;
   try {
-    text = JSON.stringify(record, (_key, value) => {
-      if (typeof value === "bigint") return rawJson(value.toString());
-      if (value instanceof Error) return value.message;
-      if (value !== null && typeof value === "object") {
-        if (seen.has(value)) return "[Circular]";
-        seen.add(value);
-      }
-      return value;
-    });
+    text = logJson(record);
   } catch (e) {
     text = JSON.stringify({
       time: record.time,

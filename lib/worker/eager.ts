@@ -340,18 +340,13 @@ export class EagerContext implements EagerHost {
    * @param options Call options.
    * @returns The handle.
    */
-  async sendSignature(
+  sendSignature(
     sig: SignatureDict,
     prepend: unknown[],
     kwargs: Record<string, unknown>,
     options: SendOptions,
   ): Promise<AsyncResult | GroupResult> {
-    const node = await sendingCanvas.run(
-      true,
-      () => applySignature(this, sig, { prepend, kwargs, send: options }),
-    );
-    recordChild(node);
-    return node;
+    return sendSignatureAsChild(this, sig, prepend, kwargs, options);
   }
 
   /**
@@ -407,4 +402,30 @@ export function applyCanvasEager<R = unknown>(
     () => applySignature(ctx, sig, { prepend, kwargs, send: { taskId: id } }),
   );
   return new EagerResult<R>(id, node.then((n) => finalMeta(ctx, n)), node);
+}
+
+/**
+ * Sends a canvas for an {@linkcode AppContext} (the App's and the eager context's
+ * `sendSignature`): a canvas send, recorded as a child of the running task.
+ *
+ * @param ctx The context that sends.
+ * @param sig The canvas.
+ * @param prepend Arguments put first.
+ * @param kwargs Keyword arguments merged.
+ * @param options Call options.
+ * @returns The handle.
+ */
+export async function sendSignatureAsChild(
+  ctx: AppContext,
+  sig: SignatureDict,
+  prepend: unknown[],
+  kwargs: Record<string, unknown>,
+  options: SendOptions,
+): Promise<AsyncResult | GroupResult> {
+  const node = await sendingCanvas.run(
+    true,
+    () => applySignature(ctx, sig, { prepend, kwargs, send: options }),
+  );
+  recordChild(node);
+  return node;
 }
