@@ -427,28 +427,47 @@ export class Consumer {
           signal,
           onDeadLetter: (e) => this.#brokerDeadLetter(e),
         });
-        for await (const delivery of consumed) {
-          const request = new Request(delivery, host);
-          this.#held.add(request);
-          const p = request.process().finally(() => {
-            this.#held.delete(request);
-            inflight.delete(p);
-            this.#slotFreed.notify();
-          });
-          inflight.add(p);
-          while (prefetch() > 0 && this.#held.size >= prefetch() && !this.#stop.signal.aborted) {
-            await this.#slotFreed.wait(this.#stop.signal);
+        try {
+          for await (const delivery of consumed) {
+            const request = new Request(delivery, host);
+            this.#held.add(request);
+            const p = request.process().finally(() => {
+              this.#held.delete(request);
+              inflight.delete(p);
+              this.#slotFreed.notify();
+            });
+            inflight.add(p);
+            while (
+              prefetch() > 0 && this.#held.size >= prefetch() && !this.#stop.signal.aborted
+            ) {
+              await this.#slotFreed.wait(this.#stop.signal);
+            }
           }
+        } catch (error) {
+          // Stopping with the broker gone: the stream's clean-up may fail; the shutdown goes on.
+          if (!this.#stop.signal.aborted) throw error;
+          app.logger.warn(`${this.hostname} consumer ended while stopping: ${error}`);
         }
       }
     } finally {
       this.#event("workerShuttingDown", {});
       this.#stop.abort();
       await this.#drain(inflight);
-      await pool.close();
-      await control.close();
-      await this.#autoscaler?.stopped();
-      await this.#rates.close();
+      // Each step is tried: a broker that went away (worker-offline cannot be sent) must not
+      // turn a finished warm shutdown into a failure.
+      const steps: [string, () => Promise<void> | undefined][] = [
+        ["pool", () => pool.close()],
+        ["remote control", () => control.close()],
+        ["autoscale", () => this.#autoscaler?.stopped()],
+        ["rate limiter", () => this.#rates.close()],
+      ];
+      for (const [what, step] of steps) {
+        try {
+          await step();
+        } catch (error) {
+          app.logger.warn(`${this.hostname} stopping the ${what} failed: ${error}`);
+        }
+      }
       app.logger.info(`${this.hostname} stopped`, { processed: this.#processed });
     }
   }
