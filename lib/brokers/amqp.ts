@@ -63,6 +63,7 @@ import {
   stripDelayHeaders,
 } from "./_amqp_delay.ts";
 import { fromFieldTable, toFieldTable } from "./_amqp_table.ts";
+import { bodyFromBytes, bodyToBytes } from "../protocol/body.ts";
 
 /** The header celeriac uses to count deliveries on classic queues. */
 export const DELIVERY_COUNT_HEADER = "x-celeriac-delivery-count";
@@ -201,12 +202,13 @@ function fromAmqpMessage(msg: amqp.Message): Message {
   if (p.messageId !== undefined) properties.message_id = p.messageId;
   if (p.type !== undefined) properties.type = p.type;
   if (p.appId !== undefined) properties.app_id = p.appId;
+  const contentEncoding = p.contentEncoding ?? "utf-8";
   return {
     headers,
     properties,
-    body: new TextDecoder().decode(msg.content),
+    body: bodyFromBytes(msg.content, contentEncoding, headers),
     contentType: p.contentType ?? "application/json",
-    contentEncoding: p.contentEncoding ?? "utf-8",
+    contentEncoding,
   };
 }
 
@@ -420,7 +422,9 @@ export class AmqpBroker implements Broker {
       return Promise.reject(error);
     }
     const properties = toAmqpProperties(message, options.priority);
-    const content = Buffer.from(message.body, "utf8");
+    const content = Buffer.from(
+      bodyToBytes(message.body, message.contentEncoding, message.headers),
+    );
     return this.#withPublisher(async (ch) => {
       await this.#declareQueue(ch, queue);
       await this.#send(ch, "", queue, content, properties);
@@ -459,7 +463,9 @@ export class AmqpBroker implements Broker {
     const properties = toAmqpProperties(message, options.priority);
     delete properties.expiration;
     properties.headers = { ...properties.headers, [DELAY_HEADER]: queue };
-    const content = Buffer.from(message.body, "utf8");
+    const content = Buffer.from(
+      bodyToBytes(message.body, message.contentEncoding, message.headers),
+    );
     return this.#withPublisher(async (ch) => {
       await this.#declareQueue(ch, queue);
       this.#delayReady ??= declareDelayTopology(ch).catch((e) => {
@@ -746,7 +752,9 @@ export class AmqpBroker implements Broker {
   broadcast(broadcast: BroadcastMessage): Promise<void> {
     const { exchange, routingKey, message } = broadcast;
     const properties = toAmqpProperties(message);
-    const content = Buffer.from(message.body, "utf8");
+    const content = Buffer.from(
+      bodyToBytes(message.body, message.contentEncoding, message.headers),
+    );
     return this.#withPublisher(async (ch) => {
       await this.#declareExchange(ch, exchange, this.#exchangeType(exchange));
       await this.#send(ch, exchange, routingKey, content, properties);
@@ -801,7 +809,9 @@ export class AmqpBroker implements Broker {
    */
   publishDirect(exchange: string, routingKey: string, message: Message): Promise<void> {
     const properties = toAmqpProperties(message);
-    const content = Buffer.from(message.body, "utf8");
+    const content = Buffer.from(
+      bodyToBytes(message.body, message.contentEncoding, message.headers),
+    );
     return this.#withPublisher(async (ch) => {
       await this.#declareExchange(ch, exchange, "direct");
       await this.#send(ch, exchange, routingKey, content, properties);

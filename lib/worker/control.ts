@@ -18,6 +18,7 @@ import type { Pool } from "./pool.ts";
 import type { RevokedSet } from "./revoked.ts";
 import { EventDispatcher, SOFTWARE, systemName } from "./events.ts";
 import { Control, CONTROL_QUEUE_EXPIRES, CONTROL_QUEUE_TTL } from "../control.ts";
+import { truthy } from "../protocol/truthy.ts";
 
 /** The exchange commands arrive on. */
 export const PIDBOX_EXCHANGE = "celery.pidbox";
@@ -224,7 +225,7 @@ export const CONTROL_COMMANDS: Map<string, ControlHandler> = new Map<string, Con
     (n, args) => {
       if (args.from_node === n.worker.hostname) return null;
       n.worker.revokedSet.merge(args.revoked);
-      return { revoked: n.worker.revokedSet.toJSON(), clock: n.clock.forward() };
+      return { revoked: n.worker.revokedSet.toWire(), clock: n.clock.forward() };
     },
   ],
   [
@@ -232,7 +233,7 @@ export const CONTROL_COMMANDS: Map<string, ControlHandler> = new Map<string, Con
     (n, args) => {
       const ids = list(args.task_id).map(String);
       const signal = typeof args.signal === "string" ? args.signal : undefined;
-      const terminate = args.terminate === true || args.terminate === "true";
+      const terminate = truthy(args.terminate);
       const done = n.worker.revoke(ids, signal ? { terminate, signal } : { terminate });
       n.saveState();
       if (terminate) {
@@ -701,7 +702,7 @@ export class ControlNode {
     try {
       const replies = control.inspect({ timeout }).hello(
         this.worker.hostname,
-        this.worker.revokedSet.toJSON(),
+        this.worker.revokedSet.toWire(),
       );
       for await (const { hostname, reply } of replies) {
         if (hostname === this.worker.hostname || !reply || typeof reply !== "object") continue;
