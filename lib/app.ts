@@ -516,7 +516,7 @@ export class App extends EventTarget {
     this.dispatchEvent(new AppEvent("beforeTaskPublish", detail));
     const broker = await this.getBroker();
     const publishOptions = options.priority === undefined ? {} : { priority: options.priority };
-    if (eta && eta.getTime() > Date.now()) {
+    if (eta && eta.getTime() > Date.now() && broker.producerEta !== "queue") {
       await broker.schedule(queue, message, eta, publishOptions);
     } else {
       await broker.publish(queue, message, publishOptions);

@@ -9,9 +9,9 @@
  */
 
 import type { App } from "../app.ts";
-import type { BroadcastMessage, Broker } from "../brokers/broker.ts";
+import type { BroadcastMessage, Broker, ScheduledMessage } from "../brokers/broker.ts";
 import { clockOf, type LamportClock } from "../_clock.ts";
-import { pyRepr } from "../protocol/message.ts";
+import { decodeTask, pyRepr, toIso } from "../protocol/message.ts";
 import { redact } from "../connect.ts";
 import { schemeInfo } from "../transport/registry.ts";
 import type { Pool } from "./pool.ts";
@@ -148,6 +148,28 @@ function info(worker: ControlledWorker, r: HeldRequest): Record<string, unknown>
   };
 }
 
+/** A broker-held ETA message as a request of this node (for `inspect scheduled`). */
+function brokerHeld(queue: string, item: ScheduledMessage): HeldRequest | null {
+  try {
+    const t = decodeTask(item.message);
+    return {
+      id: t.id,
+      name: t.name,
+      args: t.args,
+      kwargs: t.kwargs,
+      state: "scheduled",
+      queue,
+      timeStart: null,
+      acknowledged: false,
+      eta: new Date(item.eta),
+      priority: t.priority,
+      redelivered: false,
+    };
+  } catch {
+    return null;
+  }
+}
+
 const RATE = /^\s*(\d+(?:\.\d+)?)\s*(?:\/\s*([smh]))?\s*$/;
 
 /** The commands, by name (`celery/worker/control.py`). */
@@ -161,12 +183,36 @@ export const CONTROL_COMMANDS: Map<string, ControlHandler> = new Map<string, Con
   ["reserved", (n) => n.requestInfos("reserved")],
   [
     "scheduled",
-    (n) =>
-      n.worker.requests().filter((r) => r.state === "scheduled").map((r) => ({
-        eta: r.eta?.toISOString() ?? null,
+    async (n) => {
+      const held = n.worker.requests().filter((r) => r.state === "scheduled").map((r) => ({
+        eta: r.eta ? toIso(r.eta) : null,
         priority: r.priority ?? 0,
         request: info(n.worker, r),
-      })),
+      }));
+      // ETA tasks the broker holds for this node's queues (a Python worker would hold them).
+      const seen = new Set(held.map((h) => h.request.id));
+      const broker = n.broker;
+      for (const queue of broker.browseScheduled ? n.worker.queues : []) {
+        let items: ScheduledMessage[] = [];
+        try {
+          items = await broker.browseScheduled!(queue, { limit: 1000 });
+        } catch (error) {
+          n.worker.app.logger.warn(`inspect scheduled: cannot browse ${queue}: ${error}`);
+          continue;
+        }
+        for (const item of items) {
+          const r = brokerHeld(queue, item);
+          if (!r || seen.has(r.id)) continue;
+          seen.add(r.id);
+          held.push({
+            eta: toIso(new Date(item.eta)),
+            priority: r.priority ?? 0,
+            request: info(n.worker, r),
+          });
+        }
+      }
+      return held;
+    },
   ],
   ["revoked", (n) => n.worker.revokedSet.ids()],
   [
@@ -449,6 +495,11 @@ export class ControlNode {
    * @param broker The broker commands and events go through.
    * @param options Events, heartbeat, mingle and state file.
    */
+  /** The broker commands and events go through. */
+  get broker(): Broker {
+    return this.#broker;
+  }
+
   constructor(worker: ControlledWorker, broker: Broker, options: ControlNodeOptions = {}) {
     this.worker = worker;
     this.#broker = broker;
