@@ -95,6 +95,10 @@ export interface AmqpBrokerOptions extends AmqpConnectionOptions {
    * @default {"classic"}
    */
   queueType?: "classic" | "quorum";
+  /** Celery 5.5's name for {@linkcode queueType} (used when `queueType` is unset). */
+  taskCreateMissingQueueType?: "classic" | "quorum";
+  /** Celery 5.5's `task_default_queue_type` (used when neither of the above is set). */
+  taskDefaultQueueType?: "classic" | "quorum";
   /**
    * The type of the exchange named after each task queue when celeriac creates it (Celery's
    * `task_default_exchange_type`). An existing exchange is adopted with its own type.
@@ -314,7 +318,9 @@ export class AmqpBroker implements Broker {
    */
   constructor(url: string, options: AmqpBrokerOptions = {}) {
     this.url = redact(url);
-    this.#options = options;
+    const queueType = options.queueType ?? options.taskCreateMissingQueueType ??
+      options.taskDefaultQueueType;
+    this.#options = queueType === undefined ? options : { ...options, queueType };
     this.#maxDeliveries = checkMaxDeliveries(options.maxDeliveries);
     if (options.maxPriority !== undefined) {
       const n = options.maxPriority;
@@ -322,7 +328,7 @@ export class AmqpBroker implements Broker {
         throw new RangeError(`Cannot set maxPriority: it must be an integer 1..255, got ${n}`);
       }
     }
-    if (options.queueType === "quorum" && options.maxPriority !== undefined) {
+    if (queueType === "quorum" && options.maxPriority !== undefined) {
       throw new RangeError(
         "Cannot set maxPriority with queueType quorum: quorum queues have no priorities",
       );
