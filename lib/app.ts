@@ -479,7 +479,9 @@ export class App extends EventTarget {
       this.dispatchEvent(new AppEvent("beforeTaskPublish", detail));
       const broker = await this.getBroker();
       const publishOptions = options.priority === undefined ? {} : { priority: options.priority };
-      if (eta && eta.getTime() > Date.now()) {
+      // Brokers whose Celery peers read ETAs from the queue (Redis) get the message now, with
+      // its eta header; celeriac workers hand far ETAs back to the broker's schedule().
+      if (eta && eta.getTime() > Date.now() && broker.producerEta !== "queue") {
         await broker.schedule(queue, message, eta, publishOptions);
       } else {
         await broker.publish(queue, message, publishOptions);

@@ -65,6 +65,7 @@ import {
   stripDelayHeaders,
 } from "./_amqp_delay.ts";
 import { fromFieldTable, toFieldTable } from "./_amqp_table.ts";
+import { bodyFromBytes, bodyToBytes } from "../protocol/body.ts";
 
 /** The header celeriac uses to count deliveries on classic queues. */
 export const DELIVERY_COUNT_HEADER = "x-celeriac-delivery-count";
@@ -89,6 +90,24 @@ export interface AmqpBrokerOptions extends AmqpConnectionOptions {
    */
   queueArguments?: Record<string, unknown>;
   /**
+   * The type of task queues celeriac creates (Celery 5.5's `task_default_queue_type` and
+   * `task_create_missing_queue_type`): `"quorum"` declares `x-queue-type: quorum` (as kombu
+   * 5.2 does through `queue_arguments`), takes no priorities and uses per-consumer QoS. A queue
+   * that already exists is adopted with its own type and arguments either way.
+   * @default {"classic"}
+   */
+  queueType?: "classic" | "quorum";
+  /** Celery 5.5's name for {@linkcode queueType} (used when `queueType` is unset). */
+  taskCreateMissingQueueType?: "classic" | "quorum";
+  /** Celery 5.5's `task_default_queue_type` (used when neither of the above is set). */
+  taskDefaultQueueType?: "classic" | "quorum";
+  /**
+   * The type of the exchange named after each task queue when celeriac creates it (Celery's
+   * `task_default_exchange_type`). An existing exchange is adopted with its own type.
+   * @default {"direct"}
+   */
+  exchangeType?: "direct" | "topic";
+  /**
    * Exchange types for `broadcast`/`subscribe`, by name. Unlisted: `reply.*` is direct,
    * `*.pidbox` fanout, anything else topic (as `celeryev`).
    * @default {{}}
@@ -100,6 +119,8 @@ export interface AmqpBrokerOptions extends AmqpConnectionOptions {
 export class AmqpQueueMismatchError extends CeleriacError {
   /** The queue. */
   readonly queue: string;
+  /** The mismatched property RabbitMQ named (`x-queue-type`, `type`, ...), if it named one. */
+  readonly property: string | null;
   /**
    * Creates the error.
    *
@@ -108,13 +129,27 @@ export class AmqpQueueMismatchError extends CeleriacError {
    */
   constructor(queue: string, options?: ErrorOptions) {
     const detail = (options?.cause as Error | undefined)?.message ?? "";
+    const property = /inequivalent arg '([^']+)'/.exec(detail)?.[1] ?? null;
+    const onExchange = / for exchange /.test(detail);
+    const hint = property === "type" && onExchange
+      ? `the exchange "${queue}" exists with another type: set exchangeType to match it`
+      : property === "x-queue-type"
+      ? `the queue exists with another x-queue-type: set queueType to match it`
+      : property === "x-max-priority"
+      ? `the queue exists with another x-max-priority: set maxPriority to match it`
+      : property
+      ? `the ${
+        onExchange ? "exchange" : "queue"
+      } differs in "${property}": match it in queueArguments`
+      : `use the same queueType/maxPriority/queueArguments as the existing queue, or delete it`;
     super(
-      `Cannot declare queue "${queue}": it already exists with different arguments (${detail}). ` +
-        `Use the same maxPriority/queueArguments as the existing queue, or delete it first`,
+      `Cannot declare queue "${queue}": it already exists with different ` +
+        `${property ? `"${property}"` : "arguments"} (${detail}). ${hint}`,
       options,
     );
     this.name = "AmqpQueueMismatchError";
     this.queue = queue;
+    this.property = property;
   }
 }
 
@@ -203,12 +238,13 @@ function fromAmqpMessage(msg: amqp.Message): Message {
   if (p.messageId !== undefined) properties.message_id = p.messageId;
   if (p.type !== undefined) properties.type = p.type;
   if (p.appId !== undefined) properties.app_id = p.appId;
+  const contentEncoding = p.contentEncoding ?? "utf-8";
   return {
     headers,
     properties,
-    body: new TextDecoder().decode(msg.content),
+    body: bodyFromBytes(msg.content, contentEncoding, headers),
     contentType: p.contentType ?? "application/json",
-    contentEncoding: p.contentEncoding ?? "utf-8",
+    contentEncoding,
   };
 }
 
@@ -284,13 +320,20 @@ export class AmqpBroker implements Broker {
    */
   constructor(url: string, options: AmqpBrokerOptions = {}) {
     this.url = redact(url);
-    this.#options = options;
+    const queueType = options.queueType ?? options.taskCreateMissingQueueType ??
+      options.taskDefaultQueueType;
+    this.#options = queueType === undefined ? options : { ...options, queueType };
     this.#maxDeliveries = checkMaxDeliveries(options.maxDeliveries);
     if (options.maxPriority !== undefined) {
       const n = options.maxPriority;
       if (!Number.isInteger(n) || n < 1 || n > 255) {
         throw new RangeError(`Cannot set maxPriority: it must be an integer 1..255, got ${n}`);
       }
+    }
+    if (queueType === "quorum" && options.maxPriority !== undefined) {
+      throw new RangeError(
+        "Cannot set maxPriority with queueType quorum: quorum queues have no priorities",
+      );
     }
     this.#conn = new AmqpConnection(url, options);
   }
@@ -326,12 +369,55 @@ export class AmqpBroker implements Broker {
 
   #queueArguments(): Record<string, unknown> {
     const args: Record<string, unknown> = { ...this.#options.queueArguments };
+    if (this.#options.queueType === "quorum") args["x-queue-type"] = "quorum";
     if (this.#options.maxPriority !== undefined) args["x-max-priority"] = this.#options.maxPriority;
     return args;
   }
 
   #isQuorum(): boolean {
-    return this.#options.queueArguments?.["x-queue-type"] === "quorum";
+    return this.#options.queueType === "quorum" ||
+      this.#options.queueArguments?.["x-queue-type"] === "quorum";
+  }
+
+  // Whether a queue and its exchange exist, by passive declares on throw-away channels (a 404
+  // closes the channel it happens on).
+  async #existing(queue: string): Promise<{ queue: boolean; exchange: boolean }> {
+    const model = await this.#conn.connection();
+    const probe = async (check: (ch: amqp.Channel) => Promise<unknown>) => {
+      const ch = await model.createChannel();
+      ch.on("error", () => {});
+      try {
+        await check(ch);
+        return true;
+      } catch (cause) {
+        if (errorCode(cause) === 404) return false;
+        throw cause;
+      } finally {
+        await ch.close().catch(() => {});
+      }
+    };
+    return {
+      queue: await probe((ch) => ch.checkQueue(queue)),
+      exchange: await probe((ch) => ch.checkExchange(queue)),
+    };
+  }
+
+  // Declares a task queue, its exchange and binding; an existing queue or exchange is adopted
+  // as it is (its type and arguments: a Celery quorum queue, a topic exchange).
+  async #declareTaskQueue(ch: amqp.Channel, queue: string): Promise<void> {
+    try {
+      const found = await this.#existing(queue);
+      if (!found.queue) {
+        await ch.assertQueue(queue, { durable: true, arguments: this.#queueArguments() });
+      }
+      if (!found.exchange) {
+        await ch.assertExchange(queue, this.#options.exchangeType ?? "direct", { durable: true });
+      }
+      await ch.bindQueue(queue, queue, queue);
+    } catch (cause) {
+      if (errorCode(cause) === 406) throw new AmqpQueueMismatchError(queue, { cause });
+      throw cause;
+    }
   }
 
   async #publishChannel(): Promise<amqp.ConfirmChannel> {
@@ -375,14 +461,7 @@ export class AmqpBroker implements Broker {
 
   async #declareQueue(ch: amqp.Channel, queue: string): Promise<void> {
     if (this.#declared.has(queue)) return;
-    try {
-      await ch.assertQueue(queue, { durable: true, arguments: this.#queueArguments() });
-      await ch.assertExchange(queue, "direct", { durable: true });
-      await ch.bindQueue(queue, queue, queue);
-    } catch (cause) {
-      if (errorCode(cause) === 406) throw new AmqpQueueMismatchError(queue, { cause });
-      throw cause;
-    }
+    await this.#declareTaskQueue(ch, queue);
     this.#declared.add(queue);
   }
 
@@ -422,7 +501,9 @@ export class AmqpBroker implements Broker {
       return Promise.reject(error);
     }
     const properties = toAmqpProperties(message, options.priority);
-    const content = Buffer.from(message.body, "utf8");
+    const content = Buffer.from(
+      bodyToBytes(message.body, message.contentEncoding, message.headers),
+    );
     return this.#withPublisher(async (ch) => {
       await this.#declareQueue(ch, queue);
       await this.#send(ch, "", queue, content, properties);
@@ -461,7 +542,9 @@ export class AmqpBroker implements Broker {
     const properties = toAmqpProperties(message, options.priority);
     delete properties.expiration;
     properties.headers = { ...properties.headers, [DELAY_HEADER]: queue };
-    const content = Buffer.from(message.body, "utf8");
+    const content = Buffer.from(
+      bodyToBytes(message.body, message.contentEncoding, message.headers),
+    );
     return this.#withPublisher(async (ch) => {
       await this.#declareQueue(ch, queue);
       this.#delayReady ??= declareDelayTopology(ch).catch((e) => {
@@ -498,17 +581,11 @@ export class AmqpBroker implements Broker {
       wake();
     });
     try {
-      // Celery sets global QoS; quorum queues refuse it, so they get per-consumer QoS.
-      await channel.prefetch(prefetch, !this.#isQuorum());
+      // Celery sets global QoS; quorum queues refuse it, so they get per-consumer QoS, as does
+      // a single queue (the same limit, and an adopted queue may be quorum).
+      await channel.prefetch(prefetch, !this.#isQuorum() && queues.length > 1);
       for (const queue of queues) {
-        try {
-          await channel.assertQueue(queue, { durable: true, arguments: this.#queueArguments() });
-          await channel.assertExchange(queue, "direct", { durable: true });
-          await channel.bindQueue(queue, queue, queue);
-        } catch (cause) {
-          if (errorCode(cause) === 406) throw new AmqpQueueMismatchError(queue, { cause });
-          throw cause;
-        }
+        await this.#declareTaskQueue(channel, queue);
         const { consumerTag } = await channel.consume(
           queue,
           (msg) => onMessage(session, queue, msg),
@@ -771,7 +848,9 @@ export class AmqpBroker implements Broker {
   broadcast(broadcast: BroadcastMessage): Promise<void> {
     const { exchange, routingKey, message } = broadcast;
     const properties = toAmqpProperties(message);
-    const content = Buffer.from(message.body, "utf8");
+    const content = Buffer.from(
+      bodyToBytes(message.body, message.contentEncoding, message.headers),
+    );
     return this.#withPublisher(async (ch) => {
       await this.#declareExchange(ch, exchange, this.#exchangeType(exchange));
       await this.#send(ch, exchange, routingKey, content, properties);
@@ -826,7 +905,9 @@ export class AmqpBroker implements Broker {
    */
   publishDirect(exchange: string, routingKey: string, message: Message): Promise<void> {
     const properties = toAmqpProperties(message);
-    const content = Buffer.from(message.body, "utf8");
+    const content = Buffer.from(
+      bodyToBytes(message.body, message.contentEncoding, message.headers),
+    );
     return this.#withPublisher(async (ch) => {
       await this.#declareExchange(ch, exchange, "direct");
       await this.#send(ch, exchange, routingKey, content, properties);

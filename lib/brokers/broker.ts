@@ -127,6 +127,13 @@ export interface Broker extends AsyncDisposable {
    * in memory), so a long countdown survives restarts and is never run twice.
    */
   schedule(queue: string, message: Message, eta: Date, options?: PublishOptions): Promise<void>;
+  /**
+   * How a client (`sendTask` with `countdown`/`eta`) sends an ETA task: `"queue"` publishes it
+   * at once with its `eta` header, as Celery's clients do, and the worker that takes it waits
+   * (a celeriac worker hands a far one back to {@linkcode schedule}); `"schedule"` or unset
+   * calls {@linkcode schedule}.
+   */
+  readonly producerEta?: "queue" | "schedule";
   /** Streams deliveries from the queues until `signal` aborts. */
   consume(queues: readonly string[], options?: ConsumeOptions): AsyncIterable<Delivery>;
   /** Removes every waiting message from a queue; returns how many. */

@@ -93,6 +93,14 @@ const PRIORITY_STEPS = [0, 3, 6, 9] as const;
 /** Options of {@linkcode RedisBroker}. */
 export interface RedisBrokerOptions {
   /**
+   * How a client sends a task with a countdown or ETA (see {@linkcode Broker.producerEta}):
+   * `"queue"` publishes it to its queue at once with its `eta` header, as Celery's clients do,
+   * so a Python-only fleet runs it; `"schedule"` parks it in `celeriac.eta` until due (only
+   * celeriac workers promote that set). Workers always hand far ETAs back to `celeriac.eta`.
+   * @default {"queue"}
+   */
+  producerEta?: "queue" | "schedule";
+  /**
    * Deliveries after which a message goes to the dead-letter list `<queue>.dlq` instead of
    * back to its queue.
    * @default {10}
@@ -268,6 +276,8 @@ function withDeadReason(raw: string, reason: string): string {
  */
 export class RedisBroker implements Broker {
   readonly url: string;
+  /** How clients send ETA tasks: see {@linkcode RedisBrokerOptions.producerEta}. */
+  readonly producerEta: "queue" | "schedule";
   #url: RedisUrl;
   #prefix: string;
   #maxDeliveries: number;
@@ -309,6 +319,7 @@ export class RedisBroker implements Broker {
    */
   constructor(url: string, options: RedisBrokerOptions = {}) {
     this.url = redact(url);
+    this.producerEta = options.producerEta ?? "queue";
     this.#url = parseRedisUrl(url, {
       ...(options.masterName !== undefined ? { masterName: options.masterName } : {}),
       ...(options.sentinelPassword !== undefined

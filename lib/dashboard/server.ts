@@ -26,6 +26,7 @@ import type { CeleryEvent } from "../worker/events.ts";
 import { DashboardState, RUNTIME_BUCKETS, type TaskInfo, type WorkerInfo } from "./state.ts";
 import { metricsText } from "./_metrics.ts";
 import { INDEX_HTML, STATIC_FILES } from "./_assets.ts";
+import { truthy } from "../protocol/truthy.ts";
 
 /** Options of {@linkcode Dashboard}. */
 export interface DashboardOptions {
@@ -702,7 +703,7 @@ export class Dashboard implements AsyncDisposable {
         return problem(501, "remote control is not supported on this broker");
       }
       const id = decodeURIComponent(task[1]!);
-      const terminate = body.terminate === true;
+      const terminate = truthy(body.terminate);
       const result = await control.revoke(id, {
         terminate,
         signal: typeof body.signal === "string" ? body.signal : "SIGTERM",

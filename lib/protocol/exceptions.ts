@@ -70,7 +70,34 @@ const PY_BUILTINS = new Set([
 ]);
 
 /**
- * Converts a thrown value to Celery's exception shape.
+ * The Python module a user's error class names: an `excModule` on the error itself or a static
+ * `excModule` on its class (or a parent class).
+ *
+ * @param error The error.
+ * @returns The module, or `undefined` when none is named.
+ * @example
+ * ```ts
+ * import { excModuleOf } from "./exceptions.ts";
+ * class OutOfStock extends Error {
+ *   static excModule = "shop.errors";
+ *   override name = "OutOfStock";
+ * }
+ * console.assert(excModuleOf(new OutOfStock("x")) === "shop.errors");
+ * ```
+ */
+export function excModuleOf(error: Error): string | undefined {
+  const own = (error as { excModule?: unknown }).excModule;
+  if (typeof own === "string" && own !== "") return own;
+  const stat = (error.constructor as { excModule?: unknown } | undefined)?.excModule;
+  return typeof stat === "string" && stat !== "" ? stat : undefined;
+}
+
+/**
+ * Converts a thrown value to Celery's exception shape. The module is the error's `excModule`
+ * (on the instance, or static on its class), else `celery.exceptions`/`billiard.exceptions`
+ * for Celery's own types, `builtins` for Python's built-in names, else `celeriac`. The args are
+ * the error's `excArgs` array when it has one (JSON types kept: `ValueError(3)`), else
+ * `[message]`.
  *
  * @param error Anything a task threw.
  * @returns The wire shape.
@@ -87,8 +114,14 @@ export function errorToInfo(error: unknown): ExceptionInfo {
   }
   if (error instanceof Error) {
     const name = error.name === "Error" ? "Exception" : error.name;
-    const module = CELERY_ERRORS[name] ?? (PY_BUILTINS.has(name) ? "builtins" : "celeriac");
-    return { exc_type: name, exc_message: [error.message], exc_module: module };
+    const own = excModuleOf(error);
+    const module = own ?? CELERY_ERRORS[name] ?? (PY_BUILTINS.has(name) ? "builtins" : "celeriac");
+    const args = (error as { excArgs?: unknown }).excArgs;
+    return {
+      exc_type: name,
+      exc_message: Array.isArray(args) ? [...args] : [error.message],
+      exc_module: module,
+    };
   }
   return { exc_type: "Exception", exc_message: [String(error)], exc_module: "builtins" };
 }
@@ -176,12 +209,13 @@ export function shapeToInfo(
 ): ExceptionInfo {
   if (error.module !== undefined) {
     return {
-      exc_type: error.name,
+      exc_type: error.name === "Error" ? "Exception" : error.name,
       exc_message: error.args ?? [error.message],
       exc_module: error.module,
     };
   }
   const e = new Error(error.message);
   e.name = error.name;
-  return errorToInfo(e);
+  const info = errorToInfo(e);
+  return error.args ? { ...info, exc_message: [...error.args] } : info;
 }

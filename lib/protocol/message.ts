@@ -10,6 +10,7 @@ import { latin1ToBytes } from "./body.ts";
 import { decompress, isCompressed } from "./compression.ts";
 import { parseJson, stringifyJson } from "./json.ts";
 import { boundedRepr, type ReprOptions } from "./repr.ts";
+import { truthy } from "./truthy.ts";
 
 /** Message properties, as kombu names them. Unknown properties are kept and ignored. */
 export interface MessageProperties {
@@ -694,7 +695,7 @@ function decodeV2(
     retries: optionalCount(headers.retries, "retries") ?? 0,
     timeLimit: readTimeLimit(headers.timelimit),
     origin: optionalString(headers.origin, "origin"),
-    ignoreResult: headers.ignore_result === true,
+    ignoreResult: truthy(headers.ignore_result),
     replyTo: optionalString(properties.reply_to, "reply_to") || null,
     priority,
     headers,

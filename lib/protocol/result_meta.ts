@@ -70,7 +70,9 @@ export function parseResultMeta(text: string): ResultMeta {
   };
 }
 
-const nowIsoNaive = () => toIso(new Date()).replace(/\+00:00$/, "");
+// Celery 5.3+ writes an aware UTC time (`datetime.now(timezone.utc).isoformat()`); 5.2's
+// `parse_iso8601` reads it too.
+const nowIso = () => toIso(new Date());
 
 /**
  * Builds a result meta in Celery's shape.
@@ -93,7 +95,7 @@ export function makeMeta(
     result,
     traceback: extra.traceback ?? null,
     children: [],
-    date_done: ready ? nowIsoNaive() : null,
+    date_done: ready ? nowIso() : null,
     task_id: taskId,
   };
   if (extra.groupId) meta.group_id = extra.groupId;

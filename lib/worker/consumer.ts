@@ -8,6 +8,7 @@
  */
 
 import { type App, machineName } from "../app.ts";
+import { expandNodeName } from "./node_name.ts";
 import type { Backend } from "../backends/backend.ts";
 import type { Broker, DeadLetterEvent } from "../brokers/broker.ts";
 import { AppEvent, type AppEventDetails, type AppEventType } from "../signals.ts";
@@ -167,7 +168,7 @@ export class Consumer {
   constructor(app: App, options: ConsumerOptions = {}) {
     this.app = app;
     this.#options = options;
-    this.hostname = options.hostname ?? `celeriac@${machineName()}`;
+    this.hostname = expandNodeName(options.hostname ?? "celeriac@%h", machineName());
     this.queues = options.queues?.length ? [...options.queues] : [app.conf.defaultQueue];
     if ((options.pool ?? "workers") === "workers" && !options.appModule) {
       throw new TypeError("Cannot start the workers pool: appModule is required");

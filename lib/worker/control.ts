@@ -9,15 +9,16 @@
  */
 
 import type { App } from "../app.ts";
-import type { BroadcastMessage, Broker } from "../brokers/broker.ts";
+import type { BroadcastMessage, Broker, ScheduledMessage } from "../brokers/broker.ts";
 import { clockOf, type LamportClock } from "../_clock.ts";
-import { pyRepr, requestReprs } from "../protocol/message.ts";
+import { decodeTask, pyRepr, requestReprs, toIso } from "../protocol/message.ts";
 import { redact } from "../connect.ts";
 import { schemeInfo } from "../transport/registry.ts";
 import type { Pool } from "./pool.ts";
 import type { RevokedSet } from "./revoked.ts";
 import { EventDispatcher, SOFTWARE, systemName } from "./events.ts";
 import { Control, CONTROL_QUEUE_EXPIRES, CONTROL_QUEUE_TTL } from "../control.ts";
+import { truthy } from "../protocol/truthy.ts";
 
 /** The exchange commands arrive on. */
 export const PIDBOX_EXCHANGE = "celery.pidbox";
@@ -147,6 +148,28 @@ function info(worker: ControlledWorker, r: HeldRequest): Record<string, unknown>
   };
 }
 
+/** A broker-held ETA message as a request of this node (for `inspect scheduled`). */
+function brokerHeld(queue: string, item: ScheduledMessage): HeldRequest | null {
+  try {
+    const t = decodeTask(item.message);
+    return {
+      id: t.id,
+      name: t.name,
+      args: t.args,
+      kwargs: t.kwargs,
+      state: "scheduled",
+      queue,
+      timeStart: null,
+      acknowledged: false,
+      eta: new Date(item.eta),
+      priority: t.priority,
+      redelivered: false,
+    };
+  } catch {
+    return null;
+  }
+}
+
 const RATE = /^\s*(\d+(?:\.\d+)?)\s*(?:\/\s*([smh]))?\s*$/;
 
 /** The commands, by name (`celery/worker/control.py`). */
@@ -160,12 +183,36 @@ export const CONTROL_COMMANDS: Map<string, ControlHandler> = new Map<string, Con
   ["reserved", (n) => n.requestInfos("reserved")],
   [
     "scheduled",
-    (n) =>
-      n.worker.requests().filter((r) => r.state === "scheduled").map((r) => ({
-        eta: r.eta?.toISOString() ?? null,
+    async (n) => {
+      const held = n.worker.requests().filter((r) => r.state === "scheduled").map((r) => ({
+        eta: r.eta ? toIso(r.eta) : null,
         priority: r.priority ?? 0,
         request: info(n.worker, r),
-      })),
+      }));
+      // ETA tasks the broker holds for this node's queues (a Python worker would hold them).
+      const seen = new Set(held.map((h) => h.request.id));
+      const broker = n.broker;
+      for (const queue of broker.browseScheduled ? n.worker.queues : []) {
+        let items: ScheduledMessage[] = [];
+        try {
+          items = await broker.browseScheduled!(queue, { limit: 1000 });
+        } catch (error) {
+          n.worker.app.logger.warn(`inspect scheduled: cannot browse ${queue}: ${error}`);
+          continue;
+        }
+        for (const item of items) {
+          const r = brokerHeld(queue, item);
+          if (!r || seen.has(r.id)) continue;
+          seen.add(r.id);
+          held.push({
+            eta: toIso(new Date(item.eta)),
+            priority: r.priority ?? 0,
+            request: info(n.worker, r),
+          });
+        }
+      }
+      return held;
+    },
   ],
   ["revoked", (n) => n.worker.revokedSet.ids()],
   [
@@ -224,7 +271,7 @@ export const CONTROL_COMMANDS: Map<string, ControlHandler> = new Map<string, Con
     (n, args) => {
       if (args.from_node === n.worker.hostname) return null;
       n.worker.revokedSet.merge(args.revoked);
-      return { revoked: n.worker.revokedSet.toJSON(), clock: n.clock.forward() };
+      return { revoked: n.worker.revokedSet.toWire(), clock: n.clock.forward() };
     },
   ],
   [
@@ -232,7 +279,7 @@ export const CONTROL_COMMANDS: Map<string, ControlHandler> = new Map<string, Con
     (n, args) => {
       const ids = list(args.task_id).map(String);
       const signal = typeof args.signal === "string" ? args.signal : undefined;
-      const terminate = args.terminate === true || args.terminate === "true";
+      const terminate = truthy(args.terminate);
       const done = n.worker.revoke(ids, signal ? { terminate, signal } : { terminate });
       n.saveState();
       if (terminate) {
@@ -460,6 +507,11 @@ export class ControlNode {
       onError: (e) => worker.app.logger.debug(`Cannot send an event: ${e}`),
     });
     this.#onAppEvent = (e) => this.#taskEvent(e as unknown as CustomEvent);
+  }
+
+  /** The broker commands and events go through. */
+  get broker(): Broker {
+    return this.#broker;
   }
 
   /**
@@ -705,7 +757,7 @@ export class ControlNode {
     try {
       const replies = control.inspect({ timeout }).hello(
         this.worker.hostname,
-        this.worker.revokedSet.toJSON(),
+        this.worker.revokedSet.toWire(),
       );
       for await (const { hostname, reply } of replies) {
         if (hostname === this.worker.hostname || !reply || typeof reply !== "object") continue;

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { excModuleOf } from "../protocol/exceptions.ts";
+
 /** An error, flattened to cross an isolate boundary. */
 export interface ErrorShape {
   /** The error's name (`exc_type` on the wire). */
@@ -132,7 +134,8 @@ export function toErrorShape(error: unknown): ErrorShape {
       stack: error.stack ?? null,
     };
     const remote = error as { excModule?: unknown; excArgs?: unknown };
-    if (typeof remote.excModule === "string") shape.module = remote.excModule;
+    const module = excModuleOf(error);
+    if (module !== undefined) shape.module = module;
     if (Array.isArray(remote.excArgs)) shape.args = [...remote.excArgs];
     return shape;
   }

@@ -12,6 +12,7 @@ import type { Backend, ResultMeta } from "../backends/backend.ts";
 import type { Broker, Delivery } from "../brokers/broker.ts";
 import { NotRegistered, TaskRevokedError, TimeLimitExceeded, WorkerLostError } from "../errors.ts";
 import { errorToInfo, type ExceptionInfo, shapeToInfo } from "../protocol/exceptions.ts";
+import { pythonTraceback } from "../protocol/traceback.ts";
 import { decodeTask, type Message, type TaskRequest, toIso } from "../protocol/message.ts";
 import { makeMeta } from "../protocol/result_meta.ts";
 import type { State } from "../protocol/states.ts";
@@ -19,7 +20,7 @@ import type { AppEventDetails, AppEventType } from "../signals.ts";
 import { delay } from "../_signal.ts";
 import type { HeldRequest } from "./control.ts";
 import type { FollowUps } from "./follow_ups.ts";
-import type { Outcome, RunRequest } from "./outcome.ts";
+import type { ErrorShape, Outcome, RunRequest } from "./outcome.ts";
 import type { Pool } from "./pool.ts";
 import { type AckOptions, decideSettle, type Ending } from "./settle.ts";
 import { type RunSpan, startPublishSpan, startRunSpan } from "../observe/tracing.ts";
@@ -398,7 +399,7 @@ export class Request {
         const exc = outcome.error
           ? shapeToInfo(outcome.error)
           : errorToInfo(new Error("Retry in the future"));
-        const traceback = outcome.error?.stack ?? null;
+        const traceback = outcome.error ? tracebackOf(outcome.error, exc) : null;
         if (!ignoreResult) {
           await this.#store(makeMeta(req.id, "RETRY", exc, { ...this.#lineage(), traceback }));
         }
@@ -432,7 +433,7 @@ export class Request {
           ? `Task ${req.name}[${req.id}] dead-lettered: its worker was lost on each of ${count} deliveries (maxDeliveries ${app.conf.maxDeliveries})`
           : outcome.error.message;
         const exc = errorToInfo(new WorkerLostError(reason));
-        await this.#fail(req, exc, outcome.error.stack, storeErrors);
+        await this.#fail(req, exc, tracebackOf(outcome.error, exc), storeErrors);
         return { ending: "lost", reason, state: "FAILURE" };
       }
       case "timeout": {
@@ -446,16 +447,12 @@ export class Request {
       case "failure": {
         const text =
           `Task ${req.name}[${req.id}] raised ${outcome.error.name}: ${outcome.error.message}`;
+        const exc = shapeToInfo(outcome.error);
+        const traceback = tracebackOf(outcome.error, exc);
         const fields = { task_id: req.id, task_name: req.name };
         if (outcome.error.expected) app.logger.info(text, fields);
-        else app.logger.error(text, { ...fields, traceback: outcome.error.stack ?? null });
-        await this.#fail(
-          req,
-          shapeToInfo(outcome.error),
-          outcome.error.stack,
-          storeErrors,
-          outcome.children,
-        );
+        else app.logger.error(text, { ...fields, traceback });
+        await this.#fail(req, exc, traceback, storeErrors, outcome.children);
         return { ending: "failure", state: "FAILURE" };
       }
     }
@@ -638,4 +635,17 @@ export function retryMessage(message: Message, req: TaskRequest, eta: Date): Mes
     },
     properties: { ...message.properties },
   };
+}
+
+/** The stored traceback: Python's layout with the JS frames, ending in the stored type. */
+function tracebackOf(error: ErrorShape, exc: ExceptionInfo): string {
+  const message = exc.exc_message.length === 1 && typeof exc.exc_message[0] === "string"
+    ? exc.exc_message[0]
+    : error.message;
+  return pythonTraceback({
+    name: exc.exc_type,
+    message,
+    stack: error.stack,
+    module: exc.exc_module,
+  });
 }

@@ -6,6 +6,37 @@
  * @module
  */
 
+/** Stamps below this (seconds) are Python's `time.monotonic()`, not epoch time (2001-09-09). */
+const MONOTONIC_BELOW = 1e9;
+
+/**
+ * The host's monotonic clock in seconds, as Python's `time.monotonic()` reads it on Linux
+ * (seconds since boot), or `null` when the uptime cannot be read (no `--allow-sys`).
+ */
+function monotonicNow(): number | null {
+  try {
+    const up = Deno.osUptime();
+    return Number.isFinite(up) && up > 0 ? up : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Converts a stamp read from a peer to ms since the epoch. Python's workers stamp revoked ids
+ * with `time.monotonic()` (seconds since boot on Linux); a stamp below 1e9 is one of those and
+ * is turned into epoch time through this host's uptime. A stamp from a peer on another host
+ * (ahead of our uptime) or read without `--allow-sys` counts as revoked now, so the id is kept
+ * a full expiry rather than lost.
+ */
+function stampToEpochMs(seconds: number): number {
+  if (seconds >= MONOTONIC_BELOW) return seconds * 1000;
+  const now = Date.now();
+  const mono = monotonicNow();
+  if (mono === null || seconds > mono + 5) return now;
+  return now - Math.max(0, mono - seconds) * 1000;
+}
+
 /** Options of {@linkcode RevokedSet}. */
 export interface RevokedSetOptions {
   /**
@@ -118,8 +149,32 @@ export class RevokedSet {
   }
 
   /**
+   * The ids in the shape a Celery worker sends in `hello` (mingle): `{id: seconds}` stamped on
+   * this host's monotonic clock, as Python's `LimitedSet` stamps them with `time.monotonic()`,
+   * so a Python worker expires them on time. Falls back to {@linkcode toJSON}'s epoch seconds
+   * when the uptime cannot be read.
+   *
+   * @returns `{id: monotonic seconds}`.
+   */
+  toWire(): Record<string, number> {
+    const mono = monotonicNow();
+    if (mono === null) return this.toJSON();
+    this.purge();
+    const now = Date.now();
+    const out: Record<string, number> = {};
+    for (const [id, at] of this.#items) {
+      const s = Math.max(0.0001, mono - (now - at) / 1000);
+      // Python rejects an int here ("Expecting float timestamp"): keep a fraction.
+      out[id] = Number.isInteger(s) ? s + 0.0001 : s;
+    }
+    return out;
+  }
+
+  /**
    * Merges ids from a `hello` reply or a state file: `{id: seconds}`, `{id: [seconds, ...]}`,
-   * or a list of ids (revoked now). Malformed entries are skipped.
+   * or a list of ids (revoked now). Stamps are epoch seconds or, from Python workers,
+   * `time.monotonic()` seconds (below 1e9), converted through this host's uptime. Malformed
+   * entries are skipped.
    *
    * @param data The ids.
    * @returns How many entries were read.
@@ -131,7 +186,7 @@ export class RevokedSet {
     } else if (data !== null && typeof data === "object") {
       for (const [id, v] of Object.entries(data)) {
         const s = Array.isArray(v) ? v[0] : v;
-        if (typeof s === "number" && Number.isFinite(s)) this.add(id, s * 1000), n++;
+        if (typeof s === "number" && Number.isFinite(s)) this.add(id, stampToEpochMs(s)), n++;
       }
     }
     return n;
