@@ -708,7 +708,7 @@ export async function main(argv: string[]): Promise<number> {
     return await run(rest);
   } catch (error) {
     const usage = error instanceof UsageError || (error as Error)?.name === "UsageError" ||
-      (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+      String((error as { code?: unknown })?.code ?? "").startsWith("ERR_PARSE_ARGS");
     if (usage) {
       console.error(`celeriac: ${(error as Error).message}. See --help.`);
       return 2;

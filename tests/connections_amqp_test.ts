@@ -66,7 +66,8 @@ Deno.test("connections amqp: a refused queue declaration is one error line and a
   const queue = unique("conn-mismatch");
   const conn = await amqp.connect(RABBIT);
   const ch = await conn.createChannel();
-  await ch.assertQueue(queue, { durable: true, arguments: { "x-max-priority": 5 } });
+  // Exclusive to this connection: the worker can neither declare nor adopt it (405 RESOURCE_LOCKED).
+  await ch.assertQueue(queue, { exclusive: true });
   try {
     const w = worker({ CELERIAC_BROKER_URL: RABBIT, CELERIAC_RESULT_BACKEND: REDIS_BACKEND }, [
       "-Q",
@@ -78,7 +79,7 @@ Deno.test("connections amqp: a refused queue declaration is one error line and a
     assert.doesNotMatch(log, / ready/, log);
     const errors = log.trim().split("\n").filter((l) => l.startsWith("celeriac: "));
     assert.equal(errors.length, 1, log);
-    assert.match(errors[0]!, new RegExp(`Cannot declare queue "${queue}": it already exists`));
+    assert.match(errors[0]!, new RegExp(`${queue}.*RESOURCE_LOCKED|RESOURCE_LOCKED.*${queue}`));
   } finally {
     await ch.deleteQueue(queue).catch(() => {});
     await conn.close();
