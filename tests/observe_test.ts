@@ -488,9 +488,12 @@ Deno.test("the worker logs Celery's task lines, the traceback on lines of its ow
       l.includes(`ERROR Task obs.boom[${ids.bad}] raised TypeError: boom`)
     );
     assert(i >= 0, log);
-    // The traceback follows, indented, on its own lines.
-    assert.equal(lines[i + 1], "  TypeError: boom");
-    assert(lines[i + 2]?.startsWith("      at "), String(lines[i + 2]));
+    // The traceback follows, indented, on its own lines, in Python's layout (frames, then
+    // `Type: message` last).
+    assert.equal(lines[i + 1], "  Traceback (most recent call last):");
+    const end = lines.findIndex((l, j) => j > i && l === "  TypeError: boom");
+    assert(end > i + 2, log);
+    assert(lines.slice(i + 2, end).every((l) => l.startsWith("    ")), log);
   } finally {
     await w.stop();
     await t.cleanup();
@@ -516,7 +519,8 @@ Deno.test("--log-format json writes one object per line with level, time, messag
     const failed = records.find((r) => r.task_id === ids.bad && r.level === "ERROR");
     assert(failed, w.log());
     assert.equal(failed.message, `Task obs.boom[${ids.bad}] raised TypeError: boom`);
-    assert(String(failed.traceback).startsWith("TypeError: boom\n"));
+    assert(String(failed.traceback).startsWith("Traceback (most recent call last):\n"));
+    assert(String(failed.traceback).trimEnd().endsWith("TypeError: boom"));
   } finally {
     await w.stop();
     await t.cleanup();
