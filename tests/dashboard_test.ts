@@ -193,6 +193,7 @@ Deno.test({
 
 Deno.test({
   name: "the dashboard over a kv:// worker: live worker and tasks, revoke, DLQ replay, escaping",
+  // puppeteer-core keeps a pipe to Chromium open across the test's awaits.
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {

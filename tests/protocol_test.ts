@@ -1047,7 +1047,6 @@ Deno.test("decodeTask() inflates brotli bodies; decompress() refuses a decompres
 Deno.test({
   name:
     "decodeTask() reads gzip- and zlib-compressed messages from Python Celery; bzip2 is refused clearly",
-  sanitizeResources: false,
   async fn() {
     const captured = await python(
       `
