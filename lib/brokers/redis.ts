@@ -32,6 +32,7 @@ import {
   closeRedisClient,
   connectRedisClient,
   createRedisClient,
+  isTransientRedisError,
   parseRedisUrl,
   type RedisClient,
   RedisDeadlineError,
@@ -565,23 +566,31 @@ export class RedisBroker implements Broker {
     const registry = queues.map((q, i) =>
       JSON.stringify([processing[i], this.#listKey(q, 0), state.aliveKey])
     );
-    if (this.#cluster) {
-      await client.set(state.aliveKey, "1", { PX: this.#aliveTtl() });
-      await client.sAdd(this.#key("celeriac.processing"), registry);
-    } else {
-      await client.multi()
-        .set(state.aliveKey, "1", { PX: this.#aliveTtl() })
-        .sAdd(this.#key("celeriac.processing"), registry)
-        .exec();
+    // The server may go away between `ready` and here: a transient error retries the set-up
+    // (with backoff, until the consumer stops) instead of ending the consume stream.
+    let blocker!: RedisClient;
+    for (let attempt = 0;; attempt++) {
+      try {
+        if (attempt > 0 && !client.isOpen) client = await this.#connect();
+        if (this.#cluster) {
+          await client.set(state.aliveKey, "1", { PX: this.#aliveTtl() });
+          await client.sAdd(this.#key("celeriac.processing"), registry);
+        } else {
+          await client.multi()
+            .set(state.aliveKey, "1", { PX: this.#aliveTtl() })
+            .sAdd(this.#key("celeriac.processing"), registry)
+            .exec();
+        }
+        blocker = await this.#dedicated();
+        break;
+      } catch (error) {
+        if (signal.aborted || !isTransientRedisError(error)) throw error;
+        this.#onError(error as Error);
+        await delay(Math.min(100 * 2 ** attempt, 5_000), signal).catch(() => {});
+        if (signal.aborted) throw error;
+      }
     }
     this.#consumers.add(state);
-    let blocker: RedisClient;
-    try {
-      blocker = await this.#dedicated();
-    } catch (error) {
-      this.#consumers.delete(state);
-      throw error;
-    }
     const unblock = () => void blocker.disconnect().catch(() => {});
     signal.addEventListener("abort", unblock, { once: true });
     let turn = 0;
