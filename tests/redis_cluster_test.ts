@@ -176,6 +176,7 @@ Deno.test("cluster: the admin methods count, list, replay and purge per queue", 
 
 Deno.test({
   name: "cluster: stop the private cluster",
+  // Reaps the server processes the file's first test started: their handles belong to it.
   sanitizeResources: false,
   sanitizeOps: false,
   fn: () => cluster.stop(),
