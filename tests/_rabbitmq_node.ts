@@ -24,12 +24,22 @@ async function tool(name: string): Promise<string> {
 const RESERVED = (port: number) =>
   (port >= 35672 && port <= 35682) || port === 25672 || port === 5672;
 
-function freePort(): number {
+/** A free loopback TCP port outside RabbitMQ's reserved ranges. */
+export function freePort(): number {
   for (;;) {
     const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const { port } = listener.addr as Deno.NetAddr;
     listener.close();
     if (!RESERVED(port)) return port;
+  }
+}
+
+function isFree(port: number): boolean {
+  try {
+    Deno.listen({ hostname: "127.0.0.1", port }).close();
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -66,6 +76,12 @@ export interface RabbitNodeOptions {
  * Throws with the node's log when it does not come up within 60 s.
  */
 export async function startRabbitNode(options: RabbitNodeOptions = {}): Promise<RabbitNode> {
+  for (const port of [options.port, options.distPort]) {
+    // A node left running by an interrupted run would answer on its port instead of this one.
+    if (port !== undefined && !isFree(port)) {
+      throw new Error(`port ${port} is in use (a private RabbitMQ node left running?)`);
+    }
+  }
   const dir = await Deno.makeTempDir({ prefix: "celeriac-rabbit-" });
   const node = `celeriac-test-${crypto.randomUUID().slice(0, 8)}@localhost`;
   const port = options.port ?? freePort();

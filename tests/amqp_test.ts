@@ -282,10 +282,14 @@ Deno.test("consume resumes after the connection is killed and no message is lost
   assert.equal(await broker.purge(queue), 1);
 });
 
-Deno.test("rabbitmqctl close_connection by connection_name: consumers come back", async () => {
+Deno.test("rabbitmqctl close_connection by connection_name: consumers come back, and the close is reported", async () => {
   const queue = uniqueQueue("ctl");
   const name = `celeriac-test-${queue}`;
-  await using broker = new AmqpBroker(AMQP_URL, { connectionName: name });
+  const errors: string[] = [];
+  await using broker = new AmqpBroker(AMQP_URL, {
+    connectionName: name,
+    onError: (e) => errors.push(e.message),
+  });
   await broker.publish(queue, task("before"));
   const got: string[] = [];
   for await (
@@ -312,6 +316,9 @@ Deno.test("rabbitmqctl close_connection by connection_name: consumers come back"
     if (got.length === 2) break;
   }
   assert.deepEqual(got, ["before", "after"]);
+  // CONNECTION_FORCED comes as `close` only, with no `error` event from amqplib.
+  assert.equal(errors.length, 1, errors.join("\n"));
+  assert.match(errors[0]!, /CONNECTION.FORCED/);
 });
 
 Deno.test("broadcast/subscribe on a topic and a fanout exchange", async () => {

@@ -11,11 +11,10 @@ import { App } from "../lib/app.ts";
 import { encodeTask } from "../lib/protocol/message.ts";
 import { REDIS_BACKEND, unique } from "./_control_helpers.ts";
 import { exitWithin, sleep, worker } from "./_connections_helpers.ts";
-import { type RabbitNode, startRabbitNode } from "./_rabbitmq_node.ts";
+import { freePort, type RabbitNode, startRabbitNode } from "./_rabbitmq_node.ts";
 
 const RABBIT = Deno.env.get("CELERIAC_AMQP_URL") ?? "amqp://guest:guest@127.0.0.1:5672//";
-const AMQP_PORT = 16640;
-const TLS_PORT = 16642;
+const TLS_PORT = freePort();
 
 async function makeCert(dir: string): Promise<void> {
   const out = await new Deno.Command("openssl", {
@@ -48,8 +47,6 @@ const rabbit = () =>
     const certs = await Deno.makeTempDir({ prefix: "celeriac-certs-" });
     await makeCert(certs);
     const node = await startRabbitNode({
-      port: AMQP_PORT,
-      distPort: AMQP_PORT + 1,
       config: [
         `listeners.ssl.default = ${TLS_PORT}`,
         `ssl_options.cacertfile = ${certs}/cert.pem`,
@@ -137,9 +134,9 @@ Deno.test("connections amqp: a RabbitMQ node stopped for 10 s mid-run loses no t
       await Promise.race([w.exited.then(() => "exited"), sleep(10).then(() => "running")]),
       "running",
     );
-    // RabbitMQ's stop_app closes connections with CONNECTION_FORCED: the worker says so at
-    // WARN, in the words of whichever side noticed first (connection or channel).
-    assert.match(w.log(), /WARN [^\n]*(connection|channel|reconnect)/i);
+    // RabbitMQ's stop_app closes connections with CONNECTION_FORCED (or the socket resets
+    // first): either way the worker says so at WARN.
+    assert.match(w.log(), /WARN broker connection error: /);
     // deno-lint-ignore no-console
     console.log(`amqp outage: ${before}/${N} done at the stop, ${stored}/${N} after`);
     await (await app.getBroker()).purge(queue);

@@ -254,10 +254,19 @@ export class AmqpConnection {
       throw new AmqpConnectionError("The AMQP connection is closed");
     }
     this.#generation++;
-    // Without an `error` listener an EventEmitter error would be thrown.
-    model.on("error", (e: Error) => this.#options.onError?.(e));
-    model.on("close", () => {
+    // Without an `error` listener an EventEmitter error would be thrown. amqplib emits no
+    // `error` for a server close with CONNECTION_FORCED (`rabbitmqctl stop_app`, a node
+    // restart), only `close` with it: that is reported too, so an outage is never silent.
+    let reported: Error | undefined;
+    model.on("error", (e: Error) => {
+      reported = e;
+      this.#options.onError?.(e);
+    });
+    model.on("close", (e?: Error) => {
       if (this.#current && this.#model === model) this.#current = null;
+      if (e instanceof Error && e !== reported && !this.#closed.signal.aborted) {
+        this.#options.onError?.(e);
+      }
     });
     this.#model = model;
     return model;
@@ -275,6 +284,8 @@ export class AmqpConnection {
         lastError = error;
         // A refused login or a TLS mismatch does not heal by retrying for 30 s.
         if (isFatal(error) || this.#closed.signal.aborted) break;
+        // Each failed reconnect is reported (the App's logger folds repeats).
+        if (this.#generation > 0) this.#options.onError?.(error as Error);
         try {
           await delay(Math.min(wait, Math.max(0, deadline - Date.now())), stop);
         } catch {
