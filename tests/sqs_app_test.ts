@@ -13,8 +13,18 @@ import { emulatorUrl, sqsEmulator, uniqueQueue } from "./_sqs_emulator.ts";
 
 const emu = await sqsEmulator();
 
+// What the workers warned of, for failure messages.
+const logged: string[] = [];
+const logger = {
+  debug: () => {},
+  info: () => {},
+  warn: (m: string) => logged.push(`WARN ${m}`),
+  error: (m: string) => logged.push(`ERROR ${m}`),
+};
+
 function makeApp(transportOptions: Record<string, unknown> = {}, maxDeliveries?: number) {
   return new App({
+    logger,
     broker: emulatorUrl(emu),
     backend: REDIS_BACKEND,
     transportOptions: { visibility_timeout: 30, ...transportOptions },
@@ -110,7 +120,7 @@ Deno.test("sqs app: a message requeued past maxDeliveries is dead-lettered to <q
         break;
       }
       clearTimeout(timer);
-      assert.equal(dead, "poison.requeue");
+      assert.equal(dead, "poison.requeue", `runs: ${runs}\n${logged.join("\n")}`);
       assert.equal(runs, 3);
     } finally {
       await broker.close();

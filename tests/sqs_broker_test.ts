@@ -303,6 +303,26 @@ Deno.test("sqs: queue names take the prefix and kombu's renaming; URLs and env p
   await inline.close();
 });
 
+Deno.test("sqs: workers with different visibility timeouts creating one new queue at once all use it", async () => {
+  // Each finds no queue, then creates it with its own VisibilityTimeout: all but the first
+  // CreateQueue calls fail (QueueAlreadyExists) and must fall back to the queue made.
+  const q = uniqueQueue("race");
+  const brokers = Array.from(
+    { length: 8 },
+    (_, i) => broker({ visibilityTimeout: (10 + i) * 1000 }),
+  );
+  try {
+    await Promise.all(brokers.map((b, i) => b.publish(q, message(`race-${i}`))));
+    const got = await collect(brokers[0]!, [q], 8);
+    assert.deepEqual(
+      got.map((d) => d.message.headers.id).sort(),
+      brokers.map((_, i) => `race-${i}`),
+    );
+  } finally {
+    for (const b of brokers) await b.close();
+  }
+});
+
 Deno.test("sqs: predefined queues are used as given and nothing else is created", async () => {
   const q = uniqueQueue("pre");
   const url = await raw.createQueue(q, {});

@@ -59,6 +59,11 @@ export class SqsError extends CeleriacError {
     return this.code === "QueueDoesNotExist" ||
       this.code === "AWS.SimpleQueueService.NonExistentQueue";
   }
+
+  /** Whether a queue of that name exists with other attributes (either spelling). */
+  get queueExists(): boolean {
+    return this.code === "QueueAlreadyExists" || this.code === "QueueNameExists";
+  }
 }
 
 /** One message as `ReceiveMessage` returns it. */

@@ -153,7 +153,14 @@ export class SqsTransport {
       ...(fifo ? { FifoQueue: "true" } : {}),
       ...s.creationAttributes,
     };
-    return { url: await client.createQueue(name, attributes), client, fifo };
+    try {
+      return { url: await client.createQueue(name, attributes), client, fifo };
+    } catch (error) {
+      // Created meanwhile by another process with other attributes (a worker with another
+      // visibility timeout): use it as it is, as an existing queue is used.
+      if (!(error instanceof SqsError && error.queueExists)) throw error;
+      return { url: await client.getQueueUrl(name), client, fifo };
+    }
   }
 
   #sendInput(
