@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { App } from "@celeriac/celeriac";
 import { eventually } from "./_helpers.ts";
+import { ownLines } from "./_stderr.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const APP = new URL("./apps/core_app.ts", import.meta.url).pathname;
@@ -51,7 +52,7 @@ Deno.test("cli: --help works for every command and a bad flag prints one line an
   }
   const bad = await runCli(["worker", "--app", APP, "--bogus"]);
   assert.equal(bad.code, 2);
-  assert.equal(bad.stderr.trim().split("\n").length, 1, bad.stderr);
+  assert.equal(ownLines(bad.stderr).length, 1, bad.stderr);
   assert.match(bad.stderr, /bogus/);
   const unknown = await runCli(["frobnicate"]);
   assert.equal(unknown.code, 2);

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
 import { CLI, DAYONE_APP, kvEnv, runCli, spawnCli } from "./_cli_helpers.ts";
+import { ownLines } from "./_stderr.ts";
 
 Deno.test("cli: --version prints celeriac's version from deno.json", async () => {
   const out = await runCli(["--version"]);
@@ -31,7 +32,7 @@ Deno.test("cli: help texts name the real defaults and every command", async () =
 Deno.test("cli: -A after the script is refused with one line that says where it goes", async () => {
   const out = await runCli(["worker", "-A", DAYONE_APP]);
   assert.equal(out.code, 2);
-  assert.equal(out.stderr.trim().split("\n").length, 1, out.stderr);
+  assert.equal(ownLines(out.stderr).length, 1, out.stderr);
   assert.match(out.stderr, /allow-all goes before the script/);
   assert.match(out.stderr, /--app or -a/);
 });

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
 import { eventually } from "./_helpers.ts";
+import { ownLines } from "./_stderr.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const README = await Deno.readTextFile(new URL("README.md", ROOT));
@@ -160,11 +161,11 @@ Deno.test("README permissions: the table's flags are enough for the worker, a pr
     );
     assert.equal(missing.code, 1);
     assert.doesNotMatch(missing.stderr, /ready/);
-    assert.equal(missing.stderr.trim().split("\n").length, 1, missing.stderr);
+    assert.equal(ownLines(missing.stderr).length, 1, missing.stderr);
     assert.match(missing.stderr, /--allow-write/);
     const noKv = await run(commands[0]!.replace("-A --unstable-kv", "-A"), dir);
     assert.equal(noKv.code, 1);
-    assert.equal(noKv.stderr.trim().split("\n").length, 1, noKv.stderr);
+    assert.equal(ownLines(noKv.stderr).length, 1, noKv.stderr);
     assert.match(noKv.stderr, /--unstable-kv/);
   } finally {
     await Deno.remove(dir, { recursive: true });
