@@ -3,5 +3,5 @@
 
 /** The non-empty lines of `stderr`, without Deno's `Download` lines. */
 export function ownLines(stderr: string): string[] {
-  return stderr.trim().split("\n").filter((line) => !/^(\x1b\[[0-9;]*m)*Download /.test(line));
+  return stderr.trim().split("\n").filter((line) => !/\bDownload https?:\/\//.test(line));
 }

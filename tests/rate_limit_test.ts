@@ -1,6 +1,7 @@
 // The RateLimiter seam: parsing Celery rates, GCRA reservations in memory, and the shared
 // limiters (Redis, Deno KV) used by several processes at once.
 import assert from "node:assert/strict";
+import { assertRate } from "./_rate.ts";
 import { backoffCountdown } from "@celeriac/celeriac";
 import { createRateLimiter, MemoryRateLimiter, parseRate } from "@celeriac/celeriac/worker";
 import { deleteByPrefix, REDIS } from "./_redis_helpers.ts";
@@ -106,7 +107,7 @@ Deno.test("the Redis limiter holds two processes together to 20/s (within 10 %)"
   const prefix = `celeriac-test-${crypto.randomUUID()}:`;
   try {
     const rate = await twoProcesses(REDIS, prefix);
-    assert.ok(Math.abs(rate - 20) <= 2, `measured ${rate.toFixed(2)}/s`);
+    assertRate(rate, 20);
   } finally {
     await deleteByPrefix(prefix);
   }
@@ -116,7 +117,7 @@ Deno.test("the Deno KV limiter holds two processes together to 20/s (within 10 %
   const path = await Deno.makeTempFile({ suffix: ".kv" });
   try {
     const rate = await twoProcesses(`kv://${path}`, "t");
-    assert.ok(Math.abs(rate - 20) <= 2, `measured ${rate.toFixed(2)}/s`);
+    assertRate(rate, 20);
   } finally {
     for (const p of [path, `${path}-shm`, `${path}-wal`]) await Deno.remove(p).catch(() => {});
   }

@@ -14,6 +14,7 @@ import { brokerSuite } from "./_broker_suite.ts";
 import { backendSuite, meta } from "./_backend_suite.ts";
 import { startWorker } from "./_helpers.ts";
 import { redisCommand, startCluster } from "./_redis_sentinel_nodes.ts";
+import { assertRate, rateOf } from "./_rate.ts";
 
 // Started before the first test, so no test owns its processes; the last test stops it.
 const cluster = await startCluster(16820);
@@ -116,9 +117,7 @@ Deno.test("cluster: the global rate limiter holds two limiters together to 20/s"
         times.push(Date.now());
       }
     }));
-    times.sort((x, y) => x - y);
-    const rate = (times.length - 1) / ((times.at(-1)! - times[0]!) / 1000);
-    assert.ok(Math.abs(rate - 20) <= 2.5, `measured ${rate.toFixed(2)}/s`);
+    assertRate(rateOf(times), 20);
   } finally {
     await a.close();
     await b.close();
