@@ -115,6 +115,13 @@ export interface TaskCall {
   priority?: number | null;
   /** Extra headers merged flat. */
   headers?: Record<string, unknown>;
+  /**
+   * Celery 5.3+ stamps, name → value: sent as the `stamped_headers` (the names) and `stamps`
+   * headers. Absent: `stamped_headers` is null and `stamps` empty, as Celery sends.
+   */
+  stamps?: Record<string, unknown> | null;
+  /** How many `replace()` calls led here (`replaced_task_nesting`). @default {0} */
+  replacedTaskNesting?: number;
   /** Success callbacks. */
   callbacks?: SignatureDict[] | null;
   /** Failure callbacks. */
@@ -324,7 +331,9 @@ export function requestReprs(
 const brief = (value: unknown) => boundedRepr(value, { maxDepth: 2, maxItems: 5, maxLength: 80 });
 
 /**
- * Encodes a task call as a Celery protocol v2 JSON message, with every header Celery 5 sends.
+ * Encodes a task call as a Celery protocol v2 JSON message, with every header Celery 5.6 sends
+ * (5.3+ added `replaced_task_nesting`, `stamped_headers` and `stamps`; older workers ignore
+ * them).
  *
  * @param call What to send.
  * @returns The message.
@@ -353,6 +362,9 @@ export function encodeTask(call: TaskCall): Message {
     kwargsrepr: pyRepr(call.kwargs),
     origin: call.origin ?? null,
     ignore_result: call.ignoreResult ?? false,
+    replaced_task_nesting: call.replacedTaskNesting ?? 0,
+    stamped_headers: call.stamps ? Object.keys(call.stamps) : null,
+    stamps: call.stamps ? { ...call.stamps } : {},
     ...call.headers,
   };
   const properties: MessageProperties = {
