@@ -670,6 +670,31 @@ export function decodeTask(message: Message): TaskRequest {
   throw new MessageDecodeError("Not a Celery task message: no task name in headers or body");
 }
 
+/**
+ * Decodes only the headers of a protocol v2 task message: the body is not read, so args and
+ * kwargs are empty and the embed is `null`s. For a message whose body cannot be read (an
+ * unsupported compression) but whose task id is known, so that a failure can be stored.
+ *
+ * @param message A message from a broker.
+ * @returns The request, without its body.
+ * @throws {MessageDecodeError} When the headers are not valid v2 task headers.
+ * @example
+ * ```ts
+ * import { decodeTaskHeaders, encodeTask } from "./message.ts";
+ * const m = encodeTask({ id: "1", name: "tasks.add", args: [2, 2], kwargs: {} });
+ * console.assert(decodeTaskHeaders({ ...m, body: "?" }).id === "1");
+ * ```
+ */
+export function decodeTaskHeaders(message: Message): TaskRequest {
+  const headers = isObject(message) && isObject(message.headers) ? message.headers : {};
+  if (typeof headers.task !== "string" || headers.task === "") {
+    throw new MessageDecodeError("Not a protocol v2 task message: no task header");
+  }
+  const properties = isObject(message.properties) ? message.properties : {};
+  const priority = optionalNumber(properties.priority, "priority");
+  return decodeV2(headers, properties, [[], {}, null], priority);
+}
+
 function decodeV2(
   headers: Record<string, unknown>,
   properties: Record<string, unknown>,
