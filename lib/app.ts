@@ -541,6 +541,8 @@ export class App extends EventTarget {
       replyTo,
       priority: options.priority ?? null,
       headers: options.headers ?? {},
+      stamps: options.stamps ?? null,
+      replacedTaskNesting: options.replacedTaskNesting ?? 0,
       callbacks: list(options.link),
       errbacks: list(options.linkError),
       chain: options.chain ?? null,

@@ -11,6 +11,7 @@ import { Ignore, MaxRetriesExceededError, Retry } from "./errors.ts";
 import { isSignatureLike, Signature, type SignatureLike, toDict } from "./canvas/signature.ts";
 import type { SignatureDict } from "./protocol/message.ts";
 import { boundedRepr } from "./protocol/repr.ts";
+import { readStamps, replacedTaskNesting } from "./protocol/stamps.ts";
 import { type Chunks, chunks, type XMap, xmap, type XStarmap, xstarmap } from "./canvas/types.ts";
 import type { State } from "./protocol/states.ts";
 import type { AsyncResult, EagerResult } from "./result.ts";
@@ -62,6 +63,18 @@ export class TaskContext {
   readonly expires: Date | null;
   /** All message headers. */
   readonly headers: Readonly<Record<string, unknown>>;
+  /**
+   * The Celery 5.3+ stamps the message carries, name → value (Celery's
+   * `self.request.stamps`); `{}` when unstamped. Set them with `Signature.stamp()`.
+   */
+  readonly stamps: Readonly<Record<string, unknown>>;
+  /** The stamp names, in order (Celery's `self.request.stamped_headers`); `[]` when none. */
+  readonly stampedHeaders: readonly string[];
+  /**
+   * How many `replace()` calls led to this run (Celery's
+   * `self.request.replaced_task_nesting`): 0 for a task that replaced nothing.
+   */
+  readonly replacedTaskNesting: number;
   /** The queue and delivery details. */
   readonly deliveryInfo: DeliveryInfo;
   /** The worker's node name. */
@@ -111,6 +124,10 @@ export class TaskContext {
     this.eta = request.eta ? new Date(request.eta) : null;
     this.expires = request.expires ? new Date(request.expires) : null;
     this.headers = request.headers;
+    const { stampedHeaders, stamps } = readStamps(request.headers);
+    this.stamps = stamps;
+    this.stampedHeaders = stampedHeaders;
+    this.replacedTaskNesting = replacedTaskNesting(request.headers);
     this.deliveryInfo = request.deliveryInfo;
     this.hostname = request.hostname;
     this.isEager = request.isEager;
@@ -206,14 +223,22 @@ export class TaskContext {
       if (this.group) o.group_id = this.group;
       if (this.groupIndex !== null) o.group_index = this.groupIndex;
     }
-    const nesting = Number(this.headers.replaced_task_nesting ?? 0) + 1;
-    const rest = (e.chain ?? []).filter(isSignatureLike).reverse() as SignatureDict[];
+    // As Celery's `replace()`: the replacement, each step of a replacing chain and each
+    // step of this task's chain carry the nesting (signature options, so the steps a worker
+    // sends later carry it too).
+    const nesting = this.replacedTaskNesting + 1;
+    o.replaced_task_nesting = nesting;
+    if (d.subtask_type === "chain") {
+      for (const t of (d.kwargs.tasks as unknown[]).filter(isSignatureLike)) {
+        t.options = { ...t.options, replaced_task_nesting: nesting };
+      }
+    }
+    const rest = (e.chain ?? []).filter(isSignatureLike).reverse().map((t) => ({
+      ...t,
+      options: { ...t.options, replaced_task_nesting: nesting },
+    }));
     if (rest.length) d = canvasDict("celery.chain", "chain", { tasks: [d, ...rest] });
-    await this.app.sendSignature(d, [], {}, {
-      rootId: this.rootId,
-      parentId: this.id,
-      headers: { replaced_task_nesting: nesting },
-    });
+    await this.app.sendSignature(d, [], {}, { rootId: this.rootId, parentId: this.id });
     throw new Ignore("Replaced by new task");
   }
 

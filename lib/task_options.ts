@@ -178,6 +178,14 @@ export interface SendOptions {
   shadow?: string;
   /** Retries so far (used by retry). @default {0} */
   retries?: number;
+  /**
+   * Celery 5.3+ stamps, name → value (the `stamped_headers` and `stamps` headers). On a
+   * signature's `applyAsync`, they are added to the signature's own stamps (which win, as in
+   * Celery); `Signature.stamp()` is the usual way to set them.
+   */
+  stamps?: Record<string, unknown>;
+  /** How many `replace()` calls led here (`replaced_task_nesting`; set by `replace()`). */
+  replacedTaskNesting?: number;
 }
 
 /** Options of {@linkcode TaskContext.retry}. */

@@ -197,7 +197,9 @@ const KINDS: ((random: () => number) => Case)[] = [
     const t = task("fuzz.good", [5]);
     return {
       kind: "bzip2 body",
-      fate: "dlq",
+      // Headers are readable: the worker stores a FAILURE for the id, then dead-letters.
+      fate: "dlq+result",
+      id: t.id,
       message: withHeaders(t.message, { compression: "application/x-bz2" }),
     };
   },

@@ -157,3 +157,29 @@ Deno.test("warm shutdown with a timeout stops a task that runs on and requeues i
   assert.equal(await broker.purge("celery"), 1, "the message went back to its queue");
   await app.close();
 });
+
+Deno.test("a bzip2-compressed body fails its task id clearly (stored FAILURE, task-failed), then is dead-lettered", async () => {
+  const app = freshApp();
+  app.task("req.add", (x: number, y: number) => x + y);
+  const failed: { id: string; exception: { exc_type: string } }[] = [];
+  app.addEventListener("taskFailure", (e) => void failed.push(e.detail));
+  const broker = (await app.getBroker()) as MemoryBroker;
+  const id = crypto.randomUUID();
+  const message = encodeTask({ id, name: "req.add", args: [1, 2], kwargs: {} });
+  // The headers as kombu writes them for compression='bzip2'; the body is never read.
+  message.headers.compression = "application/x-bz2";
+  message.contentEncoding = "binary";
+  message.body = "BZh91AY&SY...";
+  await broker.publish("celery", message);
+  await using _worker = startWorker(app, { pool: "inline" });
+  await assert.rejects(
+    app.asyncResult(id).get({ timeout: 5000 }),
+    (e: Error) =>
+      e.name === "DecodeError" && /compressed with bzip2/.test(e.message) &&
+      /supported: gzip, zlib, brotli/.test(e.message),
+  );
+  await eventually(() => broker.deadLetters("celery").length === 1);
+  assert.equal(broker.deadLetters("celery")[0]!.headers.id, id);
+  assert.deepEqual(failed.map((f) => [f.id, f.exception.exc_type]), [[id, "DecodeError"]]);
+  await app.close();
+});

@@ -13,6 +13,7 @@
 import type { AppContext } from "../app_context.ts";
 import type { SignatureDict } from "../protocol/message.ts";
 import { boundedRepr } from "../protocol/repr.ts";
+import { optionStamps, writeStamps } from "../protocol/stamps.ts";
 import { AsyncResult, GroupResult } from "../result.ts";
 import type { SendOptions } from "../task_options.ts";
 import { isSignatureLike, type SignatureLike, toDict } from "./signature.ts";
@@ -306,12 +307,17 @@ const SHARED = [
   "headers",
   "time_limit",
   "soft_time_limit",
+  "replaced_task_nesting",
 ];
 
 function share(from: Record<string, unknown>, to: SignatureDict): void {
   for (const k of SHARED) {
     if (from[k] !== undefined && to.options[k] === undefined) to.options[k] = from[k];
   }
+  // Stamps a canvas was sent with reach a member that has none of its own (Celery keeps a
+  // member's `stamped_headers`, an immutable option, over the call's).
+  const stamps = optionStamps(from);
+  if (stamps && !Array.isArray(to.options.stamped_headers)) writeStamps(to.options, stamps);
 }
 
 // Group/chord membership given to a chain or chord as options goes to its last task (or body).
@@ -362,6 +368,14 @@ async function sendTask(app: AppContext, d: SignatureDict, ctx: Ctx): Promise<As
   if (parentId) send.parentId = parentId;
   const rootId = ctx.rootId ?? str(o.root_id);
   if (rootId) send.rootId = rootId;
+  // Stamps and the replace nesting travel in the signature's options, as Celery's: so the
+  // next step of a stamped chain, a stamped link or chord body is sent with them.
+  const stamps = optionStamps(o);
+  if (stamps) send.stamps = stamps;
+  const nesting = o.replaced_task_nesting;
+  if (typeof nesting === "number" && Number.isSafeInteger(nesting) && nesting > 0) {
+    send.replacedTaskNesting = nesting;
+  }
   return await app.sendTask(d.task, args, kwargs, send);
 }
 
@@ -476,6 +490,14 @@ export function applySignature(
   if (s.group) o.group_id = s.group;
   if (s.groupIndex !== undefined) o.group_index = s.groupIndex;
   if (s.chord) o.chord = s.chord;
+  if (s.replacedTaskNesting !== undefined) o.replaced_task_nesting = s.replacedTaskNesting;
+  if (s.stamps) {
+    // The signature's own stamps win over the call's, as Celery's immutable stamp options.
+    const own = optionStamps(o) ?? {};
+    const added = Object.keys(s.stamps).filter((k) => !(k in own));
+    for (const k of added) o[k] = s.stamps[k];
+    o.stamped_headers = [...Object.keys(own), ...added];
+  }
   if (kindOf(d) === "group" && (o.link !== undefined || o.link_error !== undefined)) {
     return Promise.reject(
       new TypeError("Cannot add link to group: use a chord, or link the members"),

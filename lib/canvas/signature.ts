@@ -10,6 +10,7 @@
 import type { AppContext } from "../app_context.ts";
 import type { SignatureDict } from "../protocol/message.ts";
 import { boundedRepr } from "../protocol/repr.ts";
+import { writeStamps } from "../protocol/stamps.ts";
 import type { AsyncResult, EagerResult, GroupResult } from "../result.ts";
 import type { SendOptions } from "../task_options.ts";
 
@@ -142,6 +143,31 @@ export function fromDict(
 const listOption = (value: unknown): unknown[] =>
   value === undefined || value === null ? [] : Array.isArray(value) ? [...value] : [value];
 
+// Celery's `stamp()` walk: links and errbacks, then a canvas's tasks, or the task itself.
+function stampInto(sig: SignatureLike, stamps: Record<string, unknown>): void {
+  if (!isObject(sig.options)) sig.options = {};
+  const o = sig.options as Record<string, unknown>;
+  for (const key of ["link", "link_error"]) {
+    for (const link of listOption(o[key])) if (isSignatureLike(link)) stampInto(link, stamps);
+  }
+  const kwargs = isObject(sig.kwargs) ? sig.kwargs : {};
+  const members = (v: unknown): unknown[] =>
+    isSignatureLike(v) && v.subtask_type === "group"
+      ? members((isObject(v.kwargs) ? v.kwargs : {}).tasks)
+      : listOption(v);
+  switch (sig.subtask_type) {
+    case "chain":
+    case "group":
+      for (const t of members(kwargs.tasks)) if (isSignatureLike(t)) stampInto(t, stamps);
+      return;
+    case "chord":
+      for (const t of members(kwargs.header)) if (isSignatureLike(t)) stampInto(t, stamps);
+      return;
+    default:
+      writeStamps(o, stamps);
+  }
+}
+
 /**
  * A task call that can be sent later, passed to another task as a callback, or combined into
  * a canvas. Create one with {@linkcode signature}, `task.s()` or `task.si()`.
@@ -250,6 +276,36 @@ export class Signature<R = unknown, Res = AsyncResult<R>> {
     const { immutable, ...rest } = options;
     if (immutable !== undefined) this.immutable = immutable;
     Object.assign(this.options, rest);
+    return this;
+  }
+
+  /**
+   * Stamps the signature (Celery 5.3+ `Signature.stamp(**headers)`): each stamp is written
+   * into the options of every task it reaches, named by `stamped_headers`, and goes out in
+   * the `stamped_headers`/`stamps` headers of each message sent from them, so a worker sees
+   * it as `this.stamps` and the follow-ups sent from stamped signatures (the next chain step,
+   * links, errbacks) carry it too. As Celery: a chain or group stamps its tasks, a task its
+   * links and errbacks as well; a chord stamps its header tasks and links but not its body
+   * (Celery stamps a chord body only through a visitor: stamp the body yourself). A stamp
+   * already set is replaced, except that a list stamp is extended by the list already there.
+   * Visitors (`StampingVisitor`) are not supported.
+   *
+   * @param stamps Stamp name → JSON value.
+   * @returns This signature.
+   * @throws {TypeError} When `stamps` is not a plain object.
+   * @example
+   * ```ts
+   * import { signature } from "@celeriac/celeriac";
+   * const sig = signature("tasks.add", [1, 2]).stamp({ monitoring_id: "m-1" });
+   * console.assert(sig.options.monitoring_id === "m-1");
+   * console.assert(JSON.stringify(sig.options.stamped_headers) === '["monitoring_id"]');
+   * ```
+   */
+  stamp(stamps: Record<string, unknown>): this {
+    if (!isObject(stamps)) {
+      throw new TypeError(`Cannot stamp ${this.task}: stamps must be an object of name → value`);
+    }
+    stampInto(this, stamps);
     return this;
   }
 

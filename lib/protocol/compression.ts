@@ -5,7 +5,11 @@
  * header), `application/x-bz2` (`bzip2`, `bzip`), `application/x-brotli`, `application/x-lzma`
  * and `application/zstd`. celeriac reads the zlib family (zlib or gzip framing, told apart by
  * their first bytes) and brotli, with `node:zlib`'s synchronous API so that decoding stays
- * synchronous; the others are refused with a clear reason.
+ * synchronous; the others are refused with a clear reason (and, since protocol v2 headers are
+ * never compressed, the worker stores a FAILURE for the task id so its client does not wait).
+ * bzip2 is not decoded: npm's pure-JS decoders (`seek-bzip`, `unbzip2-stream`, `compressjs`)
+ * are unmaintained for years or stream-only, and none bounds its output against a
+ * decompression bomb as `maxOutputLength` does here.
  *
  * @module
  */
@@ -29,6 +33,53 @@ const ZLIB_NAMES = new Set([
   "zlib",
 ]);
 const BROTLI_NAMES = new Set(["application/x-brotli", "brotli"]);
+
+// kombu's names of the methods celeriac cannot inflate, for error messages.
+const UNSUPPORTED_NAMES: Record<string, string> = {
+  "application/x-bz2": "bzip2",
+  bzip2: "bzip2",
+  bzip: "bzip2",
+  "application/x-lzma": "lzma",
+  lzma: "lzma",
+  "application/zstd": "zstd",
+  zstd: "zstd",
+};
+
+/** The compression methods celeriac inflates, as an error message lists them. */
+export const SUPPORTED_COMPRESSION = "gzip, zlib, brotli";
+
+/**
+ * Whether {@linkcode decompress} can inflate a body compressed with this method.
+ *
+ * @param compression The `compression` header.
+ * @returns `true` for the zlib family and brotli.
+ * @example
+ * ```ts
+ * import { canDecompress } from "./compression.ts";
+ * console.assert(canDecompress("application/x-gzip") && !canDecompress("application/x-bz2"));
+ * ```
+ */
+export function canDecompress(compression: unknown): boolean {
+  const name = typeof compression === "string" ? compression.trim().toLowerCase() : undefined;
+  return name !== undefined && (ZLIB_NAMES.has(name) || BROTLI_NAMES.has(name));
+}
+
+/**
+ * The common name of a compression method celeriac cannot inflate (`bzip2` for kombu's
+ * `application/x-bz2`), or the header as sent, bounded.
+ *
+ * @param compression The `compression` header.
+ * @returns The name.
+ * @example
+ * ```ts
+ * import { compressionName } from "./compression.ts";
+ * console.assert(compressionName("application/x-bz2") === "bzip2");
+ * ```
+ */
+export function compressionName(compression: unknown): string {
+  const name = typeof compression === "string" ? compression.trim().toLowerCase() : "";
+  return UNSUPPORTED_NAMES[name] ?? boundedRepr(compression, { maxLength: 80 });
+}
 
 /**
  * Whether headers name a compression method (a non-empty `compression` header).
@@ -71,11 +122,11 @@ export function decompress(
 ): Uint8Array {
   const name = typeof compression === "string" ? compression.trim().toLowerCase() : undefined;
   const zlib = name !== undefined && ZLIB_NAMES.has(name);
-  if (!zlib && (name === undefined || !BROTLI_NAMES.has(name))) {
+  if (!canDecompress(compression)) {
     throw new MessageDecodeError(
       `compression ${
         boundedRepr(compression, { maxLength: 80 })
-      } is not supported (supported: gzip, zlib, brotli)`,
+      } is not supported (supported: ${SUPPORTED_COMPRESSION})`,
     );
   }
   try {

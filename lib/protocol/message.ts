@@ -115,6 +115,13 @@ export interface TaskCall {
   priority?: number | null;
   /** Extra headers merged flat. */
   headers?: Record<string, unknown>;
+  /**
+   * Celery 5.3+ stamps, name → value: sent as the `stamped_headers` (the names) and `stamps`
+   * headers. Absent: `stamped_headers` is null and `stamps` empty, as Celery sends.
+   */
+  stamps?: Record<string, unknown> | null;
+  /** How many `replace()` calls led here (`replaced_task_nesting`). @default {0} */
+  replacedTaskNesting?: number;
   /** Success callbacks. */
   callbacks?: SignatureDict[] | null;
   /** Failure callbacks. */
@@ -324,7 +331,9 @@ export function requestReprs(
 const brief = (value: unknown) => boundedRepr(value, { maxDepth: 2, maxItems: 5, maxLength: 80 });
 
 /**
- * Encodes a task call as a Celery protocol v2 JSON message, with every header Celery 5 sends.
+ * Encodes a task call as a Celery protocol v2 JSON message, with every header Celery 5.6 sends
+ * (5.3+ added `replaced_task_nesting`, `stamped_headers` and `stamps`; older workers ignore
+ * them).
  *
  * @param call What to send.
  * @returns The message.
@@ -353,6 +362,9 @@ export function encodeTask(call: TaskCall): Message {
     kwargsrepr: pyRepr(call.kwargs),
     origin: call.origin ?? null,
     ignore_result: call.ignoreResult ?? false,
+    replaced_task_nesting: call.replacedTaskNesting ?? 0,
+    stamped_headers: call.stamps ? Object.keys(call.stamps) : null,
+    stamps: call.stamps ? { ...call.stamps } : {},
     ...call.headers,
   };
   const properties: MessageProperties = {
@@ -656,6 +668,31 @@ export function decodeTask(message: Message): TaskRequest {
     return decodeV1(body, properties, priority);
   }
   throw new MessageDecodeError("Not a Celery task message: no task name in headers or body");
+}
+
+/**
+ * Decodes only the headers of a protocol v2 task message: the body is not read, so args and
+ * kwargs are empty and the embed is `null`s. For a message whose body cannot be read (an
+ * unsupported compression) but whose task id is known, so that a failure can be stored.
+ *
+ * @param message A message from a broker.
+ * @returns The request, without its body.
+ * @throws {MessageDecodeError} When the headers are not valid v2 task headers.
+ * @example
+ * ```ts
+ * import { decodeTaskHeaders, encodeTask } from "./message.ts";
+ * const m = encodeTask({ id: "1", name: "tasks.add", args: [2, 2], kwargs: {} });
+ * console.assert(decodeTaskHeaders({ ...m, body: "?" }).id === "1");
+ * ```
+ */
+export function decodeTaskHeaders(message: Message): TaskRequest {
+  const headers = isObject(message) && isObject(message.headers) ? message.headers : {};
+  if (typeof headers.task !== "string" || headers.task === "") {
+    throw new MessageDecodeError("Not a protocol v2 task message: no task header");
+  }
+  const properties = isObject(message.properties) ? message.properties : {};
+  const priority = optionalNumber(properties.priority, "priority");
+  return decodeV2(headers, properties, [[], {}, null], priority);
 }
 
 function decodeV2(

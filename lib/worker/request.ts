@@ -13,7 +13,19 @@ import type { Broker, Delivery } from "../brokers/broker.ts";
 import { NotRegistered, TaskRevokedError, TimeLimitExceeded, WorkerLostError } from "../errors.ts";
 import { errorToInfo, type ExceptionInfo, shapeToInfo } from "../protocol/exceptions.ts";
 import { pythonTraceback } from "../protocol/traceback.ts";
-import { decodeTask, type Message, type TaskRequest, toIso } from "../protocol/message.ts";
+import {
+  decodeTask,
+  decodeTaskHeaders,
+  type Message,
+  type TaskRequest,
+  toIso,
+} from "../protocol/message.ts";
+import {
+  canDecompress,
+  compressionName,
+  isCompressed,
+  SUPPORTED_COMPRESSION,
+} from "../protocol/compression.ts";
 import { makeMeta } from "../protocol/result_meta.ts";
 import type { State } from "../protocol/states.ts";
 import type { AppEventDetails, AppEventType } from "../signals.ts";
@@ -150,6 +162,7 @@ export class Request {
       req = decodeTask(delivery.message);
     } catch (error) {
       const reason = `malformed message: ${(error as Error).message}`;
+      await this.#unreadableBody();
       return { ending: "malformed", reason };
     }
     this.task = req;
@@ -473,6 +486,35 @@ export class Request {
     this.#event("taskFailure", { id: req.id, name: req.name, exception: exc, traceback });
     await this.#host.followUps.chordPart(req, "FAILURE", exc);
     await this.#host.followUps.failed(req, exc, traceback);
+  }
+
+  // A body compressed with a method celeriac cannot inflate (bzip2, lzma, zstd): v2 headers
+  // are not compressed, so the task is known; its FAILURE is stored (and `task-failed`
+  // sent) so the client gets an error instead of waiting, then the message is dead-lettered
+  // as any malformed one. Its chord, links and chain are in the unread body: not followed.
+  async #unreadableBody(): Promise<void> {
+    const message = this.delivery.message;
+    const headers = message?.headers;
+    if (!isCompressed(headers) || canDecompress(headers!.compression)) return;
+    let req: TaskRequest;
+    try {
+      req = decodeTaskHeaders(message);
+    } catch {
+      return;
+    }
+    this.task = req;
+    const method = compressionName(headers!.compression);
+    const exc: ExceptionInfo = {
+      exc_type: "DecodeError",
+      exc_message: [
+        `Task ${req.name}[${req.id}] has a body compressed with ${method}, which celeriac ` +
+        `workers cannot decompress (supported: ${SUPPORTED_COMPRESSION}); send it uncompressed ` +
+        `or with compression='gzip'`,
+      ],
+      exc_module: "kombu.exceptions",
+    };
+    if (!req.ignoreResult) await this.#store(makeMeta(req.id, "FAILURE", exc, this.#lineage()));
+    this.#event("taskFailure", { id: req.id, name: req.name, exception: exc, traceback: null });
   }
 
   async #revoked(why: "revoked" | "expired"): Promise<Finish> {

@@ -26,3 +26,15 @@ def add(x, y):
 def sleep(seconds):
     time.sleep(seconds)
     return seconds
+
+
+@app.task(name="py.request_stamps", bind=True)
+def request_stamps(self, prev=None):
+    # Celery 5.2 has no stamping, but its request context holds every message header, so a
+    # 5.2 worker shows the stamps a celeriac sender wrote.
+    req = self.request
+    return {
+        "prev": prev,
+        "stamped_headers": getattr(req, "stamped_headers", None),
+        "stamps": getattr(req, "stamps", None),
+    }
