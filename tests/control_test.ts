@@ -36,6 +36,7 @@ Deno.test("inspect: ping, stats, registered, active, scheduled, query_task, revo
   assert.equal(active[0]!.name, "c.wait");
   assert.equal(active[0]!.acknowledged, true);
   assert.equal(typeof active[0]!.time_start, "number");
+  assert.equal(active[0]!.worker_pid, Deno.pid);
   // An ETA close enough to wait in the worker (etaHoldMs) is listed as scheduled.
   const soonId = crypto.randomUUID();
   const broker = await app.getBroker();
@@ -50,12 +51,17 @@ Deno.test("inspect: ping, stats, registered, active, scheduled, query_task, revo
     }),
   );
   const soon = app.asyncResult(soonId);
+  type Scheduled = { priority: number; request: { id: string; worker_pid: number | null } };
+  let scheduled: Scheduled | undefined;
   await eventually(async () => {
     const all = await app.control.inspect({ timeout: 300 }).scheduled().collect();
-    return Object.values(all).some((l) =>
-      (l as { request: { id: string } }[]).some((s) => s.request.id === soon.id)
-    );
+    scheduled = Object.values(all).flatMap((l) => l as Scheduled[])
+      .find((s) => s.request.id === soon.id);
+    return scheduled !== undefined;
   });
+  // As Celery: the timer entry's priority (6 for every ETA task), and no pid before it starts.
+  assert.equal(scheduled!.priority, 6);
+  assert.equal(scheduled!.request.worker_pid, null);
   const query = await app.control.inspect({ timeout: 300 }).queryTask(running.id).collect();
   const found = Object.values(query).find((q) => Object.keys(q as object).length) as Record<
     string,

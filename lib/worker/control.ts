@@ -144,9 +144,16 @@ function info(worker: ControlledWorker, r: HeldRequest): Record<string, unknown>
       priority: r.priority,
       redelivered: r.redelivered,
     },
-    worker_pid: Deno.pid,
+    // As Celery's `Request.worker_pid`: set once a pool slot accepts the task.
+    worker_pid: r.timeStart === null ? null : Deno.pid,
   };
 }
+
+/**
+ * The `priority` of each `inspect scheduled` entry: Celery reports its timer entry's, which its
+ * strategy always sets to 6 for ETA tasks, whatever the message's own priority.
+ */
+const ETA_TIMER_PRIORITY = 6;
 
 /** A broker-held ETA message as a request of this node (for `inspect scheduled`). */
 function brokerHeld(queue: string, item: ScheduledMessage): HeldRequest | null {
@@ -186,7 +193,7 @@ export const CONTROL_COMMANDS: Map<string, ControlHandler> = new Map<string, Con
     async (n) => {
       const held = n.worker.requests().filter((r) => r.state === "scheduled").map((r) => ({
         eta: r.eta ? toIso(r.eta) : null,
-        priority: r.priority ?? 0,
+        priority: ETA_TIMER_PRIORITY,
         request: info(n.worker, r),
       }));
       // ETA tasks the broker holds for this node's queues (a Python worker would hold them).
@@ -206,7 +213,7 @@ export const CONTROL_COMMANDS: Map<string, ControlHandler> = new Map<string, Con
           seen.add(r.id);
           held.push({
             eta: toIso(new Date(item.eta)),
-            priority: r.priority ?? 0,
+            priority: ETA_TIMER_PRIORITY,
             request: info(n.worker, r),
           });
         }
@@ -863,7 +870,8 @@ function exceptionRepr(exc: unknown): string {
   return pyRepr(exc ?? null);
 }
 
-const iso = (v: unknown) => v instanceof Date ? v.toISOString() : v ?? null;
+// As Celery's `req.eta.isoformat()`: `+00:00` and microseconds, not `Date.toISOString()`'s `Z`.
+const iso = (v: unknown) => v instanceof Date ? toIso(v) : v ?? null;
 
 // App events the Consumer dispatches -> Celery task events.
 const TASK_EVENTS = new Map<
