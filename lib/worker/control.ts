@@ -79,6 +79,14 @@ export interface ControlledWorker {
   addQueue?(queue: string): void;
   /** Stops consuming a queue. */
   cancelQueue?(queue: string): void;
+  /**
+   * Changes the autoscaler's bounds (`null` keeps one); `undefined` when the worker runs
+   * without `--autoscale`.
+   */
+  updateAutoscale?(
+    max: number | null,
+    min: number | null,
+  ): Promise<{ max: number; min: number }> | undefined;
   /** Sets a task's rate limit (when the worker enforces rate limits). */
   setRateLimit?(taskName: string, rate: string | null): void;
   /** Starts a warm shutdown. */
@@ -390,15 +398,21 @@ export const CONTROL_COMMANDS: Map<string, ControlHandler> = new Map<string, Con
   [
     "autoscale",
     async (n, args) => {
-      // No autoscaler runs; like Celery's, resize to `max` (min is the floor we keep).
-      const pool = n.worker.pool;
-      const max = toNumber(args.max);
-      if (!pool || max === null || max < 1) return nok("autoscale needs max >= 1");
-      const min = toNumber(args.min) ?? max;
-      const target = Math.max(1, Math.trunc(Math.max(min, max)));
-      if (target > pool.capacity) await pool.grow(target - pool.capacity);
-      else if (target < pool.capacity) await pool.shrink(pool.capacity - target);
-      return ok(`autoscale now max=${Math.trunc(max)} min=${Math.trunc(min)}`);
+      // As Celery's: update a running autoscaler's bounds, or refuse on a fixed-size pool
+      // (Celery raises `ValueError`, which its pidbox replies as `{"error": repr(exc)}`).
+      const toBound = (v: unknown) => {
+        const x = toNumber(v);
+        return x === null ? null : Math.trunc(x);
+      };
+      const max = toBound(args.max);
+      const min = toBound(args.min);
+      if ((max !== null && max < 1) || (min !== null && min < 1)) {
+        return nok("autoscale needs max >= 1 and min >= 1");
+      }
+      const bounds = n.worker.updateAutoscale?.(max, min);
+      if (!bounds) return nok("ValueError('Autoscale not enabled')");
+      const now = await bounds;
+      return ok(`autoscale now max=${now.max} min=${now.min}`);
     },
   ],
   [
