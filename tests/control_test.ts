@@ -36,6 +36,7 @@ Deno.test("inspect: ping, stats, registered, active, scheduled, query_task, revo
   assert.equal(active[0]!.name, "c.wait");
   assert.equal(active[0]!.acknowledged, true);
   assert.equal(typeof active[0]!.time_start, "number");
+  assert.equal(active[0]!.worker_pid, Deno.pid);
   // An ETA close enough to wait in the worker (etaHoldMs) is listed as scheduled.
   const soonId = crypto.randomUUID();
   const broker = await app.getBroker();
@@ -50,12 +51,17 @@ Deno.test("inspect: ping, stats, registered, active, scheduled, query_task, revo
     }),
   );
   const soon = app.asyncResult(soonId);
+  type Scheduled = { priority: number; request: { id: string; worker_pid: number | null } };
+  let scheduled: Scheduled | undefined;
   await eventually(async () => {
     const all = await app.control.inspect({ timeout: 300 }).scheduled().collect();
-    return Object.values(all).some((l) =>
-      (l as { request: { id: string } }[]).some((s) => s.request.id === soon.id)
-    );
+    scheduled = Object.values(all).flatMap((l) => l as Scheduled[])
+      .find((s) => s.request.id === soon.id);
+    return scheduled !== undefined;
   });
+  // As Celery: the timer entry's priority (6 for every ETA task), and no pid before it starts.
+  assert.equal(scheduled!.priority, 6);
+  assert.equal(scheduled!.request.worker_pid, null);
   const query = await app.control.inspect({ timeout: 300 }).queryTask(running.id).collect();
   const found = Object.values(query).find((q) => Object.keys(q as object).length) as Record<
     string,
@@ -107,16 +113,41 @@ Deno.test("control: rate_limit, time_limit, pool_grow/shrink, autoscale, and shu
   assert.equal(w.consumer.pool!.capacity, 5);
   await app.control.poolShrink(2, to);
   assert.equal(w.consumer.pool!.capacity, 3);
+  // As Celery: a worker started without autoscale refuses, its pool unchanged.
   assert.deepEqual(await app.control.autoscale(6, 2, to), [
-    { "c@test": { ok: "autoscale now max=6 min=2" } },
+    { "c@test": { error: "ValueError('Autoscale not enabled')" } },
   ]);
-  assert.equal(w.consumer.pool!.capacity, 6);
+  assert.equal(w.consumer.pool!.capacity, 3);
   const reply = await app.control.shutdown(to);
   assert.deepEqual(reply, [{ "c@test": { ok: "shutting down" } }]);
   await w.stop();
   const alive = await app.control.inspect({ timeout: 300 }).ping().collect();
   assert.deepEqual(Object.keys(alive), ["d@test"]);
   await other.stop();
+});
+
+Deno.test("control autoscale updates a running autoscaler's bounds, as Celery's Autoscaler.update", async () => {
+  await using app = memoryApp();
+  await using w = startWorker(app, {
+    ...quiet,
+    hostname: "as@test",
+    autoscale: { max: 3, min: 1 },
+  });
+  const to = { destination: ["as@test"], reply: true, timeout: 2000 };
+  await eventually(async () => (await app.control.ping({ destination: ["as@test"] })).length === 1);
+  assert.equal(w.consumer.pool!.capacity, 1);
+  // A min above the size grows the pool to it; the reply gives the new bounds.
+  assert.deepEqual(await app.control.autoscale(5, 2, to), [
+    { "as@test": { ok: "autoscale now max=5 min=2" } },
+  ]);
+  assert.equal(w.consumer.pool!.capacity, 2);
+  assert.equal(w.consumer.poolSize, 2);
+  // A max below the size shrinks it.
+  assert.deepEqual(await app.control.autoscale(1, 1, to), [
+    { "as@test": { ok: "autoscale now max=1 min=1" } },
+  ]);
+  assert.equal(w.consumer.pool!.capacity, 1);
+  assert.match(JSON.stringify(await app.control.autoscale(0, 1, to)), /max >= 1/);
 });
 
 Deno.test("destination, pattern and matcher pick nodes as kombu does", () => {

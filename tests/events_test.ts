@@ -102,6 +102,28 @@ Deno.test("a worker sends worker-online, heartbeats, task events with Celery's f
   assert.equal(types.at(-1), "worker-offline");
 });
 
+Deno.test("task-received carries eta and expires as Python's isoformat, as Celery's strategy sends them", async () => {
+  await using app = memoryApp();
+  await using seen = collect(app);
+  await seen.ready;
+  await using _w = startWorker(app, {
+    pool: "inline",
+    hostname: "ev-eta@test",
+    taskEvents: true,
+    heartbeatInterval: 0,
+  });
+  const eta = new Date(Date.now() + 300);
+  const expires = new Date(Date.now() + 60_000);
+  const r = await app.sendTask("ev.add", [1, 2], {}, { eta, expires });
+  assert.equal(await r.get({ timeout: 5000 }), 3);
+  await eventually(() => seen.events.some((e) => e.type === "task-received" && e.uuid === r.id));
+  const received = seen.events.find((e) => e.type === "task-received" && e.uuid === r.id)!;
+  // `datetime.isoformat()` of an aware UTC datetime, not `Date.toISOString()`'s `...Z`.
+  const py = (d: Date) => d.toISOString().replace("Z", "000+00:00");
+  assert.equal(received.eta, py(eta));
+  assert.equal(received.expires, py(expires));
+});
+
 Deno.test("without -E a worker sends worker events only; enable_events turns task events on", async () => {
   await using app = memoryApp();
   await using seen = collect(app);

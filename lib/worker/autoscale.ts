@@ -44,7 +44,7 @@ export class Autoscaler {
    * @param options The pool, bounds and callbacks.
    */
   constructor(options: AutoscalerOptions) {
-    this.#o = options;
+    this.#o = { ...options };
     this.#size = options.min;
     this.#loop = this.#shrinkLoop();
   }
@@ -71,6 +71,36 @@ export class Autoscaler {
       this.#growing = false;
       o.onGrown();
     });
+  }
+
+  /**
+   * Changes the bounds at run time, as Celery's `Autoscaler.update` (remote control
+   * `autoscale`): a `max` below the size shrinks the pool to it, a `min` above grows it.
+   *
+   * @param max Most slots, or `null` to keep it.
+   * @param min Fewest slots, or `null` to keep it.
+   * @returns The bounds now.
+   */
+  async update(max: number | null, min: number | null): Promise<{ max: number; min: number }> {
+    const o = this.#o;
+    if (max !== null) {
+      if (max < this.#size) {
+        const n = this.#size - max;
+        this.#size = max;
+        await o.pool.shrink(n);
+      }
+      o.max = max;
+    }
+    if (min !== null) {
+      if (min > this.#size) {
+        const n = min - this.#size;
+        this.#size = min;
+        await o.pool.grow(n);
+        o.onGrown();
+      }
+      o.min = min;
+    }
+    return { max: o.max, min: o.min };
   }
 
   /**

@@ -228,6 +228,21 @@ export class Consumer {
   }
 
   /**
+   * Changes the autoscaler's bounds (remote control `autoscale`), as Celery's
+   * `Autoscaler.update`.
+   *
+   * @param max Most slots, or `null` to keep it.
+   * @param min Fewest slots, or `null` to keep it.
+   * @returns The bounds now, or `undefined` when the worker runs without `autoscale`.
+   */
+  updateAutoscale(
+    max: number | null,
+    min: number | null,
+  ): Promise<{ max: number; min: number }> | undefined {
+    return this.#autoscaler?.update(max, min);
+  }
+
+  /**
    * Starts consuming a queue too (remote control `add_consumer`).
    *
    * @param queue The queue.

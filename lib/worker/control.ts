@@ -79,6 +79,14 @@ export interface ControlledWorker {
   addQueue?(queue: string): void;
   /** Stops consuming a queue. */
   cancelQueue?(queue: string): void;
+  /**
+   * Changes the autoscaler's bounds (`null` keeps one); `undefined` when the worker runs
+   * without `--autoscale`.
+   */
+  updateAutoscale?(
+    max: number | null,
+    min: number | null,
+  ): Promise<{ max: number; min: number }> | undefined;
   /** Sets a task's rate limit (when the worker enforces rate limits). */
   setRateLimit?(taskName: string, rate: string | null): void;
   /** Starts a warm shutdown. */
@@ -144,9 +152,16 @@ function info(worker: ControlledWorker, r: HeldRequest): Record<string, unknown>
       priority: r.priority,
       redelivered: r.redelivered,
     },
-    worker_pid: Deno.pid,
+    // As Celery's `Request.worker_pid`: set once a pool slot accepts the task.
+    worker_pid: r.timeStart === null ? null : Deno.pid,
   };
 }
+
+/**
+ * The `priority` of each `inspect scheduled` entry: Celery reports its timer entry's, which its
+ * strategy always sets to 6 for ETA tasks, whatever the message's own priority.
+ */
+const ETA_TIMER_PRIORITY = 6;
 
 /** A broker-held ETA message as a request of this node (for `inspect scheduled`). */
 function brokerHeld(queue: string, item: ScheduledMessage): HeldRequest | null {
@@ -186,7 +201,7 @@ export const CONTROL_COMMANDS: Map<string, ControlHandler> = new Map<string, Con
     async (n) => {
       const held = n.worker.requests().filter((r) => r.state === "scheduled").map((r) => ({
         eta: r.eta ? toIso(r.eta) : null,
-        priority: r.priority ?? 0,
+        priority: ETA_TIMER_PRIORITY,
         request: info(n.worker, r),
       }));
       // ETA tasks the broker holds for this node's queues (a Python worker would hold them).
@@ -206,7 +221,7 @@ export const CONTROL_COMMANDS: Map<string, ControlHandler> = new Map<string, Con
           seen.add(r.id);
           held.push({
             eta: toIso(new Date(item.eta)),
-            priority: r.priority ?? 0,
+            priority: ETA_TIMER_PRIORITY,
             request: info(n.worker, r),
           });
         }
@@ -383,15 +398,21 @@ export const CONTROL_COMMANDS: Map<string, ControlHandler> = new Map<string, Con
   [
     "autoscale",
     async (n, args) => {
-      // No autoscaler runs; like Celery's, resize to `max` (min is the floor we keep).
-      const pool = n.worker.pool;
-      const max = toNumber(args.max);
-      if (!pool || max === null || max < 1) return nok("autoscale needs max >= 1");
-      const min = toNumber(args.min) ?? max;
-      const target = Math.max(1, Math.trunc(Math.max(min, max)));
-      if (target > pool.capacity) await pool.grow(target - pool.capacity);
-      else if (target < pool.capacity) await pool.shrink(pool.capacity - target);
-      return ok(`autoscale now max=${Math.trunc(max)} min=${Math.trunc(min)}`);
+      // As Celery's: update a running autoscaler's bounds, or refuse on a fixed-size pool
+      // (Celery raises `ValueError`, which its pidbox replies as `{"error": repr(exc)}`).
+      const toBound = (v: unknown) => {
+        const x = toNumber(v);
+        return x === null ? null : Math.trunc(x);
+      };
+      const max = toBound(args.max);
+      const min = toBound(args.min);
+      if ((max !== null && max < 1) || (min !== null && min < 1)) {
+        return nok("autoscale needs max >= 1 and min >= 1");
+      }
+      const bounds = n.worker.updateAutoscale?.(max, min);
+      if (!bounds) return nok("ValueError('Autoscale not enabled')");
+      const now = await bounds;
+      return ok(`autoscale now max=${now.max} min=${now.min}`);
     },
   ],
   [
@@ -863,7 +884,8 @@ function exceptionRepr(exc: unknown): string {
   return pyRepr(exc ?? null);
 }
 
-const iso = (v: unknown) => v instanceof Date ? v.toISOString() : v ?? null;
+// As Celery's `req.eta.isoformat()`: `+00:00` and microseconds, not `Date.toISOString()`'s `Z`.
+const iso = (v: unknown) => v instanceof Date ? toIso(v) : v ?? null;
 
 // App events the Consumer dispatches -> Celery task events.
 const TASK_EVENTS = new Map<
