@@ -41,6 +41,13 @@ export interface ConsumerOptions {
   /** Tasks one Web Worker runs at once. @default {1} */
   childConcurrency?: number;
   /**
+   * Tasks sent ahead to one Web Worker beyond `childConcurrency` (they start there as soon as
+   * a place frees; one not started yet is still taken back); `0` sends tasks only to free
+   * places. See `WorkersPoolOptions.lookahead`.
+   * @default {3 * childConcurrency}
+   */
+  lookahead?: number;
+  /**
    * Messages reserved per task slot; `0` means unlimited (as Celery).
    * @default {4}
    */
@@ -518,6 +525,7 @@ export class Consumer {
         appModule: o.appModule!,
         size: concurrency,
         childConcurrency: o.childConcurrency ?? 1,
+        ...(o.lookahead === undefined ? {} : { lookahead: o.lookahead }),
         maxTasksPerChild: o.maxTasksPerChild ?? Infinity,
         maxMemoryPerChild: o.maxMemoryPerChild ?? Infinity,
         broker,
@@ -558,7 +566,9 @@ export class Consumer {
       isRevoked: (id) => this.revokedSet.has(id),
       rateLimit: (req) => this.#rates.pass(req, app.tasks.get(req.name)!.options),
       acquire: async () => {
-        while (this.#active >= pool.capacity && !this.#stop.signal.aborted) {
+        while (
+          this.#active >= pool.capacity + (pool.lookahead ?? 0) && !this.#stop.signal.aborted
+        ) {
           this.#autoscaler?.grow();
           await this.#slotFreed.wait(this.#stop.signal);
         }

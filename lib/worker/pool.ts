@@ -30,6 +30,11 @@ export interface PoolRunOptions {
 export interface Pool {
   /** How many tasks it runs at once. */
   readonly capacity: number;
+  /**
+   * Runs it takes beyond `capacity`, to keep its places fed (the `workers` pool sends them
+   * ahead to its Web Workers); the consumer hands it up to `capacity + lookahead` runs.
+   */
+  readonly lookahead?: number;
   /** Starts the pool (spawns Web Workers and waits until they loaded the app). */
   start(): Promise<void>;
   /**
