@@ -84,6 +84,8 @@ async function init(m: Extract<ToWorker, { type: "init" }>): Promise<void> {
 // claim (the parent may have taken it back meanwhile, see RunMessage).
 const waiting: RunMessage[] = [];
 let concurrency = 1;
+// Deno.memoryUsage() costs more than a no-op task: only measured for maxMemoryPerChild.
+let measureMemory = false;
 let claims = new Int32Array(new SharedArrayBuffer(0));
 // Results go out together, once per turn of the microtask queue.
 let results: DoneMessage[] = [];
@@ -147,7 +149,7 @@ async function run(m: RunMessage): Promise<void> {
       });
     });
     if (results.length === 0) queueMicrotask(flush);
-    results.push({ seq, outcome, heapUsed: heapUsed() });
+    results.push(measureMemory ? { seq, outcome, heapUsed: heapUsed() } : { seq, outcome });
   } finally {
     soft?.clear();
     running.delete(seq);
@@ -163,6 +165,7 @@ scope.onmessage = (event) => {
     case "init":
       claims = new Int32Array(m.claims);
       concurrency = m.concurrency;
+      measureMemory = m.memory;
       init(m);
       break;
     case "run":

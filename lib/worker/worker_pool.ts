@@ -21,6 +21,7 @@ import { toErrorShape } from "./outcome.ts";
 import type { Pool, PoolRunOptions } from "./pool.ts";
 import { type ProxyRequest, ProxyServer } from "./_proxy.ts";
 import { type LongTimeout, setLongTimeout } from "../_timer.ts";
+import { setImmediate } from "node:timers";
 
 /**
  * One run sent to a Web Worker. `cell` indexes the slot's shared `Int32Array` of claims: the
@@ -63,6 +64,8 @@ export type ToWorker =
     backendUrl: string;
     claims: SharedArrayBuffer;
     concurrency: number;
+    /** Report the isolate's memory with each result (for maxMemoryPerChild). */
+    memory: boolean;
   }
   | { type: "run"; runs: RunMessage[] }
   | { type: "ping" };
@@ -336,6 +339,7 @@ export class WorkersPool implements Pool {
         backendUrl: this.#options.backend.url,
         claims: buffer,
         concurrency: this.#childConcurrency,
+        memory: (this.#options.maxMemoryPerChild ?? Infinity) < Infinity,
       } satisfies ToWorker,
     );
     this.#slots.add(slot);
@@ -514,7 +518,7 @@ export class WorkersPool implements Pool {
   }
 
   // Records the run on the slot and claims a cell for it, then queues it for the slot's next
-  // message (posted at the end of this turn); nothing is awaited in between.
+  // message; nothing is awaited in between.
   #dispatch(run: Run, slot: Slot): void {
     run.slot = slot;
     run.cell = slot.freeCells.pop()!;
@@ -523,7 +527,9 @@ export class WorkersPool implements Pool {
     slot.running.set(run.seq, run);
     slot.given++;
     const { softLimit, hardLimit } = run.options;
-    if (slot.outbox.length === 0) queueMicrotask(() => this.#post(slot));
+    // One message per slot per turn of the event loop: the runs admitted meanwhile travel
+    // together.
+    if (slot.outbox.length === 0) setImmediate(() => this.#post(slot));
     slot.outbox.push({
       seq: run.seq,
       cell: run.cell,
