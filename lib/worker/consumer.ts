@@ -566,6 +566,8 @@ export class Consumer {
       isRevoked: (id) => this.revokedSet.has(id),
       rateLimit: (req) => this.#rates.pass(req, app.tasks.get(req.name)!.options),
       acquire: async () => {
+        // Tasks the pool sends ahead wait for a place too: that is load to grow for.
+        if (this.#active >= pool.capacity) this.#autoscaler?.grow();
         while (
           this.#active >= pool.capacity + (pool.lookahead ?? 0) && !this.#stop.signal.aborted
         ) {

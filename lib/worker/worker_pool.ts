@@ -293,6 +293,8 @@ export class WorkersPool implements Pool {
           this.#failures = 0;
           ready.resolve();
           this.#drain();
+          // A new Web Worker (grown, respawned) takes runs waiting behind busy ones.
+          if (slot.running.size === 0) this.#steal(slot);
           return;
         case "init-error":
           ready.reject(new Error(`The app module failed to load: ${m.error.message}`));
