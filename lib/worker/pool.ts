@@ -18,7 +18,8 @@ export interface PoolRunOptions {
   onState?: (state: State, meta: unknown) => Promise<void>;
   /**
    * Stops this run (revoke with terminate) when aborted: the run resolves at once with outcome
-   * `lost`. On the `workers` pool its Web Worker is terminated and respawned; with
+   * `lost`. On the `workers` pool a run sent ahead that has not started is taken back and its
+   * Web Worker left alone; a started one has its Web Worker terminated and respawned; with
    * `childConcurrency` 1 no other task is touched, with more the tasks sharing that Web Worker
    * end `lost` too. On the `inline` pool the task's own signal aborts with `TaskRevokedError`
    * and its promise is abandoned.

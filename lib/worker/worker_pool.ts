@@ -9,6 +9,15 @@
  * one). The Web Worker is chosen synchronously when `run()` is called and the run is recorded
  * on it before anything is awaited, so two runs never take the same free place.
  *
+ * Each Web Worker is also sent up to `lookahead` runs ahead, which wait there for a place: the
+ * Web Worker starts the next one without a round trip to the parent, and the runs (and their
+ * results) admitted in one turn cross in one message. A run sent ahead is claimed through a
+ * shared cell (see {@linkcode RunMessage}), so until it starts the parent can still take it
+ * back: when its Web Worker is terminated, recycled or shrunk it goes to another one, a
+ * terminate of it leaves the Web Worker alone, and an idle Web Worker takes runs waiting
+ * behind a busy one. Hard time limits are timed from the start the Web Worker reports, soft
+ * ones by the Web Worker itself.
+ *
  * @module
  */
 
