@@ -66,8 +66,10 @@ Options:
   -P, --pool workers|inline    Where tasks run (default: workers)
       --child-concurrency N    Tasks one Web Worker runs at once (default: 1); async I/O
                                tasks can run hundreds at once per Web Worker (e.g. 100)
-      --lookahead N            Tasks sent ahead to one Web Worker beyond the ones it runs,
-                               taken back until they start (default: 3 x child-concurrency)
+      --lookahead N            Tasks sent ahead to one Web Worker beyond the ones it runs
+                               (about 2x throughput for short tasks, e.g. 3); they count as
+                               started: acked when sent, lost on a crash, run by a warm
+                               shutdown (default: 0)
       --prefetch-multiplier N  Messages reserved per task slot; 0 = unlimited (default: 4)
       --shutdown-timeout S     Warm shutdown waits S seconds for running tasks, then stops
                                them as a cold shutdown does; 0 = wait for ever (default: 0)

@@ -26,6 +26,18 @@ Deno.test("workers pool: 1,000 tasks through memory:// all return the right valu
   assert.deepEqual(values, Array.from({ length: 1000 }, (_, i) => 2 * i));
 });
 
+Deno.test("workers pool: with lookahead 3, 1,000 tasks all return the right values and warm shutdown returns", async () => {
+  const worker = startWorker(app, { concurrency: 2, lookahead: 3 });
+  try {
+    const results = await Promise.all(Array.from({ length: 1000 }, (_, i) => add.delay(i, i)));
+    const values = await Promise.all(results.map((r) => r.get({ timeout: 30_000 })));
+    assert.deepEqual(values, Array.from({ length: 1000 }, (_, i) => 2 * i));
+    assert.equal(worker.consumer.processed, 1000);
+  } finally {
+    await worker.stop();
+  }
+});
+
 Deno.test("workers pool: a throwing task ends FAILURE with Celery's exception shape", async () => {
   await using _worker = startWorker(app, { concurrency: 1 });
   const r = await boom.delay("boom!");

@@ -43,8 +43,9 @@ export interface ConsumerOptions {
   /**
    * Tasks sent ahead to one Web Worker beyond `childConcurrency` (they start there as soon as
    * a place frees; one not started yet is still taken back); `0` sends tasks only to free
-   * places. See `WorkersPoolOptions.lookahead`.
-   * @default {3 * childConcurrency}
+   * places. A task sent ahead counts as started: it is acked then (early ack), so a crash of
+   * the process loses it and a warm shutdown runs it. See `WorkersPoolOptions.lookahead`.
+   * @default {0}
    */
   lookahead?: number;
   /**

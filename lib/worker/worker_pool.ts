@@ -107,7 +107,11 @@ export interface WorkersPoolOptions {
    * many runs and results cross in one message. A run sent ahead is still taken back (and given
    * to another Web Worker, or cancelled) until it starts; an idle Web Worker takes runs waiting
    * behind a busy one. `0` sends a run only to a free place.
-   * @default {3 * childConcurrency}
+   *
+   * Off by default because the consumer treats a run sent ahead as started: an early-ack task
+   * is acked when it is sent, so a crash of the worker process loses it as it loses the
+   * running ones, and a warm shutdown runs it instead of requeueing it.
+   * @default {0}
    */
   lookahead?: number;
   /** Recycle a Web Worker after this many tasks. @default {Infinity} */
@@ -202,7 +206,7 @@ export class WorkersPool implements Pool {
     this.#options = options;
     this.#size = options.size ?? navigator.hardwareConcurrency ?? 1;
     this.#childConcurrency = options.childConcurrency ?? 1;
-    this.#lookahead = options.lookahead ?? 3 * this.#childConcurrency;
+    this.#lookahead = options.lookahead ?? 0;
     for (
       const [name, n, min] of [
         ["size", this.#size, 1],
