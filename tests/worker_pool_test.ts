@@ -38,6 +38,24 @@ Deno.test("workers pool: with lookahead 3, 1,000 tasks all return the right valu
   }
 });
 
+Deno.test("workers pool: with lookahead 3, warm shutdown finishes the running task and requeues the ones sent ahead", async () => {
+  const first = startWorker(app, { concurrency: 1, lookahead: 3 });
+  let second: ReturnType<typeof startWorker> | undefined;
+  try {
+    const running = await sleep.delay(600);
+    const ahead = [await add.delay(1, 2), await add.delay(3, 4)];
+    await eventually(() => first.consumer.active === 3);
+    await first.stop();
+    assert.equal(await running.get({ timeout: 5_000 }), 600);
+    for (const r of ahead) assert.equal(await r.state(), "PENDING");
+    second = startWorker(app, { concurrency: 1 });
+    assert.deepEqual(await Promise.all(ahead.map((r) => r.get({ timeout: 10_000 }))), [3, 7]);
+  } finally {
+    await first.stop();
+    await second?.stop();
+  }
+});
+
 Deno.test("workers pool: a throwing task ends FAILURE with Celery's exception shape", async () => {
   await using _worker = startWorker(app, { concurrency: 1 });
   const r = await boom.delay("boom!");

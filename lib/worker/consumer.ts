@@ -44,7 +44,7 @@ export interface ConsumerOptions {
    * Tasks sent ahead to one Web Worker beyond `childConcurrency` (they start there as soon as
    * a place frees; one not started yet is still taken back); `0` sends tasks only to free
    * places. A task sent ahead counts as started: it is acked then (early ack), so a crash of
-   * the process loses it and a warm shutdown runs it. See `WorkersPoolOptions.lookahead`.
+   * the process loses it (a warm shutdown requeues it). See `WorkersPoolOptions.lookahead`.
    * @default {0}
    */
   lookahead?: number;
@@ -408,6 +408,9 @@ export class Consumer {
       throw error;
     }
     const host = this.#requestHost(broker, backend, pool);
+    // Warm shutdown: tasks taken but not started yet go back to the queue.
+    const handBack = () => pool.handBack?.();
+    this.#stop.signal.addEventListener("abort", handBack, { once: true });
     const multiplier = o.prefetchMultiplier ?? 4;
     if (multiplier === 0) {
       app.logger.warn("prefetchMultiplier 0 means unlimited prefetch: this worker may hoard tasks");
@@ -462,6 +465,7 @@ export class Consumer {
       this.#event("workerShuttingDown", {});
       this.#stop.abort();
       await this.#drain(inflight);
+      this.#stop.signal.removeEventListener("abort", handBack);
       // Each step is tried: a broker that went away (worker-offline cannot be sent) must not
       // turn a finished warm shutdown into a failure.
       const steps: [string, () => Promise<void> | undefined][] = [

@@ -44,6 +44,11 @@ export interface Pool {
    * requests carry the same task id.
    */
   run(request: RunRequest, options?: PoolRunOptions): Promise<Outcome>;
+  /**
+   * Warm shutdown: runs taken but not started (sent ahead, or waiting for a place) end at once
+   * with outcome `unstarted`, so that their messages go back to the queue.
+   */
+  handBack?(): void;
   /** Grows by `n` slots. */
   grow(n: number): Promise<void>;
   /** Shrinks by `n` slots (idle ones go first; busy ones finish their tasks). */

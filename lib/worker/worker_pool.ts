@@ -110,7 +110,7 @@ export interface WorkersPoolOptions {
    *
    * Off by default because the consumer treats a run sent ahead as started: an early-ack task
    * is acked when it is sent, so a crash of the worker process loses it as it loses the
-   * running ones, and a warm shutdown runs it instead of requeueing it.
+   * running ones (a warm shutdown hands it back: {@linkcode WorkersPool.handBack}).
    * @default {0}
    */
   lookahead?: number;
@@ -629,6 +629,15 @@ export class WorkersPool implements Pool {
     if (slot) this.#dispatch(run, slot);
     else this.#queue.push(run);
     return promise;
+  }
+
+  /** Ends the runs not started yet (waiting here or sent ahead) with outcome `unstarted`. */
+  handBack(): void {
+    const back: Run[] = [...this.#queue.splice(0)];
+    for (const slot of this.#slots) {
+      for (const run of [...slot.running.values()]) if (this.#reclaim(run)) back.push(run);
+    }
+    for (const run of back) this.#settle(run, { kind: "unstarted" });
   }
 
   async grow(n: number): Promise<void> {
