@@ -8,10 +8,11 @@
 
 import type { App } from "./lib/app.ts";
 import { makeMeta } from "./lib/app.ts";
-import { SoftTimeLimitExceeded, TaskRevokedError } from "./lib/errors.ts";
+import { SoftTimeLimitExceeded } from "./lib/errors.ts";
 import { execute } from "./lib/worker/execute.ts";
 import { toErrorShape } from "./lib/worker/outcome.ts";
-import type { FromWorker, ToWorker } from "./lib/worker/worker_pool.ts";
+import type { DoneMessage, FromWorker, RunMessage, ToWorker } from "./lib/worker/worker_pool.ts";
+import { setLongTimeout } from "./lib/_timer.ts";
 import { ProxyBackend, ProxyBroker, ProxyClient } from "./lib/worker/_proxy.ts";
 
 interface WorkerScope {
@@ -79,10 +80,67 @@ async function init(m: Extract<ToWorker, { type: "init" }>): Promise<void> {
   }
 }
 
-async function run(m: Extract<ToWorker, { type: "run" }>): Promise<void> {
+// Runs sent ahead wait here until a place frees; a run starts only if this isolate wins its
+// claim (the parent may have taken it back meanwhile, see RunMessage).
+const waiting: RunMessage[] = [];
+let concurrency = 1;
+// Deno.memoryUsage() costs more than a no-op task: only measured for maxMemoryPerChild.
+let measureMemory = false;
+let claims = new Int32Array(new SharedArrayBuffer(0));
+// Results go out together, once per turn of the microtask queue.
+let results: DoneMessage[] = [];
+
+function pump(): void {
+  while (running.size < concurrency && waiting.length) {
+    const m = waiting.shift()!;
+    if (Atomics.compareExchange(claims, m.cell, m.token, -m.token) !== m.token) continue;
+    // The parent times a hard limit from this message: it must leave before a busy loop can
+    // block this isolate.
+    if (m.notify) scope.postMessage({ type: "started", seq: m.seq });
+    run(m);
+  }
+}
+
+function flush(): void {
+  const batch = results;
+  results = [];
+  try {
+    scope.postMessage({ type: "done", results: batch });
+  } catch {
+    // A return value could not be cloned (a function, a class with private fields...): send
+    // them one by one, so that only that run fails.
+    for (const r of batch) {
+      try {
+        scope.postMessage({ type: "done", results: [r] });
+      } catch (error) {
+        scope.postMessage({
+          type: "done",
+          results: [{
+            seq: r.seq,
+            outcome: {
+              kind: "failure",
+              error: toErrorShape(
+                new TypeError(`Task result cannot be sent: ${(error as Error).message}`),
+              ),
+              runtime: 0,
+            },
+          }],
+        });
+      }
+    }
+  }
+}
+
+async function run(m: RunMessage): Promise<void> {
   const controller = new AbortController();
   const { request, seq } = m;
   running.set(seq, controller);
+  const soft = m.softLimit
+    ? setLongTimeout(
+      () => controller.abort(new SoftTimeLimitExceeded(m.softLimit!)),
+      m.softLimit * 1000,
+    )
+    : undefined;
   try {
     const outcome = await execute(app!, request, controller.signal, async (state, meta) => {
       const backend = await app!.getBackend();
@@ -90,24 +148,13 @@ async function run(m: Extract<ToWorker, { type: "run" }>): Promise<void> {
         replyTo: request.context.replyTo,
       });
     });
-    try {
-      scope.postMessage({ type: "done", seq, outcome, heapUsed: heapUsed() });
-    } catch (error) {
-      // The return value could not be cloned (a function, a class with private fields...).
-      scope.postMessage({
-        type: "done",
-        seq,
-        outcome: {
-          kind: "failure",
-          error: toErrorShape(
-            new TypeError(`Task result cannot be sent: ${(error as Error).message}`),
-          ),
-          runtime: 0,
-        },
-      });
-    }
+    if (results.length === 0) queueMicrotask(flush);
+    results.push(measureMemory ? { seq, outcome, heapUsed: heapUsed() } : { seq, outcome });
   } finally {
+    soft?.clear();
     running.delete(seq);
+    // The next run starts after this turn's results are posted.
+    if (waiting.length) queueMicrotask(pump);
   }
 }
 
@@ -116,18 +163,15 @@ scope.onmessage = (event) => {
   if (client.handle(m)) return;
   switch (m.type) {
     case "init":
+      claims = new Int32Array(m.claims);
+      concurrency = m.concurrency;
+      measureMemory = m.memory;
       init(m);
       break;
     case "run":
-      run(m);
+      for (const r of m.runs) waiting.push(r);
+      pump();
       break;
-    case "abort": {
-      const reason = m.reason.name === "SoftTimeLimitExceeded"
-        ? new SoftTimeLimitExceeded(Number(/[\d.]+/.exec(m.reason.message)?.[0] ?? 0))
-        : new TaskRevokedError(m.reason.message);
-      running.get(m.seq)?.abort(reason);
-      break;
-    }
     case "ping":
       scope.postMessage({ type: "pong" });
       break;

@@ -25,7 +25,8 @@
  * BENCH_ONLY [all], BENCH_CHUNK [1000], BENCH_BACKLOG [100000; 0 skips],
  * BENCH_BACKLOG_BROKERS [redis] (brokers the backlog scenario runs on),
  * BENCH_WORKER_DENO_FLAGS (extra `deno run` flags for the worker, e.g. `--cpu-prof
- * --cpu-prof-dir=/tmp/prof`).
+ * --cpu-prof-dir=/tmp/prof`), BENCH_WORKER_ARGS (extra `cli.ts worker` arguments, e.g.
+ * `--lookahead 3`).
  *
  * @module
  */
@@ -46,6 +47,7 @@ const BROKERS = env("BENCH_BROKERS", "redis").split(/[ ,]+/).filter(Boolean);
 const BACKLOG_BROKERS = env("BENCH_BACKLOG_BROKERS", "redis").split(/[ ,]+/).filter(Boolean);
 const ONLY = Deno.env.get("BENCH_ONLY")?.split(",").map((s) => s.trim()).filter(Boolean);
 const WORKER_FLAGS = env("BENCH_WORKER_DENO_FLAGS", "").split(/\s+/).filter(Boolean);
+const WORKER_ARGS = env("BENCH_WORKER_ARGS", "").split(/\s+/).filter(Boolean);
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const APP_MODULE = new URL("./bench_app.ts", import.meta.url).pathname;
 const RUN_ID = crypto.randomUUID().slice(0, 8);
@@ -188,6 +190,7 @@ class WorkerProcess {
         pool,
         "-l",
         "warn",
+        ...WORKER_ARGS,
       ],
       env: {
         CELERIAC_BROKER_URL: t.brokerUrl,

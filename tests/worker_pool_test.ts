@@ -26,6 +26,36 @@ Deno.test("workers pool: 1,000 tasks through memory:// all return the right valu
   assert.deepEqual(values, Array.from({ length: 1000 }, (_, i) => 2 * i));
 });
 
+Deno.test("workers pool: with lookahead 3, 1,000 tasks all return the right values and warm shutdown returns", async () => {
+  const worker = startWorker(app, { concurrency: 2, lookahead: 3 });
+  try {
+    const results = await Promise.all(Array.from({ length: 1000 }, (_, i) => add.delay(i, i)));
+    const values = await Promise.all(results.map((r) => r.get({ timeout: 30_000 })));
+    assert.deepEqual(values, Array.from({ length: 1000 }, (_, i) => 2 * i));
+    assert.equal(worker.consumer.processed, 1000);
+  } finally {
+    await worker.stop();
+  }
+});
+
+Deno.test("workers pool: with lookahead 3, warm shutdown finishes the running task and requeues the ones sent ahead", async () => {
+  const first = startWorker(app, { concurrency: 1, lookahead: 3 });
+  let second: ReturnType<typeof startWorker> | undefined;
+  try {
+    const running = await sleep.delay(600);
+    const ahead = [await add.delay(1, 2), await add.delay(3, 4)];
+    await eventually(() => first.consumer.active === 3);
+    await first.stop();
+    assert.equal(await running.get({ timeout: 5_000 }), 600);
+    for (const r of ahead) assert.equal(await r.state(), "PENDING");
+    second = startWorker(app, { concurrency: 1 });
+    assert.deepEqual(await Promise.all(ahead.map((r) => r.get({ timeout: 10_000 }))), [3, 7]);
+  } finally {
+    await first.stop();
+    await second?.stop();
+  }
+});
+
 Deno.test("workers pool: a throwing task ends FAILURE with Celery's exception shape", async () => {
   await using _worker = startWorker(app, { concurrency: 1 });
   const r = await boom.delay("boom!");
@@ -296,4 +326,56 @@ Deno.test("workers pool: a task calling Deno.exit() fails WorkerLostError, the n
   const next = await poolApp.sendTask("pool.echo", ["next", 0]);
   assert.equal(await next.get({ timeout: 10_000 }), "next");
   await within(worker.stop(), 10_000, "warm shutdown");
+});
+
+Deno.test("workers pool: runs sent ahead behind a task killed at its hard limit are handed back and succeed", async () => {
+  await using pool = await workersPool({ size: 1, lookahead: 3 });
+  const stuck = pool.run(runRequest("pool.hang", []), { hardLimit: 0.3 });
+  const behind = ["a", "b", "c"].map((label) => pool.run(runRequest("pool.echo", [label, 0])));
+  assert.equal((await within(stuck, 5_000, "stuck run")).kind, "timeout");
+  const outcomes = await within(Promise.all(behind), 10_000, "runs behind");
+  assert.deepEqual(outcomes.map(value), ["a", "b", "c"]);
+  assert.equal(pool.spawned, 2);
+});
+
+Deno.test("workers pool: terminating a run sent ahead that has not started leaves its Web Worker alone", async () => {
+  await using pool = await workersPool({ size: 1, lookahead: 3 });
+  const stop = new AbortController();
+  const first = pool.run(runRequest("pool.where", [300]));
+  const victim = pool.run(runRequest("pool.echo", ["never", 0]), { signal: stop.signal });
+  await new Promise((r) => setTimeout(r, 50));
+  stop.abort();
+  const lost = await within(victim, 2_000, "terminated run");
+  assert.equal(lost.kind, "lost", JSON.stringify(lost));
+  assert.equal((lost as Extract<Outcome, { kind: "lost" }>).error.name, "TaskRevokedError");
+  assert.ok(value(await within(first, 5_000, "first run")));
+  assert.equal(pool.spawned, 1, "no Web Worker was terminated");
+  assert.equal(value(await pool.run(runRequest("pool.echo", ["after", 0]))), "after");
+});
+
+Deno.test("workers pool: an idle Web Worker takes the runs waiting behind a busy one", async () => {
+  await using pool = await workersPool({ size: 2, lookahead: 3 });
+  const order: string[] = [];
+  const track = (label: string, ms: number) =>
+    pool.run(runRequest("pool.echo", [label, ms])).then((o) => order.push(value(o) as string));
+  // One long and one short run, one on each Web Worker; the next ones are sent ahead, some
+  // behind the long run. Without stealing they would end after it.
+  const all = [track("long", 1_500), track("short", 10), track("x", 10), track("y", 10)];
+  await within(Promise.all(all), 10_000, "runs");
+  assert.equal(order.at(-1), "long", `order: ${order}`);
+});
+
+Deno.test("workers pool: childConcurrency 100 runs 100 sleeping tasks at once on one Web Worker", async () => {
+  await using pool = await workersPool({ size: 1, childConcurrency: 100 });
+  const outcomes = await within(
+    Promise.all(Array.from({ length: 300 }, () => pool.run(runRequest("pool.where", [50])))),
+    30_000,
+    "300 runs",
+  );
+  const spans = outcomes.map((o) => value(o) as { start: number; end: number });
+  const edges = spans.flatMap((s) => [[s.start, 1], [s.end, -1]] as const)
+    .sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let now = 0, most = 0;
+  for (const [, d] of edges) most = Math.max(most, now += d);
+  assert.equal(most, 100);
 });

@@ -28,6 +28,7 @@ import {
 // A command that has had no reply for this long means a wedged connection (ms).
 const COMMAND_DEADLINE = 15_000;
 import { redact } from "../_url.ts";
+import { setImmediate } from "node:timers";
 import { groupBySlot } from "../_redis_cluster.ts";
 import { parseJson, stringifyJson } from "../protocol/json.ts";
 import { parseResultMeta } from "../protocol/result_meta.ts";
@@ -266,12 +267,12 @@ export class RedisBackend implements Backend {
     if (this.#closed.signal.aborted) throw new Error(`Backend ${this.url} is closed`);
     const key = TASK_KEY_PREFIX + taskId;
     const value = stringifyJson(meta, "");
-    // Stores in the same turn of the microtask queue (a worker finishing a batch of tasks) share
-    // one script call; a lone store runs the single-task script, with no added wait.
+    // Stores in the same turn of the event loop (a worker finishing a batch of tasks, results
+    // of several Web Workers) share one script call; a lone store runs the single-task script.
     let batch = this.#stores;
     if (!batch) {
       batch = this.#stores = { keys: [], values: [], done: Promise.withResolvers<void>() };
-      queueMicrotask(() => this.#flushStores());
+      setImmediate(() => this.#flushStores());
     }
     batch.keys.push(key);
     batch.values.push(value);

@@ -41,6 +41,14 @@ export interface ConsumerOptions {
   /** Tasks one Web Worker runs at once. @default {1} */
   childConcurrency?: number;
   /**
+   * Tasks sent ahead to one Web Worker beyond `childConcurrency` (they start there as soon as
+   * a place frees; one not started yet is still taken back); `0` sends tasks only to free
+   * places. A task sent ahead counts as started: it is acked then (early ack), so a crash of
+   * the process loses it (a warm shutdown requeues it). See `WorkersPoolOptions.lookahead`.
+   * @default {0}
+   */
+  lookahead?: number;
+  /**
    * Messages reserved per task slot; `0` means unlimited (as Celery).
    * @default {4}
    */
@@ -415,6 +423,9 @@ export class Consumer {
       throw error;
     }
     const host = this.#requestHost(broker, backend, pool);
+    // Warm shutdown: tasks taken but not started yet go back to the queue.
+    const handBack = () => pool.handBack?.();
+    this.#stop.signal.addEventListener("abort", handBack, { once: true });
     const multiplier = o.prefetchMultiplier ?? 4;
     if (multiplier === 0) {
       app.logger.warn("prefetchMultiplier 0 means unlimited prefetch: this worker may hoard tasks");
@@ -469,6 +480,7 @@ export class Consumer {
       this.#event("workerShuttingDown", {});
       this.#stop.abort();
       await this.#drain(inflight);
+      this.#stop.signal.removeEventListener("abort", handBack);
       // Each step is tried: a broker that went away (worker-offline cannot be sent) must not
       // turn a finished warm shutdown into a failure.
       const steps: [string, () => Promise<void> | undefined][] = [
@@ -533,6 +545,7 @@ export class Consumer {
         appModule: o.appModule!,
         size: concurrency,
         childConcurrency: o.childConcurrency ?? 1,
+        ...(o.lookahead === undefined ? {} : { lookahead: o.lookahead }),
         maxTasksPerChild: o.maxTasksPerChild ?? Infinity,
         maxMemoryPerChild: o.maxMemoryPerChild ?? Infinity,
         broker,
@@ -573,7 +586,11 @@ export class Consumer {
       isRevoked: (id) => this.revokedSet.has(id),
       rateLimit: (req) => this.#rates.pass(req, app.tasks.get(req.name)!.options),
       acquire: async () => {
-        while (this.#active >= pool.capacity && !this.#stop.signal.aborted) {
+        // Tasks the pool sends ahead wait for a place too: that is load to grow for.
+        if (this.#active >= pool.capacity) this.#autoscaler?.grow();
+        while (
+          this.#active >= pool.capacity + (pool.lookahead ?? 0) && !this.#stop.signal.aborted
+        ) {
           this.#autoscaler?.grow();
           await this.#slotFreed.wait(this.#stop.signal);
         }

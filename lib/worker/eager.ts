@@ -12,7 +12,7 @@ import type { AppContext } from "../app_context.ts";
 import type { Backend, ResultMeta } from "../backends/backend.ts";
 import { MemoryBackend } from "../backends/memory.ts";
 import { applySignature, type ResultNode } from "../canvas/apply.ts";
-import { TimeLimitExceeded } from "../errors.ts";
+import { TimeLimitExceeded, WorkerLostError } from "../errors.ts";
 import { errorToInfo, type ExceptionInfo, shapeToInfo } from "../protocol/exceptions.ts";
 import {
   decodeTask,
@@ -89,6 +89,9 @@ export function eagerMeta(req: Pick<TaskRequest, "id" | "parentId" | "group">, o
       return makeMeta(id, "IGNORED", null);
     case "timeout":
       return makeMeta(id, "FAILURE", errorToInfo(new TimeLimitExceeded(outcome.seconds)), lineage);
+    case "unstarted":
+      // Only a worker's pool hands runs back; an eager run always starts.
+      return makeMeta(id, "FAILURE", errorToInfo(new WorkerLostError("not started")), lineage);
   }
 }
 

@@ -42,6 +42,8 @@ export type Outcome =
   | { kind: "retry"; countdown: number | null; eta: string | null; error: ErrorShape | null }
   | { kind: "reject"; requeue: boolean; error: ErrorShape }
   | { kind: "ignore" }
+  /** The pool gave the run back before it started (warm shutdown): the message is requeued. */
+  | { kind: "unstarted" }
   | { kind: "lost"; error: ErrorShape }
   | { kind: "timeout"; seconds: number };
 

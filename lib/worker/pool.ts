@@ -18,7 +18,8 @@ export interface PoolRunOptions {
   onState?: (state: State, meta: unknown) => Promise<void>;
   /**
    * Stops this run (revoke with terminate) when aborted: the run resolves at once with outcome
-   * `lost`. On the `workers` pool its Web Worker is terminated and respawned; with
+   * `lost`. On the `workers` pool a run sent ahead that has not started is taken back and its
+   * Web Worker left alone; a started one has its Web Worker terminated and respawned; with
    * `childConcurrency` 1 no other task is touched, with more the tasks sharing that Web Worker
    * end `lost` too. On the `inline` pool the task's own signal aborts with `TaskRevokedError`
    * and its promise is abandoned.
@@ -30,6 +31,11 @@ export interface PoolRunOptions {
 export interface Pool {
   /** How many tasks it runs at once. */
   readonly capacity: number;
+  /**
+   * Runs it takes beyond `capacity`, to keep its places fed (the `workers` pool sends them
+   * ahead to its Web Workers); the consumer hands it up to `capacity + lookahead` runs.
+   */
+  readonly lookahead?: number;
   /** Starts the pool (spawns Web Workers and waits until they loaded the app). */
   start(): Promise<void>;
   /**
@@ -38,6 +44,11 @@ export interface Pool {
    * requests carry the same task id.
    */
   run(request: RunRequest, options?: PoolRunOptions): Promise<Outcome>;
+  /**
+   * Warm shutdown: runs taken but not started (sent ahead, or waiting for a place) end at once
+   * with outcome `unstarted`, so that their messages go back to the queue.
+   */
+  handBack?(): void;
   /** Grows by `n` slots. */
   grow(n: number): Promise<void>;
   /** Shrinks by `n` slots (idle ones go first; busy ones finish their tasks). */

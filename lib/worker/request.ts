@@ -435,6 +435,9 @@ export class Request {
         };
       case "ignore":
         return { ending: "ignore", state: "IGNORED" };
+      case "unstarted":
+        // Handed back by a warm shutdown before it started: the message goes back to the queue.
+        return { ending: "shutdown" };
       case "lost": {
         const settle = decideSettle("lost", this.#acked, this.#ackOptions());
         if (settle === "requeue") {

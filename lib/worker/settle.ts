@@ -105,7 +105,11 @@ const LATE: Record<RunEnding, Rule> = {
   unstored: (o) => o.exhausted ? "dead-letter" : "requeue",
 };
 
-const EARLY: Partial<Record<Ending, Settle>> = { "reject-requeue": "requeue" };
+// A `shutdown` after the ack is a task the pool handed back unstarted (it was sent ahead).
+const EARLY: Partial<Record<Ending, Settle>> = {
+  "reject-requeue": "requeue",
+  shutdown: "requeue",
+};
 
 /**
  * Decides how a delivery ends.

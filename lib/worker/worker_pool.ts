@@ -9,6 +9,15 @@
  * one). The Web Worker is chosen synchronously when `run()` is called and the run is recorded
  * on it before anything is awaited, so two runs never take the same free place.
  *
+ * Each Web Worker is also sent up to `lookahead` runs ahead, which wait there for a place: the
+ * Web Worker starts the next one without a round trip to the parent, and the runs (and their
+ * results) admitted in one turn cross in one message. A run sent ahead is claimed through a
+ * shared cell (see {@linkcode RunMessage}), so until it starts the parent can still take it
+ * back: when its Web Worker is terminated, recycled or shrunk it goes to another one, a
+ * terminate of it leaves the Web Worker alone, and an idle Web Worker takes runs waiting
+ * behind a busy one. Hard time limits are timed from the start the Web Worker reports, soft
+ * ones by the Web Worker itself.
+ *
  * @module
  */
 
@@ -21,19 +30,61 @@ import { toErrorShape } from "./outcome.ts";
 import type { Pool, PoolRunOptions } from "./pool.ts";
 import { type ProxyRequest, ProxyServer } from "./_proxy.ts";
 import { type LongTimeout, setLongTimeout } from "../_timer.ts";
+import { setImmediate } from "node:timers";
+
+/**
+ * One run sent to a Web Worker. `cell` indexes the slot's shared `Int32Array` of claims: the
+ * parent writes `token` there before it posts the run; the Web Worker starts the run only if it
+ * swaps `token` for `-token` (`Atomics.compareExchange`), and the parent takes back a run that
+ * has not started by swapping `token` for 0. Exactly one of them wins, so a run sent ahead and
+ * then moved, cancelled or handed back when its Web Worker dies is never run as well.
+ */
+export interface RunMessage {
+  /** The run's sequence number. */
+  seq: number;
+  /** Its claim cell. */
+  cell: number;
+  /** Its claim token (positive). */
+  token: number;
+  /** What to run. */
+  request: RunRequest;
+  /** Soft time limit in seconds, timed by the Web Worker from the start. */
+  softLimit: number | null;
+  /** Say `started` at once when the run starts (the parent then times its hard limit). */
+  notify: boolean;
+}
+
+/** The result of one run. */
+export interface DoneMessage {
+  /** The run's sequence number. */
+  seq: number;
+  /** What it produced. */
+  outcome: Outcome;
+  /** The isolate's memory after the run. */
+  heapUsed?: number;
+}
 
 /** Messages from the parent to a Web Worker. */
 export type ToWorker =
-  | { type: "init"; appModule: string; brokerUrl: string; backendUrl: string }
-  | { type: "run"; seq: number; request: RunRequest }
-  | { type: "abort"; seq: number; reason: ErrorShape }
+  | {
+    type: "init";
+    appModule: string;
+    brokerUrl: string;
+    backendUrl: string;
+    claims: SharedArrayBuffer;
+    concurrency: number;
+    /** Report the isolate's memory with each result (for maxMemoryPerChild). */
+    memory: boolean;
+  }
+  | { type: "run"; runs: RunMessage[] }
   | { type: "ping" };
 
 /** Messages from a Web Worker to the parent. */
 export type FromWorker =
   | { type: "ready"; tasks: string[] }
   | { type: "init-error"; error: ErrorShape }
-  | { type: "done"; seq: number; outcome: Outcome; heapUsed?: number }
+  | { type: "started"; seq: number }
+  | { type: "done"; results: DoneMessage[] }
   | { type: "pong" }
   | { type: "exiting"; reason: string }
   | ProxyRequest;
@@ -50,6 +101,19 @@ export interface WorkersPoolOptions {
    * @default {1}
    */
   childConcurrency?: number;
+  /**
+   * Runs sent ahead to one Web Worker beyond `childConcurrency`: they wait there and start as
+   * soon as a place frees, so the Web Worker does not wait for the parent between tasks, and
+   * many runs and results cross in one message. A run sent ahead is still taken back (and given
+   * to another Web Worker, or cancelled) until it starts; an idle Web Worker takes runs waiting
+   * behind a busy one. `0` sends a run only to a free place.
+   *
+   * Off by default because the consumer treats a run sent ahead as started: an early-ack task
+   * is acked when it is sent, so a crash of the worker process loses it as it loses the
+   * running ones (a warm shutdown hands it back: {@linkcode WorkersPool.handBack}).
+   * @default {0}
+   */
+  lookahead?: number;
   /** Recycle a Web Worker after this many tasks. @default {Infinity} */
   maxTasksPerChild?: number;
   /**
@@ -72,6 +136,9 @@ interface Run {
   readonly options: PoolRunOptions;
   readonly resolve: (o: Outcome) => void;
   slot: Slot | undefined;
+  /** Claim cell and token while sent to a Web Worker. */
+  cell: number;
+  token: number;
   settled: boolean;
   timers: LongTimeout[];
   onAbort: (() => void) | undefined;
@@ -80,7 +147,14 @@ interface Run {
 interface Slot {
   worker: Worker;
   ready: Promise<void>;
+  /** Runs sent to it and not finished (started or waiting there), in the order sent. */
   running: Map<number, Run>;
+  claims: Int32Array;
+  freeCells: number[];
+  /** Runs to post at the end of this turn. */
+  outbox: RunMessage[];
+  /** Runs given to it so far (sent ahead ones included), for maxTasksPerChild. */
+  given: number;
   done: number;
   started: boolean;
   retiring: boolean;
@@ -110,6 +184,7 @@ export class WorkersPool implements Pool {
   #options: WorkersPoolOptions;
   #size: number;
   #childConcurrency: number;
+  #lookahead: number;
   #slots = new Set<Slot>();
   #queue: Run[] = [];
   #proxy: ProxyServer;
@@ -124,16 +199,24 @@ export class WorkersPool implements Pool {
    * Creates the pool; `start()` spawns the Web Workers.
    *
    * @param options Options.
-   * @throws {RangeError} When size or childConcurrency is not a positive integer.
+   * @throws {RangeError} When size or childConcurrency is not a positive integer, or lookahead
+   *   is negative.
    */
   constructor(options: WorkersPoolOptions) {
     this.#options = options;
     this.#size = options.size ?? navigator.hardwareConcurrency ?? 1;
     this.#childConcurrency = options.childConcurrency ?? 1;
-    for (const [name, n] of [["size", this.#size], ["childConcurrency", this.#childConcurrency]]) {
-      if (!Number.isInteger(n) || (n as number) < 1) {
+    this.#lookahead = options.lookahead ?? 0;
+    for (
+      const [name, n, min] of [
+        ["size", this.#size, 1],
+        ["childConcurrency", this.#childConcurrency, 1],
+        ["lookahead", this.#lookahead, 0],
+      ] as const
+    ) {
+      if (!Number.isInteger(n) || n < min) {
         throw new RangeError(
-          `Cannot create the pool: ${name} must be a positive integer, got ${n}`,
+          `Cannot create the pool: ${name} must be an integer >= ${min}, got ${n}`,
         );
       }
     }
@@ -142,6 +225,11 @@ export class WorkersPool implements Pool {
 
   get capacity(): number {
     return this.#size * this.#childConcurrency;
+  }
+
+  /** Runs the pool takes beyond `capacity` to send ahead (`lookahead` per Web Worker). */
+  get lookahead(): number {
+    return this.#size * this.#lookahead;
   }
 
   /** The live Web Workers. */
@@ -189,10 +277,16 @@ export class WorkersPool implements Pool {
     const worker = new Worker(WORKER_URL, { type: "module" });
     this.#spawned++;
     const ready = Promise.withResolvers<void>();
+    const places = this.#childConcurrency + this.#lookahead;
+    const buffer = new SharedArrayBuffer(places * Int32Array.BYTES_PER_ELEMENT);
     const slot: Slot = {
       worker,
       ready: ready.promise,
       running: new Map(),
+      claims: new Int32Array(buffer),
+      freeCells: Array.from({ length: places }, (_, i) => places - 1 - i),
+      outbox: [],
+      given: 0,
       done: 0,
       started: false,
       retiring: false,
@@ -212,13 +306,19 @@ export class WorkersPool implements Pool {
           this.#failures = 0;
           ready.resolve();
           this.#drain();
+          // A new Web Worker (grown, respawned) takes runs waiting behind busy ones.
+          if (slot.running.size === 0) this.#steal(slot);
           return;
         case "init-error":
           ready.reject(new Error(`The app module failed to load: ${m.error.message}`));
           this.#kill(slot, { name: "WorkerLostError", message: m.error.message, stack: null });
           return;
+        case "started":
+          return this.#started(slot, m.seq);
         case "done":
-          return this.#finish(slot, m.seq, m.outcome, m.heapUsed);
+          for (const r of m.results) this.#finish(slot, r.seq, r.outcome, r.heapUsed);
+          this.#afterFinish(slot);
+          return;
         case "pong":
           return;
         case "exiting": {
@@ -252,21 +352,50 @@ export class WorkersPool implements Pool {
         appModule: String(this.#options.appModule),
         brokerUrl: this.#options.broker.url,
         backendUrl: this.#options.backend.url,
+        claims: buffer,
+        concurrency: this.#childConcurrency,
+        memory: (this.#options.maxMemoryPerChild ?? Infinity) < Infinity,
       } satisfies ToWorker,
     );
     this.#slots.add(slot);
     return slot;
   }
 
-  // Terminates a slot's Web Worker; its runs end `lost` (or with `override` for one of them).
+  // Takes a run back from its slot if it has not started there (it then never will).
+  #reclaim(run: Run): boolean {
+    const slot = run.slot;
+    if (!slot) return true;
+    if (Atomics.compareExchange(slot.claims, run.cell, run.token, 0) !== run.token) return false;
+    this.#unassign(run, slot);
+    slot.given--;
+    return true;
+  }
+
+  #unassign(run: Run, slot: Slot): void {
+    slot.running.delete(run.seq);
+    slot.freeCells.push(run.cell);
+    run.slot = undefined;
+    for (const t of run.timers) t.clear();
+    run.timers = [];
+  }
+
+  // Terminates a slot's Web Worker. Its runs that have not started go back to the front of the
+  // queue; the others end `lost` (or with `override` for one of them).
   #kill(slot: Slot, error: ErrorShape, override?: { run: Run; outcome: Outcome }): void {
     if (slot.dead) return;
     slot.dead = true;
+    const runs = [...slot.running.values()];
+    const back: Run[] = [];
+    const lost: Run[] = [];
+    for (const run of runs) {
+      if (run !== override?.run && !this.#closed && this.#reclaim(run)) back.push(run);
+      else lost.push(run);
+    }
     slot.worker.terminate();
     this.#slots.delete(slot);
-    const runs = [...slot.running.values()];
     slot.running.clear();
-    for (const run of runs) {
+    this.#queue.unshift(...back);
+    for (const run of lost) {
       this.#settle(run, run === override?.run ? override.outcome : { kind: "lost", error });
     }
     if (!this.#closed && this.#slots.size < this.#size) this.#respawn();
@@ -296,15 +425,33 @@ export class WorkersPool implements Pool {
     run.resolve(outcome);
   }
 
+  // A run with a hard time limit started: its clock starts now.
+  #started(slot: Slot, seq: number): void {
+    const run = slot.running.get(seq);
+    const hardLimit = run?.options.hardLimit;
+    if (!run || !hardLimit) return;
+    run.timers.push(setLongTimeout(() => {
+      this.#kill(
+        slot,
+        toErrorShape(
+          new WorkerLostError(
+            `Web Worker terminated: task ${run.request.id} hit its hard time limit`,
+          ),
+        ),
+        { run, outcome: { kind: "timeout", seconds: hardLimit } },
+      );
+    }, hardLimit * 1000));
+  }
+
   #finish(slot: Slot, seq: number, outcome: Outcome, heapUsed = 0): void {
     const run = slot.running.get(seq);
-    if (!run) return;
-    slot.running.delete(seq);
+    if (!run || slot.dead) return;
+    this.#unassign(run, slot);
     slot.done++;
     this.#settle(run, outcome);
     const max = this.#options.maxTasksPerChild ?? Infinity;
     if (slot.done >= max) slot.retiring = true;
-    if (heapUsed > (this.#options.maxMemoryPerChild ?? Infinity) * 1024) {
+    if (heapUsed > (this.#options.maxMemoryPerChild ?? Infinity) * 1024 && !slot.retiring) {
       this.#options.logger?.info(
         `Recycling a Web Worker: its heap (${
           Math.round(heapUsed / 1024)
@@ -312,20 +459,65 @@ export class WorkersPool implements Pool {
       );
       slot.retiring = true;
     }
-    if (slot.retiring && slot.running.size === 0) {
-      this.#kill(slot, toErrorShape(new WorkerLostError("recycled")));
-      return;
-    }
-    this.#drain();
   }
 
-  // The least busy Web Worker with a free place, or undefined. Synchronous on purpose.
+  // After a batch of results: a retiring slot hands back what has not started and goes once
+  // idle; free places take waiting runs, and an idle slot takes runs waiting behind busy ones.
+  #afterFinish(slot: Slot): void {
+    if (slot.dead) return;
+    if (slot.retiring) {
+      this.#handBack(slot);
+      if (slot.running.size === 0) {
+        this.#kill(slot, toErrorShape(new WorkerLostError("recycled")));
+        return;
+      }
+    }
+    this.#drain();
+    if (slot.running.size === 0 && !slot.retiring) this.#steal(slot);
+  }
+
+  // Puts the runs of a slot that have not started back at the front of the queue.
+  #handBack(slot: Slot): void {
+    const back: Run[] = [];
+    for (const run of [...slot.running.values()].reverse()) {
+      if (!this.#reclaim(run)) break;
+      back.unshift(run);
+    }
+    this.#queue.unshift(...back);
+  }
+
+  // An idle slot takes the newest runs waiting behind a busy slot's running ones.
+  #steal(thief: Slot): void {
+    for (const victim of this.#slots) {
+      if (victim === thief || victim.dead) continue;
+      const waiting = victim.running.size - this.#childConcurrency;
+      if (waiting <= 0) continue;
+      const runs = [...victim.running.values()].slice(-Math.ceil(waiting / 2)).reverse();
+      const moved: Run[] = [];
+      for (const run of runs) {
+        if (!this.#reclaim(run)) break;
+        moved.unshift(run);
+      }
+      for (const run of moved) {
+        if (this.#room(thief)) this.#dispatch(run, thief);
+        else this.#queue.unshift(run);
+      }
+      this.#drain();
+      return;
+    }
+  }
+
+  #room(s: Slot): boolean {
+    const max = this.#options.maxTasksPerChild ?? Infinity;
+    return s.started && !s.dead && !s.retiring && s.given < max &&
+      s.running.size < this.#childConcurrency + this.#lookahead;
+  }
+
+  // The least busy Web Worker with room, or undefined. Synchronous on purpose.
   #pick(): Slot | undefined {
     let best: Slot | undefined;
     for (const s of this.#slots) {
-      if (!s.started || s.dead || s.retiring || s.running.size >= this.#childConcurrency) {
-        continue;
-      }
+      if (!this.#room(s)) continue;
       if (!best || s.running.size < best.running.size) best = s;
     }
     return best;
@@ -340,44 +532,40 @@ export class WorkersPool implements Pool {
     }
   }
 
-  // Records the run on the slot, then posts it; nothing is awaited in between.
+  // Records the run on the slot and claims a cell for it, then queues it for the slot's next
+  // message; nothing is awaited in between.
   #dispatch(run: Run, slot: Slot): void {
     run.slot = slot;
+    run.cell = slot.freeCells.pop()!;
+    run.token = (run.seq % 0x7ffffffe) + 1;
+    Atomics.store(slot.claims, run.cell, run.token);
     slot.running.set(run.seq, run);
+    slot.given++;
     const { softLimit, hardLimit } = run.options;
-    if (softLimit) {
-      run.timers.push(setLongTimeout(() => {
-        if (slot.dead || !slot.running.has(run.seq)) return;
-        slot.worker.postMessage(
-          {
-            type: "abort",
-            seq: run.seq,
-            reason: {
-              name: "SoftTimeLimitExceeded",
-              message: `SoftTimeLimitExceeded(${softLimit})`,
-              stack: null,
-            },
-          } satisfies ToWorker,
-        );
-      }, softLimit * 1000));
-    }
-    if (hardLimit) {
-      run.timers.push(setLongTimeout(() => {
-        this.#kill(
-          slot,
-          toErrorShape(
-            new WorkerLostError(
-              `Web Worker terminated: task ${run.request.id} hit its hard time limit`,
-            ),
-          ),
-          { run, outcome: { kind: "timeout", seconds: hardLimit } },
-        );
-      }, hardLimit * 1000));
-    }
-    slot.worker.postMessage({ type: "run", seq: run.seq, request: run.request } satisfies ToWorker);
+    // One message per slot per turn of the event loop: the runs admitted meanwhile travel
+    // together.
+    if (slot.outbox.length === 0) setImmediate(() => this.#post(slot));
+    slot.outbox.push({
+      seq: run.seq,
+      cell: run.cell,
+      token: run.token,
+      request: run.request,
+      softLimit: softLimit || null,
+      notify: !!hardLimit,
+    });
   }
 
-  // Stops one run: a waiting one leaves the queue, a running one loses its Web Worker.
+  #post(slot: Slot): void {
+    const runs = slot.outbox;
+    slot.outbox = [];
+    if (slot.dead) return;
+    // Runs taken back before the post need not travel (the Web Worker would skip them).
+    const live = runs.filter((r) => slot.running.get(r.seq)?.token === r.token);
+    if (live.length) slot.worker.postMessage({ type: "run", runs: live } satisfies ToWorker);
+  }
+
+  // Stops one run: a waiting or not yet started one is taken back, a running one loses its Web
+  // Worker.
   #abort(run: Run): void {
     if (run.settled) return;
     const reason = run.options.signal?.reason;
@@ -391,6 +579,11 @@ export class WorkersPool implements Pool {
       const i = this.#queue.indexOf(run);
       if (i >= 0) this.#queue.splice(i, 1);
       this.#settle(run, { kind: "lost", error });
+      return;
+    }
+    if (this.#reclaim(run)) {
+      this.#settle(run, { kind: "lost", error });
+      this.#drain();
       return;
     }
     this.#kill(
@@ -410,6 +603,8 @@ export class WorkersPool implements Pool {
       options,
       resolve,
       slot: undefined,
+      cell: -1,
+      token: 0,
       settled: false,
       timers: [],
       onAbort: undefined,
@@ -436,6 +631,15 @@ export class WorkersPool implements Pool {
     return promise;
   }
 
+  /** Ends the runs not started yet (waiting here or sent ahead) with outcome `unstarted`. */
+  handBack(): void {
+    const back: Run[] = [...this.#queue.splice(0)];
+    for (const slot of this.#slots) {
+      for (const run of [...slot.running.values()]) if (this.#reclaim(run)) back.push(run);
+    }
+    for (const run of back) this.#settle(run, { kind: "unstarted" });
+  }
+
   async grow(n: number): Promise<void> {
     this.#size += n;
     const added = [];
@@ -449,8 +653,10 @@ export class WorkersPool implements Pool {
       .slice(0, Math.max(0, this.#slots.size - this.#size));
     for (const slot of extra) {
       slot.retiring = true;
+      this.#handBack(slot);
       if (slot.running.size === 0) this.#kill(slot, toErrorShape(new WorkerLostError("shrunk")));
     }
+    this.#drain();
     return Promise.resolve();
   }
 
