@@ -50,7 +50,7 @@ export function nativeLevelName(level: number): string {
 }
 
 /** The exchange a Celery 5.5+ producer publishes countdowns to (`celery_delayed_27`). */
-export const NATIVE_ENTRY_EXCHANGE = nativeLevelName(NATIVE_DELAY_MAX_LEVEL);
+export const NATIVE_ENTRY_EXCHANGE: string = nativeLevelName(NATIVE_DELAY_MAX_LEVEL);
 
 /**
  * kombu's `calculate_routing_key`: the countdown in 28 binary digits, one word each, then the
@@ -137,7 +137,12 @@ export async function declareNativeDelayTopology(
   await channel.bindExchange(NATIVE_DELIVERY_EXCHANGE, nativeLevelName(0), routingKey);
 }
 
-/** kombu's binding key for a routing key: as it is when it starts with `#`, else `#.<key>`. */
+/**
+ * kombu's binding key for a routing key.
+ *
+ * @param routingKey A queue's routing key.
+ * @returns It as it is when it starts with `#`, else `#.<key>`.
+ */
 export function nativeBindingKey(routingKey: string): string {
   return routingKey.startsWith("#") ? routingKey : `#.${routingKey}`;
 }

@@ -16,7 +16,14 @@
  *   crash in between duplicates rather than loses. Native dead-letter arguments are not put on
  *   task queues because Python Celery declares the same queues without them (a mismatch is a
  *   `PRECONDITION_FAILED`);
- * - `schedule()` parks messages in TTL queues (see `_amqp_delay.ts`), never in a worker;
+ * - `schedule()` parks messages in TTL queues, never in a worker: Celery 5.5+'s
+ *   `celery_delayed_*` for quorum queues (`_amqp_native_delay.ts`, `delayedDelivery`), else
+ *   celeriac's `celeriac.delay.*` (`_amqp_delay.ts`); workers bind their queues to
+ *   `celery_delayed_delivery` as a Celery 5.5+ worker does;
+ * - an adopted queue's type and `x-delivery-limit` are read from RabbitMQ's answers to a declare
+ *   (`_amqp_queue_probe.ts`): a quorum queue gets per-consumer QoS, native `nack` requeues, and
+ *   `maxDeliveries` capped at `x-delivery-limit` + 1 so it reaches `<queue>.dlq` before RabbitMQ
+ *   drops it;
  * - remote control and events use Celery's exchanges and queues (§2.4, §2.6): commands go to
  *   the fanout `celery.pidbox` (non-durable), each worker consumes `<hostname>.celery.pidbox`;
  *   replies go to the direct `reply.celery.pidbox` and its `<oid>.reply.celery.pidbox`
