@@ -302,13 +302,16 @@ with Connection("${url}") as c:
 Deno.test("an adopted quorum queue's x-delivery-limit dead-letters to <queue>.dlq before RabbitMQ drops it", async () => {
   await withVhost(async (url) => {
     const queue = unique("nd-limit");
-    // A Celery user's quorum queue with x-delivery-limit 2 and no dead-letter exchange:
-    // RabbitMQ drops a message returned a third time.
+    // A Celery user's quorum queue with x-delivery-limit 2 (and other arguments, which the
+    // probe reads one refusal at a time) whose dead-letter exchange does not exist: RabbitMQ
+    // drops a message returned a third time.
     await python(`
 from kombu import Connection, Exchange, Queue
 with Connection("${url}") as c:
     Queue("${queue}", Exchange("${queue}"), routing_key="${queue}",
-          queue_arguments={"x-queue-type": "quorum", "x-delivery-limit": 2})(c.default_channel).declare()
+          queue_arguments={"x-queue-type": "quorum", "x-delivery-limit": 2,
+                           "x-max-length": 1000, "x-dead-letter-exchange": "nd-missing-dlx"}
+          )(c.default_channel).declare()
 `);
     await using broker = new AmqpBroker(url, { maxDeliveries: 10 });
     await broker.publish(queue, encodeTask({ id: "poison", name: "t", args: [], kwargs: {} }));
