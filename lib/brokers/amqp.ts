@@ -16,7 +16,14 @@
  *   crash in between duplicates rather than loses. Native dead-letter arguments are not put on
  *   task queues because Python Celery declares the same queues without them (a mismatch is a
  *   `PRECONDITION_FAILED`);
- * - `schedule()` parks messages in TTL queues (see `_amqp_delay.ts`), never in a worker;
+ * - `schedule()` parks messages in TTL queues, never in a worker: Celery 5.5+'s
+ *   `celery_delayed_*` for quorum queues (`_amqp_native_delay.ts`, `delayedDelivery`), else
+ *   celeriac's `celeriac.delay.*` (`_amqp_delay.ts`); workers bind their queues to
+ *   `celery_delayed_delivery` as a Celery 5.5+ worker does;
+ * - an adopted queue's type and `x-delivery-limit` are read from RabbitMQ's answers to a declare
+ *   (`_amqp_queue_probe.ts`): a quorum queue gets per-consumer QoS, native `nack` requeues, and
+ *   `maxDeliveries` capped at `x-delivery-limit` + 1 so it reaches `<queue>.dlq` before RabbitMQ
+ *   drops it;
  * - remote control and events use Celery's exchanges and queues (§2.4, §2.6): commands go to
  *   the fanout `celery.pidbox` (non-durable), each worker consumes `<hostname>.celery.pidbox`;
  *   replies go to the direct `reply.celery.pidbox` and its `<oid>.reply.celery.pidbox`
@@ -64,6 +71,16 @@ import {
   delayRoutingKey,
   stripDelayHeaders,
 } from "./_amqp_delay.ts";
+import {
+  bindNativeDelayDestination,
+  declareNativeDelayTopology,
+  NATIVE_DELIVERY_EXCHANGE,
+  NATIVE_ENTRY_EXCHANGE,
+  type NativeDelayQueueType,
+  nativeRoutingKey,
+  stripNativeDelayHeaders,
+} from "./_amqp_native_delay.ts";
+import { probeQueue } from "./_amqp_queue_probe.ts";
 import { fromFieldTable, toFieldTable } from "./_amqp_table.ts";
 import { bodyFromBytes, bodyToBytes } from "../protocol/body.ts";
 
@@ -113,6 +130,38 @@ export interface AmqpBrokerOptions extends AmqpConnectionOptions {
    * @default {{}}
    */
   exchangeTypes?: Record<string, "direct" | "fanout" | "topic">;
+  /**
+   * Which delay topology countdowns and ETAs take (see the README, "RabbitMQ"):
+   * - `"auto"`: Celery 5.5+'s rule. A countdown to a quorum queue goes through Celery's
+   *   `celery_delayed_*` (declared as kombu declares it, unless it exists), anything else
+   *   through celeriac's `celeriac.delay.*` (millisecond levels). A worker binds its queues to
+   *   `celery_delayed_delivery` when one of them is quorum (declaring the topology, as a Celery
+   *   5.5+ worker does) or when the topology exists.
+   * - `"celery"`: every countdown through `celery_delayed_*`; workers always declare and bind.
+   * - `"celeriac"`: only `celeriac.delay.*`; workers do not bind to `celery_delayed_delivery`.
+   *
+   * Countdowns under a second, and the part under a second that Celery's whole-second levels
+   * leave (the worker holds it), use neither: they are held by the worker or take
+   * `celeriac.delay.*`.
+   * @default {"auto"}
+   */
+  delayedDelivery?: "auto" | "celery" | "celeriac";
+  /**
+   * Celery's `broker_native_delayed_delivery_queue_type`: the type of the `celery_delayed_*`
+   * queues when celeriac declares them (an existing topology is adopted as it is).
+   * @default {"quorum"}
+   */
+  brokerNativeDelayedDeliveryQueueType?: NativeDelayQueueType;
+}
+
+/** What celeriac knows of a task queue once declared or adopted. */
+interface QueueInfo {
+  /** It is a quorum queue (no global QoS, no priorities, native delayed delivery). */
+  quorum: boolean;
+  /** Its `x-delivery-limit`, when it has one. */
+  deliveryLimit: number | null;
+  /** Its exchange (same name) is a topic exchange, when known. */
+  topic: boolean | null;
 }
 
 /** A queue exists with other arguments than celeriac declares (`PRECONDITION_FAILED`). */
@@ -228,7 +277,7 @@ function toAmqpProperties(message: Message, priority?: number): amqp.Options.Pub
 
 function fromAmqpMessage(msg: amqp.Message): Message {
   const p = msg.properties;
-  const headers = stripDelayHeaders(fromFieldTable(p.headers));
+  const headers = stripNativeDelayHeaders(stripDelayHeaders(fromFieldTable(p.headers)));
   const properties: MessageProperties = {};
   if (p.correlationId !== undefined) properties.correlation_id = p.correlationId;
   if (p.replyTo !== undefined) properties.reply_to = p.replyTo;
@@ -307,6 +356,9 @@ export class AmqpBroker implements Broker {
   #declared = new Set<string>();
   #delayReady: Promise<void> | null = null;
   #delayBound = new Set<string>();
+  #queueInfo = new Map<string, QueueInfo>();
+  #nativeReady: Promise<void> | null = null;
+  #nativeBound = new Set<string>();
   #closing: Promise<void> | null = null;
   #sessions = new Set<ConsumerSession>();
   #exchangesDeclared = new WeakMap<amqp.Channel, Set<string>>();
@@ -333,6 +385,18 @@ export class AmqpBroker implements Broker {
     if (queueType === "quorum" && options.maxPriority !== undefined) {
       throw new RangeError(
         "Cannot set maxPriority with queueType quorum: quorum queues have no priorities",
+      );
+    }
+    const mode = options.delayedDelivery;
+    if (mode !== undefined && mode !== "auto" && mode !== "celery" && mode !== "celeriac") {
+      throw new RangeError(
+        `Cannot set delayedDelivery: it must be "auto", "celery" or "celeriac", got ${mode}`,
+      );
+    }
+    const nativeType = options.brokerNativeDelayedDeliveryQueueType;
+    if (nativeType !== undefined && nativeType !== "classic" && nativeType !== "quorum") {
+      throw new RangeError(
+        `Cannot set brokerNativeDelayedDeliveryQueueType: it must be "classic" or "quorum", got ${nativeType}`,
       );
     }
     this.#conn = new AmqpConnection(url, options);
@@ -382,23 +446,47 @@ export class AmqpBroker implements Broker {
   // Whether a queue and its exchange exist, by passive declares on throw-away channels (a 404
   // closes the channel it happens on).
   async #existing(queue: string): Promise<{ queue: boolean; exchange: boolean }> {
-    const model = await this.#conn.connection();
-    const probe = async (check: (ch: amqp.Channel) => Promise<unknown>) => {
-      const ch = await model.createChannel();
-      ch.on("error", () => {});
-      try {
-        await check(ch);
-        return true;
-      } catch (cause) {
-        if (errorCode(cause) === 404) return false;
-        throw cause;
-      } finally {
-        await ch.close().catch(() => {});
-      }
-    };
     return {
-      queue: await probe((ch) => ch.checkQueue(queue)),
-      exchange: await probe((ch) => ch.checkExchange(queue)),
+      queue: await this.#probe(404, (ch) => ch.checkQueue(queue)),
+      exchange: await this.#probe(404, (ch) => ch.checkExchange(queue)),
+    };
+  }
+
+  // Runs `check` on a throw-away channel: true when it passes, false on the refusal `code`.
+  async #probe(code: number, check: (ch: amqp.Channel) => Promise<unknown>): Promise<boolean> {
+    const model = await this.#conn.connection();
+    const ch = await model.createChannel();
+    ch.on("error", () => {});
+    try {
+      await check(ch);
+      return true;
+    } catch (cause) {
+      if (errorCode(cause) === code) return false;
+      throw cause;
+    } finally {
+      await ch.close().catch(() => {});
+    }
+  }
+
+  // What a queue declared with celeriac's options is.
+  #ownQueueInfo(): QueueInfo {
+    const limit = this.#options.queueArguments?.["x-delivery-limit"];
+    return {
+      quorum: this.#isQuorum(),
+      deliveryLimit: typeof limit === "number" ? limit : null,
+      topic: (this.#options.exchangeType ?? "direct") === "topic",
+    };
+  }
+
+  // What an adopted queue is (probed once; see `_amqp_queue_probe.ts`).
+  async #adoptedQueueInfo(queue: string): Promise<QueueInfo> {
+    const found = await probeQueue(await this.#conn.connection(), queue);
+    if (!found) return { ...this.#ownQueueInfo(), topic: null };
+    const limit = found.arguments["x-delivery-limit"];
+    return {
+      quorum: found.type === "quorum",
+      deliveryLimit: found.type === "quorum" && typeof limit === "number" ? limit : null,
+      topic: null,
     };
   }
 
@@ -407,12 +495,18 @@ export class AmqpBroker implements Broker {
   async #declareTaskQueue(ch: amqp.Channel, queue: string): Promise<void> {
     try {
       const found = await this.#existing(queue);
+      let info = this.#queueInfo.get(queue);
       if (!found.queue) {
         await ch.assertQueue(queue, { durable: true, arguments: this.#queueArguments() });
+        info = this.#ownQueueInfo();
+      } else if (!info) {
+        info = await this.#adoptedQueueInfo(queue);
       }
       if (!found.exchange) {
         await ch.assertExchange(queue, this.#options.exchangeType ?? "direct", { durable: true });
+        info = { ...info!, topic: (this.#options.exchangeType ?? "direct") === "topic" };
       }
+      this.#queueInfo.set(queue, info!);
       await ch.bindQueue(queue, queue, queue);
     } catch (cause) {
       if (errorCode(cause) === 406) throw new AmqpQueueMismatchError(queue, { cause });
@@ -541,12 +635,23 @@ export class AmqpBroker implements Broker {
     const routingKey = delayRoutingKey(ms);
     const properties = toAmqpProperties(message, options.priority);
     delete properties.expiration;
-    properties.headers = { ...properties.headers, [DELAY_HEADER]: queue };
     const content = Buffer.from(
       bodyToBytes(message.body, message.contentEncoding, message.headers),
     );
     return this.#withPublisher(async (ch) => {
       await this.#declareQueue(ch, queue);
+      // Celery's rule (celery/app/base.py `send_task`): whole seconds, truncated, through
+      // `celery_delayed_27`; the worker holds the part under a second.
+      const seconds = Math.floor(ms / 1000);
+      if (seconds >= 1 && this.#nativeFor(queue)) {
+        await this.#nativeTopology();
+        await this.#bindNative(queue);
+        await this.#send(ch, NATIVE_ENTRY_EXCHANGE, nativeRoutingKey(seconds, queue), content, {
+          ...properties,
+        });
+        return;
+      }
+      properties.headers = { ...properties.headers, [DELAY_HEADER]: queue };
       this.#delayReady ??= declareDelayTopology(ch).catch((e) => {
         this.#delayReady = null;
         throw e;
@@ -558,6 +663,78 @@ export class AmqpBroker implements Broker {
       }
       await this.#send(ch, DELAY_ENTRY_EXCHANGE, routingKey, content, properties);
     });
+  }
+
+  #delayMode(): "auto" | "celery" | "celeriac" {
+    return this.#options.delayedDelivery ?? "auto";
+  }
+
+  // Whether a countdown to `queue` (declared) takes Celery's `celery_delayed_*`.
+  #nativeFor(queue: string): boolean {
+    const mode = this.#delayMode();
+    return mode === "celery" || mode === "auto" && this.#queueInfo.get(queue)?.quorum === true;
+  }
+
+  // Runs `fn` on a throw-away channel (a refusal closes the channel it happens on).
+  async #onChannel<T>(fn: (ch: amqp.Channel) => Promise<T>): Promise<T> {
+    const model = await this.#conn.connection();
+    const ch = await model.createChannel();
+    ch.on("error", () => {});
+    try {
+      return await fn(ch);
+    } finally {
+      await ch.close().catch(() => {});
+    }
+  }
+
+  // Celery's `celery_delayed_*`: adopted when `celery_delayed_delivery` exists, else declared
+  // as kombu declares it; once per broker.
+  #nativeTopology(): Promise<void> {
+    this.#nativeReady ??= (async () => {
+      if (await this.#probe(404, (c) => c.checkExchange(NATIVE_DELIVERY_EXCHANGE))) return;
+      const type = this.#options.brokerNativeDelayedDeliveryQueueType ?? "quorum";
+      await this.#onChannel((c) => declareNativeDelayTopology(c, type));
+    })().catch((e) => {
+      this.#nativeReady = null;
+      throw e;
+    });
+    return this.#nativeReady;
+  }
+
+  // Binds a declared task queue to `celery_delayed_delivery` (see `_amqp_native_delay.ts`).
+  async #bindNative(queue: string): Promise<void> {
+    if (this.#nativeBound.has(queue)) return;
+    const topic = this.#queueInfo.get(queue)?.topic ??
+      await this.#probe(406, (c) => c.assertExchange(queue, "topic", { durable: true }));
+    await this.#onChannel((c) => bindNativeDelayDestination(c, queue, topic));
+    this.#nativeBound.add(queue);
+  }
+
+  // What a Celery 5.5+ worker's `DelayedDelivery` bootstep does for its queues: when one is
+  // quorum (or `delayedDelivery` is "celery"), declare the topology and bind them all; with
+  // "auto", also bind them when the topology exists. A failure is reported, not fatal (as in
+  // Celery): the queues are still consumed.
+  async #setUpNativeDelivery(queues: readonly string[]): Promise<void> {
+    const mode = this.#delayMode();
+    if (mode === "celeriac") return;
+    try {
+      const wanted = mode === "celery" ||
+        queues.some((q) => this.#queueInfo.get(q)?.quorum === true) ||
+        await this.#probe(404, (c) => c.checkExchange(NATIVE_DELIVERY_EXCHANGE));
+      if (!wanted) return;
+      await this.#nativeTopology();
+      for (const queue of queues) await this.#bindNative(queue);
+    } catch (error) {
+      if (this.#closing) return;
+      this.#options.onError?.(
+        new CeleriacError(
+          `Cannot set up Celery's native delayed delivery (celery_delayed_*) for ${
+            queues.join(", ")
+          }: ${(error as Error).message}`,
+          { cause: error },
+        ),
+      );
+    }
   }
 
   async #openSession(
@@ -581,11 +758,14 @@ export class AmqpBroker implements Broker {
       wake();
     });
     try {
-      // Celery sets global QoS; quorum queues refuse it, so they get per-consumer QoS, as does
-      // a single queue (the same limit, and an adopted queue may be quorum).
-      await channel.prefetch(prefetch, !this.#isQuorum() && queues.length > 1);
+      for (const queue of queues) await this.#declareTaskQueue(channel, queue);
+      // Celery sets global QoS; quorum queues refuse it (RabbitMQ closes the whole connection
+      // with NOT_IMPLEMENTED), so a set with a quorum queue (declared or adopted) gets
+      // per-consumer QoS, as does a single queue (the same limit).
+      const quorum = this.#isQuorum() || queues.some((q) => this.#queueInfo.get(q)?.quorum);
+      await channel.prefetch(prefetch, !quorum && queues.length > 1);
+      await this.#setUpNativeDelivery(queues);
       for (const queue of queues) {
-        await this.#declareTaskQueue(channel, queue);
         const { consumerTag } = await channel.consume(
           queue,
           (msg) => onMessage(session, queue, msg),
@@ -617,13 +797,16 @@ export class AmqpBroker implements Broker {
         raw: msg.content.subarray(0, 4096).toString("utf8"),
       };
     }
+    // A quorum queue counts returns in `x-delivery-count` (absent on a first delivery).
+    const info = this.#queueInfo.get(queue);
     const quorumCount = message.headers["x-delivery-count"];
     const prior = message.headers[DELIVERY_COUNT_HEADER];
     delete message.headers[DELIVERY_COUNT_HEADER];
+    delete message.headers["x-delivery-count"];
     const deliveryCount = typeof quorumCount === "number"
       ? quorumCount + 1
       : (typeof prior === "number" ? prior : 0) + 1 + (msg.fields.redelivered ? 1 : 0);
-    return {
+    const delivery: AmqpDelivery = {
       session,
       msg,
       message,
@@ -631,6 +814,14 @@ export class AmqpBroker implements Broker {
       redelivered: msg.fields.redelivered || deliveryCount > 1,
       deliveryCount,
     };
+    // RabbitMQ drops (or dead-letters to the queue's own x-dead-letter-exchange) a message
+    // returned more than x-delivery-limit times; celeriac dead-letters it to <queue>.dlq on the
+    // last delivery RabbitMQ allows instead, when that comes before maxDeliveries.
+    if (info?.deliveryLimit !== null && info?.deliveryLimit !== undefined) {
+      const limit = Math.max(1, info.deliveryLimit + 1);
+      if (limit < this.#maxDeliveries) return { ...delivery, maxDeliveries: limit };
+    }
+    return delivery;
   }
 
   // Acks on the delivery's channel; a channel that died took the message with it (RabbitMQ
@@ -717,7 +908,7 @@ export class AmqpBroker implements Broker {
       reject: async (d, { requeue, reason }) => {
         try {
           if (requeue) {
-            if (this.#isQuorum()) {
+            if (this.#isQuorum() || this.#queueInfo.get(d.queue)?.quorum) {
               if (!d.session.broken) d.session.channel.nack(d.msg, false, true);
               return "requeued";
             }

@@ -38,6 +38,11 @@ export interface RawDelivery {
   readonly deliveryCount: number;
   /** Whether it was delivered before. */
   readonly redelivered: boolean;
+  /**
+   * A lower `maxDeliveries` for this delivery (RabbitMQ's `x-delivery-limit` on a quorum
+   * queue), when the broker knows one.
+   */
+  readonly maxDeliveries?: number;
   /** Why `message` is `null`. */
   readonly error?: string;
   /** The start of the stored text, for the dead-letter event of an undecodable message. */
@@ -269,15 +274,16 @@ class Session<R extends RawDelivery> {
     let requeue = options.requeue ?? false;
     let reason = options.reason ?? REJECTED;
     let byBroker = false;
-    if (requeue && raw.deliveryCount >= this.#maxDeliveries) {
+    const max = Math.min(raw.maxDeliveries ?? this.#maxDeliveries, this.#maxDeliveries);
+    if (requeue && raw.deliveryCount >= max) {
       requeue = false;
       byBroker = true;
-      reason = `delivered ${raw.deliveryCount} times (maxDeliveries ${this.#maxDeliveries})`;
+      reason = `delivered ${raw.deliveryCount} times (maxDeliveries ${max})`;
     }
     const result = await this.hooks.reject(raw, { requeue, reason });
     if (requeue && result === "dead") {
       byBroker = true;
-      reason = `delivered too many times (maxDeliveries ${this.#maxDeliveries})`;
+      reason = `delivered too many times (maxDeliveries ${max})`;
     }
     if (byBroker) this.deadLetter({ queue: raw.queue, reason, message: raw.message });
   }
@@ -425,10 +431,13 @@ export async function* consumeLoop<R extends RawDelivery>(
         session.hold(raw);
         if (raw.message === null) {
           void session.refuse(raw, raw.error ?? "the message could not be decoded").catch(() => {});
-        } else if (raw.deliveryCount > settings.maxDeliveries) {
+        } else if (
+          raw.deliveryCount > Math.min(raw.maxDeliveries ?? Infinity, settings.maxDeliveries)
+        ) {
+          const max = Math.min(raw.maxDeliveries ?? Infinity, settings.maxDeliveries);
           void session.refuse(
             raw,
-            `delivered ${raw.deliveryCount} times (maxDeliveries ${settings.maxDeliveries})`,
+            `delivered ${raw.deliveryCount} times (maxDeliveries ${max})`,
           ).catch(() => {});
         } else {
           buffer.push(raw);
