@@ -150,7 +150,7 @@ for (const setup of SETUPS) {
     }
   });
 
-  Deno.test(`[${setup.name}] a chord whose member is not registered fails with NotRegistered; its errback runs once`, async () => {
+  Deno.test(`[${setup.name}] a chord whose member is not registered: get() throws NotRegistered, the body stores ChordError; its errback runs once`, async () => {
     const g = graphApp(setup.conf());
     await using _ = g.app;
     try {
@@ -160,7 +160,10 @@ for (const setup of SETUPS) {
           [g.add.s(1, 1), missing, g.add.s(2, 2)],
           g.tsum.s().onError(g.onError.s()),
         ).delay();
-        await assert.rejects(() => r.get(T), (e: Error) => {
+        // get() follows parents, as Celery's: the member's NotRegistered ...
+        await assert.rejects(() => r.get(T), NotRegistered);
+        // ... while the body's stored result is the ChordError naming it.
+        await assert.rejects(() => r.get({ ...T, followParents: false }), (e: Error) => {
           assert.ok(e instanceof ChordError, `${e.name}: ${e.message}`);
           assert.match(e.message, /raised NotRegistered\(.*tasks\.not_registered_here.*\)/);
           return true;
@@ -171,7 +174,8 @@ for (const setup of SETUPS) {
         // A chord's own link_error goes to its body: it runs once too.
         const c = await chord([missing.clone(), g.add.s(3, 3)], g.tsum.s())
           .linkError(g.onError.s()).delay();
-        await assert.rejects(() => c.get(T), ChordError);
+        await assert.rejects(() => c.get(T), NotRegistered);
+        await assert.rejects(() => c.get({ ...T, followParents: false }), ChordError);
         await waitFor(() => g.calls.get(`errback:${c.id}`) === 1);
         await new Promise((res) => setTimeout(res, 300));
         assert.equal(g.calls.get("errback"), 2);
