@@ -16,6 +16,8 @@ import {
   ResultSet,
   signature,
 } from "@celeriac/celeriac";
+import { errorToInfo } from "../lib/protocol/exceptions.ts";
+import { makeMeta } from "../lib/protocol/result_meta.ts";
 import { deleteByPrefix, REDIS, REDIS_BACKEND } from "./_redis_helpers.ts";
 
 const T = { timeout: 20_000 };
@@ -275,3 +277,35 @@ async function waitFor(predicate: () => boolean | Promise<boolean>, ms = 10_000)
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+Deno.test("get() of a failed result throws its oldest failed parent's error; a group parent its first failed member's", async () => {
+  await using app = new App({ broker: "memory://", backend: "memory://" });
+  const backend = await app.getBackend();
+  const fail = async (id: string, error: Error) =>
+    await backend.store(id, makeMeta(id, "FAILURE", errorToInfo(error)));
+  const handle = (id: string, parent?: AsyncResult | GroupResult) => {
+    const r = new AsyncResult(id, app);
+    r.parent = parent;
+    return r;
+  };
+  // ok -> group[ok, RangeError, TypeError] -> failed step -> failed leaf: oldest first.
+  await backend.store("ok", makeMeta("ok", "SUCCESS", 1));
+  await fail("m1", new RangeError("first member"));
+  await fail("m2", new TypeError("second member"));
+  await fail("step", new SyntaxError("step"));
+  await fail("leaf", new ChordError("leaf"));
+  const header = new GroupResult("g", [handle("ok"), handle("m1"), handle("m2")], app);
+  header.parent = handle("ok");
+  const leaf = handle("leaf", handle("step", header));
+  await assert.rejects(() => leaf.get(T), { name: "RangeError", message: "first member" });
+  await assert.rejects(() => leaf.get({ ...T, followParents: false }), ChordError);
+  assert.ok(await leaf.get({ ...T, propagate: false }) instanceof ChordError);
+  // Without the group, the step is the oldest failed parent; a pending parent is passed over.
+  await assert.rejects(
+    () => handle("leaf", handle("step", handle("pending"))).get(T),
+    { name: "SyntaxError", message: "step" },
+  );
+  // A successful result does not look at its parents.
+  await backend.store("fine", makeMeta("fine", "SUCCESS", 2));
+  assert.equal(await handle("fine", header).get(T), 2);
+});
