@@ -23,6 +23,15 @@ export interface GetOptions {
    */
   propagate?: boolean;
   /**
+   * When the task failed (with `propagate` on), first throw the error of its oldest failed
+   * parent known to this handle (`parent`, set by chain and chord sends): for a chord body,
+   * the first failed header member's own error instead of the body's `ChordError`, as
+   * Celery's `get(follow_parents=True)`. Parents are read only when the task failed; a
+   * successful `get()` reads nothing more. `false` throws the task's own stored error.
+   * @default {true}
+   */
+  followParents?: boolean;
+  /**
    * Called with every meta stored for the task while waiting (STARTED, PROGRESS ... and the
    * final one), as Celery's `on_message`. For a group, with each member's final meta.
    */
@@ -81,6 +90,41 @@ export async function withTimeout<T>(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Celery's `_maybe_reraise_parent_error`: walks `result.parent` oldest first and throws the
+ * first failed node's error; a group parent throws its first failed member's (call order).
+ * Parents still pending or successful are passed over.
+ */
+async function throwParentError(result: AsyncResult | GroupResult): Promise<void> {
+  const parents: (AsyncResult | GroupResult)[] = [];
+  for (let node = result.parent; node && !parents.includes(node); node = node.parent) {
+    parents.push(node);
+  }
+  for (const node of parents.reverse()) {
+    const backend = await node.app.getBackend();
+    const members = node instanceof GroupResult ? node.results : [node];
+    const metas = await Promise.all(members.map((m) => backend.get(m.id)));
+    for (const meta of metas) if (meta) valueOf(meta, true);
+  }
+}
+
+/**
+ * The value of a finished task for `get()`: when it failed, a failed parent's error first
+ * (unless `followParents` or `propagate` is off), then its own.
+ */
+async function finalValue<R>(
+  result: AsyncResult | GroupResult | undefined,
+  meta: ResultMeta,
+  options: Pick<GetOptions, "propagate" | "followParents">,
+): Promise<R> {
+  const propagate = options.propagate ?? true;
+  if (
+    result?.parent && propagate && (options.followParents ?? true) &&
+    PROPAGATE_STATES.has(meta.status)
+  ) await throwParentError(result);
+  return valueOf<R>(meta, propagate);
 }
 
 function valueOf<R>(meta: ResultMeta, propagate: boolean): R {
@@ -174,10 +218,28 @@ export class AsyncResult<R = unknown> {
   /**
    * Waits for the task to finish and returns its value.
    *
-   * @param options Timeout (ms), signal, propagate.
+   * @param options Timeout (ms), signal, propagate, followParents.
    * @returns The task's return value.
    * @throws {ResultTimeoutError} When the timeout passes first.
-   * @throws {Error} The task's error, when it failed and `propagate` is on.
+   * @throws {Error} The task's error, when it failed and `propagate` is on; with
+   * `followParents` (default), a failed parent's error first, as Celery's `get()`: a failed
+   * chord's `get()` throws the failing header member's own error, not the body's
+   * `ChordError` (which stays its stored result, see `meta()`).
+   * @example A failed chord throws its failing member's error
+   * ```ts
+   * import { App, chord } from "@celeriac/celeriac";
+   * await using app = new App({ broker: "memory://", backend: "memory://" });
+   * const ok = app.task("t.ok", () => 1);
+   * const bad = app.task("t.bad", () => {
+   *   throw new TypeError("x");
+   * });
+   * const total = app.task("t.total", (xs: number[]) => xs.length);
+   * const r = chord([ok.s(), bad.s()], total.s()).apply();
+   * const error = await r.get().catch((e: Error) => e);
+   * console.assert(error instanceof Error && error.name === "TypeError" && error.message === "x");
+   * const stored = (await r.meta()).result as { exc_type: string };
+   * console.assert(stored.exc_type === "ChordError");
+   * ```
    */
   async get(options: GetOptions = {}): Promise<R> {
     const backend = await this.app.getBackend();
@@ -194,7 +256,7 @@ export class AsyncResult<R = unknown> {
       }
       throw new Error(`Result backend ended without a result for ${this.id}`);
     });
-    return valueOf<R>(meta, options.propagate ?? true);
+    return await finalValue<R>(this, meta, options);
   }
 
   /**
@@ -378,13 +440,16 @@ export class EagerResult<R = unknown> {
   }
 
   /**
-   * The value, or the error thrown.
+   * The value, or the error thrown: for a failed canvas, its oldest failed parent's error
+   * first, as {@linkcode AsyncResult.get} (a failed chord throws its failing header
+   * member's error; `followParents: false` throws the body's own `ChordError`).
    *
-   * @param options `propagate`.
+   * @param options `propagate`, `followParents`.
    * @returns The value.
    */
-  async get(options: Pick<GetOptions, "propagate"> = {}): Promise<R> {
-    return valueOf<R>(await this.#meta, options.propagate ?? true);
+  async get(options: Pick<GetOptions, "propagate" | "followParents"> = {}): Promise<R> {
+    const meta = await this.#meta;
+    return await finalValue<R>(this.#node ? await this.#node : undefined, meta, options);
   }
 }
 

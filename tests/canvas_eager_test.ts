@@ -204,7 +204,15 @@ for (const setup of SETUPS) {
       const handle = await e.handle();
       assert.equal(await handle!.parent!.parent!.get(), 2);
       assert.equal(t.calls.get("errback"), 1);
-      await assert.rejects(() => failingChord().apply().get(), ChordError);
+      // get() follows parents as Celery's: the failing member's error; the body keeps
+      // its stored ChordError.
+      const ec = failingChord().apply();
+      await assert.rejects(
+        () => ec.get(),
+        (e: Error) => e.name === "RangeError" && e.message === "bad member",
+      );
+      assert.equal((((await ec.meta()).result) as { exc_type: string }).exc_type, "ChordError");
+      await assert.rejects(() => ec.get({ followParents: false }), ChordError);
       assert.equal(t.calls.get("errback"), 2);
       assert.equal(await linked().apply().get(), 4);
       assert.equal(t.calls.get("note:4"), 1);
@@ -218,7 +226,12 @@ for (const setup of SETUPS) {
       await withWorker(t.app, async () => {
         const r = await failing().delay();
         await assert.rejects(() => r.get(T), /bad step/);
-        await assert.rejects(async () => await (await failingChord().delay()).get(T), ChordError);
+        const fc = await failingChord().delay();
+        await assert.rejects(
+          () => fc.get(T),
+          (e: Error) => e.name === "RangeError" && e.message === "bad member",
+        );
+        await assert.rejects(() => fc.get({ ...T, followParents: false }), ChordError);
         const l = await linked().delay();
         assert.equal(await l.get(T), 4);
         const [c] = await l.children();

@@ -20,9 +20,14 @@ async function redisRegistered(): Promise<boolean> {
 }
 
 async function python(...args: string[]): Promise<string> {
+  return await pythonWith({}, ...args);
+}
+
+async function pythonWith(env: Record<string, string>, ...args: string[]): Promise<string> {
   const out = await new Deno.Command("/usr/bin/python3", {
     args: ["canvas_tasks.py", ...args],
     cwd: PYDIR,
+    env,
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -33,7 +38,8 @@ async function python(...args: string[]): Promise<string> {
 const dbOf = (url: string) => /\/(\d+)$/.exec(url)?.[1] ?? "0";
 
 Deno.test({
-  name: "canvas interop: py | ts | py chain and a ts-header chord with a Python body",
+  name:
+    "canvas interop: py | ts | py chain, a ts-header chord with a Python body, a failed Python chord's get()",
   ignore: !(await redisRegistered()),
   fn: async (t) => {
     const id = crypto.randomUUID();
@@ -106,6 +112,33 @@ Deno.test({
           assert.equal(await r.get({ timeout: 60_000 }), 20);
           await new Promise((res) => setTimeout(res, 300));
           assert.equal(await python("get", counter, dbOf(REDIS_BACKEND)), "1");
+        },
+      );
+      await t.step(
+        "get() of a chord whose member failed on Python raises the member's error, as Python's get()",
+        async () => {
+          const r = await chord(
+            [py("pycanvas.add", [1, 1]), py("pycanvas.boom", ["x"])],
+            py("pycanvas.tsum", []),
+          ).applyAsync([], {}, { app });
+          await assert.rejects(() => r.get({ timeout: 60_000 }), (e: Error) => {
+            assert.equal(`${e.name}('${e.message}')`, "TypeError('x')");
+            return true;
+          });
+          await assert.rejects(() => r.get({ timeout: 5000, followParents: false }), (e: Error) => {
+            assert.equal(e.name, "ChordError");
+            assert.match(e.message, /^Dependency .+ raised TypeError\('x'\)$/);
+            return true;
+          });
+          // Python's own client, the same chord on the same worker: the same two errors.
+          const env = {
+            CELERIAC_TEST_BROKER: REDIS,
+            CELERIAC_TEST_BACKEND: REDIS_BACKEND,
+            CELERIAC_TEST_PREFIX: prefix,
+          };
+          const [followed, own] = (await pythonWith(env, "chordfail", pyq)).split("\n");
+          assert.equal(followed, "TypeError TypeError('x')");
+          assert.match(own!, /^ChordError ChordError\("Dependency .+ raised TypeError\('x'\)"\)$/);
         },
       );
     } finally {

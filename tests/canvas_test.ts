@@ -468,7 +468,7 @@ for (const url of BACKENDS) {
 
   Deno.test({
     name:
-      `[${scheme}] a failing chord member fails the body with ChordError and runs its errback once`,
+      `[${scheme}] a failing chord member fails the body with ChordError, get() throws the member's error (as Celery), its errback runs once`,
     ignore,
     fn: async () => {
       const { app, add, boom, tsum, onError, calls } = canvasApp(url);
@@ -476,7 +476,16 @@ for (const url of BACKENDS) {
       await withWorker(app, async () => {
         const body = tsum.s().onError(onError.s());
         const r = await chord([add.s(1, 1), boom.si("header broke"), add.s(2, 2)], body).delay();
+        // Celery's get() follows parents: the failing header member's own error.
         await assert.rejects(() => r.get(T), (e: Error) => {
+          assert.equal(`${e.name}: ${e.message}`, "TypeError: header broke");
+          return true;
+        });
+        // The body's stored result is unchanged: the ChordError naming the member.
+        const stored = (await r.meta())!;
+        assert.equal(stored.status, "FAILURE");
+        assert.equal((stored.result as { exc_type: string }).exc_type, "ChordError");
+        await assert.rejects(() => r.get({ ...T, followParents: false }), (e: Error) => {
           assert.ok(e instanceof ChordError, `${e.name}: ${e.message}`);
           assert.match(e.message, /Dependency .* raised TypeError\('header broke'\)/);
           return true;

@@ -16,6 +16,8 @@ import {
   ResultSet,
   signature,
 } from "@celeriac/celeriac";
+import { errorToInfo } from "../lib/protocol/exceptions.ts";
+import { makeMeta } from "../lib/protocol/result_meta.ts";
 import { deleteByPrefix, REDIS, REDIS_BACKEND } from "./_redis_helpers.ts";
 
 const T = { timeout: 20_000 };
@@ -150,7 +152,7 @@ for (const setup of SETUPS) {
     }
   });
 
-  Deno.test(`[${setup.name}] a chord whose member is not registered fails with NotRegistered; its errback runs once`, async () => {
+  Deno.test(`[${setup.name}] a chord whose member is not registered: get() throws NotRegistered, the body stores ChordError; its errback runs once`, async () => {
     const g = graphApp(setup.conf());
     await using _ = g.app;
     try {
@@ -160,7 +162,10 @@ for (const setup of SETUPS) {
           [g.add.s(1, 1), missing, g.add.s(2, 2)],
           g.tsum.s().onError(g.onError.s()),
         ).delay();
-        await assert.rejects(() => r.get(T), (e: Error) => {
+        // get() follows parents, as Celery's: the member's NotRegistered ...
+        await assert.rejects(() => r.get(T), NotRegistered);
+        // ... while the body's stored result is the ChordError naming it.
+        await assert.rejects(() => r.get({ ...T, followParents: false }), (e: Error) => {
           assert.ok(e instanceof ChordError, `${e.name}: ${e.message}`);
           assert.match(e.message, /raised NotRegistered\(.*tasks\.not_registered_here.*\)/);
           return true;
@@ -171,7 +176,8 @@ for (const setup of SETUPS) {
         // A chord's own link_error goes to its body: it runs once too.
         const c = await chord([missing.clone(), g.add.s(3, 3)], g.tsum.s())
           .linkError(g.onError.s()).delay();
-        await assert.rejects(() => c.get(T), ChordError);
+        await assert.rejects(() => c.get(T), NotRegistered);
+        await assert.rejects(() => c.get({ ...T, followParents: false }), ChordError);
         await waitFor(() => g.calls.get(`errback:${c.id}`) === 1);
         await new Promise((res) => setTimeout(res, 300));
         assert.equal(g.calls.get("errback"), 2);
@@ -271,3 +277,35 @@ async function waitFor(predicate: () => boolean | Promise<boolean>, ms = 10_000)
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+Deno.test("get() of a failed result throws its oldest failed parent's error; a group parent its first failed member's", async () => {
+  await using app = new App({ broker: "memory://", backend: "memory://" });
+  const backend = await app.getBackend();
+  const fail = async (id: string, error: Error) =>
+    await backend.store(id, makeMeta(id, "FAILURE", errorToInfo(error)));
+  const handle = (id: string, parent?: AsyncResult | GroupResult) => {
+    const r = new AsyncResult(id, app);
+    r.parent = parent;
+    return r;
+  };
+  // ok -> group[ok, RangeError, TypeError] -> failed step -> failed leaf: oldest first.
+  await backend.store("ok", makeMeta("ok", "SUCCESS", 1));
+  await fail("m1", new RangeError("first member"));
+  await fail("m2", new TypeError("second member"));
+  await fail("step", new SyntaxError("step"));
+  await fail("leaf", new ChordError("leaf"));
+  const header = new GroupResult("g", [handle("ok"), handle("m1"), handle("m2")], app);
+  header.parent = handle("ok");
+  const leaf = handle("leaf", handle("step", header));
+  await assert.rejects(() => leaf.get(T), { name: "RangeError", message: "first member" });
+  await assert.rejects(() => leaf.get({ ...T, followParents: false }), ChordError);
+  assert.ok(await leaf.get({ ...T, propagate: false }) instanceof ChordError);
+  // Without the group, the step is the oldest failed parent; a pending parent is passed over.
+  await assert.rejects(
+    () => handle("leaf", handle("step", handle("pending"))).get(T),
+    { name: "SyntaxError", message: "step" },
+  );
+  // A successful result does not look at its parents.
+  await backend.store("fine", makeMeta("fine", "SUCCESS", 2));
+  assert.equal(await handle("fine", header).get(T), 2);
+});

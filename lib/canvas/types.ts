@@ -255,7 +255,8 @@ export function group(...tasks: (SignatureLike | readonly SignatureLike[])[]): G
 /**
  * A chord: the header tasks run in parallel; when the last one finishes, the body is sent
  * once with the list of their results, in header order. If a header task fails, the body is
- * marked FAILURE with a `ChordError` and its errbacks run.
+ * marked FAILURE with a `ChordError` and its errbacks run; the body's `get()` throws the
+ * failing header task's own error, as Celery's (`followParents: false` for the `ChordError`).
  *
  * @param header The header: a group, or a list of signatures.
  * @param body The body.

@@ -3,7 +3,8 @@
 Configured from the environment: CELERIAC_TEST_BROKER, CELERIAC_TEST_BACKEND and
 CELERIAC_TEST_PREFIX (kombu global_keyprefix, so the run leaves nothing in shared keys).
 Run as ``celery -A canvas_tasks worker -P solo -Q <unique queue>`` from this folder; with
-``cleanup <prefix> <db>`` it deletes the run's keys instead.
+``cleanup <prefix> <db>`` it deletes the run's keys instead; with ``chordfail <queue>`` it
+sends a chord whose header member fails and prints what Python's ``get()`` raises.
 """
 import os
 import sys
@@ -34,6 +35,27 @@ def tsum(numbers, counter=None):
         app.backend.client.expire(counter, 600)
     return sum(numbers)
 
+
+@app.task(name="pycanvas.boom")
+def boom(message):
+    raise TypeError(message)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["chordfail"]:
+    from celery import chord
+
+    queue = sys.argv[2]
+    r = chord(
+        [add.s(1, 1).set(queue=queue), boom.si("x").set(queue=queue)],
+        tsum.s().set(queue=queue),
+    ).apply_async()
+    # One line per get(): the exception's class and repr, as the test compares them.
+    for follow_parents in (True, False):
+        try:
+            r.get(timeout=60, follow_parents=follow_parents)
+            print("no error")
+        except Exception as e:  # noqa: BLE001 - reporting whatever get() raises
+            print(type(e).__name__, repr(e))
 
 if __name__ == "__main__" and sys.argv[1:2] == ["cleanup"]:
     import redis
