@@ -16,6 +16,8 @@
  *   inline pool, defaults otherwise) is started and warmed up with 50 tasks; then the time from
  *   the first send until all N results are received (`GroupResult.join`), with a sequential or a
  *   chunked producer. The worker's RSS is recorded at idle and at its peak under load.
+ * - `e2e-lookahead-batch`: the same with `--pool workers --lookahead 3` (runs sent ahead to
+ *   each Web Worker; off by default because an early-acked run sent ahead is lost in a crash).
  * - `lat-{workers,inline}`: LAT_N sequential `delay()` → `get()` round trips.
  * - `backlog-inline`: `BENCH_BACKLOG` (100 000) tasks queued first, then the worker starts: the
  *   drain rate per 10 000 results, first slice (deepest backlog) against last.
@@ -52,7 +54,15 @@ const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const APP_MODULE = new URL("./bench_app.ts", import.meta.url).pathname;
 const RUN_ID = crypto.randomUUID().slice(0, 8);
 
-type Pool = "workers" | "inline";
+type Pool = "workers" | "lookahead" | "inline";
+
+// `cli.ts worker` arguments of each pool.
+const POOL_ARGS: Record<Pool, string[]> = {
+  workers: ["--pool", "workers"],
+  // Sends up to 3 runs ahead to each Web Worker (off by default: see the README's Worker section).
+  lookahead: ["--pool", "workers", "--lookahead", "3"],
+  inline: ["--pool", "inline"],
+};
 type Producer = "seq" | "conc" | "batch";
 
 interface Target {
@@ -186,8 +196,7 @@ class WorkerProcess {
         APP_MODULE,
         "-Q",
         queue,
-        "--pool",
-        pool,
+        ...POOL_ARGS[pool],
         "-l",
         "warn",
         ...WORKER_ARGS,
@@ -333,6 +342,7 @@ async function warmup(s: Session, k = 50): Promise<void> {
 
 const POOL_DESC: Record<Pool, string> = {
   workers: `workers pool c=${navigator.hardwareConcurrency}`,
+  lookahead: `workers pool c=${navigator.hardwareConcurrency} --lookahead 3`,
   inline: "inline pool c=100",
 };
 const PRODUCER_DESC: Record<Producer, string> = {
@@ -527,6 +537,13 @@ const SCENARIOS: Scenario[] = [
         `${t.broker} broker, ${POOL_DESC[pool]}, results, producer ${PRODUCER_DESC[how]}`,
     }))
   ),
+  {
+    id: "e2e-lookahead-batch",
+    scenario: "e2e",
+    run: (t) => scE2E(t, "lookahead", "batch"),
+    variant: (t) =>
+      `${t.broker} broker, ${POOL_DESC.lookahead}, results, producer ${PRODUCER_DESC.batch}`,
+  },
   ...(["workers", "inline"] as const).map((pool): Scenario => ({
     id: `lat-${pool}`,
     scenario: "latency",
