@@ -6,7 +6,8 @@
  * - queue lists `q`, `q\x06\x163`, `q\x06\x166`, `q\x06\x169` (kombu's priority steps), one
  *   JSON envelope per element, `LPUSH` to publish, popped from the right;
  * - `_kombu.binding.q`, `unacked`, `unacked_index`, `unacked_mutex`: as kombu;
- * - `celeriac.deliveries` (hash: delivery tag → deliveries), `q.dlq` (dead letters),
+ * - `celeriac.deliveries` (hash: delivery tag → deliveries, plus the field `celeriac.pin` that
+ *   keeps it in the hashtable encoding), `q.dlq` (dead letters),
  *   `celeriac.eta` (zset of scheduled messages by ETA), `celeriac.processing.<id>.<q>` and
  *   `celeriac.consumer.<id>` (one consumer's wake-up list and liveness key),
  *   `celeriac.processing` (set of those, for the sweep).
