@@ -675,6 +675,29 @@ export class App extends EventTarget {
   }
 
   /**
+   * Asks every worker not to run tasks carrying these stamps (remote control
+   * `revoke_by_stamped_headers`, Celery 5.3+), and to stop the running ones when `terminate`
+   * is set.
+   *
+   * @param headers Stamp name → value or list of values.
+   * @param options Terminate or not.
+   * @returns When the command is sent.
+   */
+  async revokeByStampedHeaders(
+    headers: Record<string, unknown>,
+    options: RevokeOptions = {},
+  ): Promise<void> {
+    const broker = await this.getBroker();
+    if (!broker.broadcast) {
+      throw new TypeError(`Cannot revoke: broker ${broker.url} has no broadcast support`);
+    }
+    await this.control.revokeByStampedHeaders(headers, {
+      terminate: options.terminate ?? false,
+      signal: options.signal ?? "SIGTERM",
+    });
+  }
+
+  /**
    * Remote control of workers: `inspect()`, `revoke()`, `rateLimit()`, `broadcast()`...
    *
    * @returns The control client.

@@ -68,4 +68,9 @@ export interface AppContext {
   ): Promise<AsyncResult | GroupResult>;
   /** Revokes tasks by id. */
   revoke(taskId: string | string[], options?: RevokeOptions): Promise<void>;
+  /** Revokes tasks by stamp (`revoke_by_stamped_headers`). */
+  revokeByStampedHeaders(
+    headers: Record<string, unknown>,
+    options?: RevokeOptions,
+  ): Promise<void>;
 }

@@ -473,6 +473,27 @@ export class Control {
   }
 
   /**
+   * Revokes tasks by stamp (Celery 5.3+'s `revoke_by_stamped_headers`): workers will not run a
+   * task carrying one of the stamp values (any value of a list stamp), and with `terminate`
+   * stop the running ones. Workers keep the revoked stamps in memory only, as Celery.
+   *
+   * @param headers Stamp name → value or list of values: `{ monitoring_id: ["m-1", "m-2"] }`.
+   * @param options Terminate, signal, destination, reply.
+   * @returns The replies when `reply` is set.
+   * @example
+   * ```ts ignore
+   * await app.control.revokeByStampedHeaders({ monitoring_id: "m-1" }, { terminate: true });
+   * ```
+   */
+  revokeByStampedHeaders(
+    headers: Record<string, unknown>,
+    options: ControlRevokeOptions = {},
+  ): Promise<Record<string, unknown>[]> {
+    const { terminate = false, signal = "SIGTERM", ...rest } = options;
+    return this.broadcast("revoke_by_stamped_headers", { headers, terminate, signal }, rest);
+  }
+
+  /**
    * Stops running tasks (revoke with terminate).
    *
    * @param taskId One id or several.

@@ -53,6 +53,11 @@ export interface ResultContext {
   getBackend(): Promise<Backend>;
   /** Revokes tasks by id. */
   revoke(taskId: string | string[], options?: RevokeOptions): Promise<void>;
+  /** Revokes tasks by stamp (`revoke_by_stamped_headers`). */
+  revokeByStampedHeaders(
+    headers: Record<string, unknown>,
+    options?: RevokeOptions,
+  ): Promise<void>;
 }
 
 /** Options of `revoke()`. */
@@ -374,6 +379,22 @@ export class AsyncResult<R = unknown> {
    */
   revoke(options: RevokeOptions = {}): Promise<void> {
     return this.app.revoke(this.id, options);
+  }
+
+  /**
+   * Asks every worker not to run tasks carrying these stamps (and to stop them with
+   * `terminate`), as Celery's `AsyncResult.revoke_by_stamped_headers`: the stamps are what
+   * is matched, not this result's id.
+   *
+   * @param headers Stamp name → value or list of values.
+   * @param options Terminate or not.
+   * @returns When the request is sent.
+   */
+  revokeByStampedHeaders(
+    headers: Record<string, unknown>,
+    options: RevokeOptions = {},
+  ): Promise<void> {
+    return this.app.revokeByStampedHeaders(headers, options);
   }
 }
 

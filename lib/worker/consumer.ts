@@ -23,6 +23,9 @@ import { RateGate } from "./rate_gate.ts";
 import type { RateLimiter } from "./rate_limit.ts";
 import { Request, type RequestHost } from "./request.ts";
 import { RevokedSet } from "./revoked.ts";
+import { matchStamps, RevokedStamps } from "./revoked_stamps.ts";
+import { readStamps } from "../protocol/stamps.ts";
+import { pyRepr } from "../protocol/message.ts";
 import { WorkersPool } from "./worker_pool.ts";
 
 export { retryMessage } from "./request.ts";
@@ -151,6 +154,8 @@ export class Consumer {
   readonly queues: string[];
   /** Revoked task ids (kept 3 hours, at most 50,000). */
   readonly revokedSet: RevokedSet = new RevokedSet();
+  /** Revoked stamps (`revoke_by_stamped_headers`), in memory only, as Celery. */
+  readonly revokedStamps: RevokedStamps = new RevokedStamps();
   #options: ConsumerOptions;
   #pool: Pool | undefined;
   #stop = new AbortController();
@@ -312,6 +317,41 @@ export class Consumer {
     }
     if (ids.length) this.app.logger.info(`Tasks flagged as revoked: ${ids.join(", ")}`);
     return [...terminated];
+  }
+
+  /**
+   * Revokes tasks by stamp (Celery's `revoke_by_stamped_headers`): tasks carrying one of the
+   * values will not start; with `terminate`, running ones are stopped (their state becomes
+   * REVOKED).
+   *
+   * @param stamps Stamp name → values.
+   * @param options Terminate or not.
+   * @returns Stamp name → the values of the running tasks being terminated.
+   */
+  revokeStamps(
+    stamps: Record<string, unknown[]>,
+    options: { terminate?: boolean; signal?: string } = {},
+  ): Record<string, unknown[]> {
+    this.revokedStamps.add(stamps);
+    const terminated: Record<string, unknown[]> = {};
+    if (options.terminate) {
+      for (const request of this.#held) {
+        const headers = request.task?.headers;
+        if (!headers || !request.running) continue;
+        const carried = readStamps(headers).stamps;
+        let hit = false;
+        for (const [name, values] of Object.entries(stamps)) {
+          const match = matchStamps(carried, { [name]: values });
+          if (!match) continue;
+          hit = true;
+          const seen = terminated[name] ??= [];
+          if (!seen.includes(match.value)) seen.push(match.value);
+        }
+        if (hit) request.terminate();
+      }
+    }
+    this.app.logger.info(`Tasks flagged as revoked by stamps: ${pyRepr(stamps)}`);
+    return terminated;
   }
 
   /**
@@ -584,6 +624,7 @@ export class Consumer {
       etaHoldMs: o.etaHoldMs ?? 1000,
       timeLimits: { hard: o.timeLimit ?? null, soft: o.softTimeLimit ?? null },
       isRevoked: (id) => this.revokedSet.has(id),
+      revokedStamp: (headers) => this.revokedStamps.match(headers),
       rateLimit: (req) => this.#rates.pass(req, app.tasks.get(req.name)!.options),
       acquire: async () => {
         // Tasks the pool sends ahead wait for a place too: that is load to grow for.

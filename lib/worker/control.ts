@@ -16,6 +16,7 @@ import { redact } from "../connect.ts";
 import { schemeInfo } from "../transport/registry.ts";
 import type { Pool } from "./pool.ts";
 import type { RevokedSet } from "./revoked.ts";
+import { readRevokeHeaders } from "./revoked_stamps.ts";
 import { EventDispatcher, SOFTWARE, systemName } from "./events.ts";
 import { Control, CONTROL_QUEUE_EXPIRES, CONTROL_QUEUE_TTL } from "../control.ts";
 import { truthy } from "../protocol/truthy.ts";
@@ -75,6 +76,14 @@ export interface ControlledWorker {
   requests(): HeldRequest[];
   /** Revokes ids; with `terminate`, stops the running ones; returns the ids terminated. */
   revoke(ids: string[], options?: { terminate?: boolean; signal?: string }): string[];
+  /**
+   * Revokes by stamp (name → values); with `terminate`, stops the running ones; returns the
+   * stamps of those terminated (name → values).
+   */
+  revokeStamps(
+    stamps: Record<string, unknown[]>,
+    options?: { terminate?: boolean; signal?: string },
+  ): Record<string, unknown[]>;
   /** Starts consuming a queue too. */
   addQueue?(queue: string): void;
   /** Stops consuming a queue. */
@@ -301,6 +310,21 @@ export const CONTROL_COMMANDS: Map<string, ControlHandler> = new Map<string, Con
         return ok(done.length ? `terminate: ${done.join(", ")}` : "terminate: tasks unknown");
       }
       return ok(`tasks ${ids.join(", ")} flagged as revoked`);
+    },
+  ],
+  [
+    // Celery 5.3+ (`celery/worker/control.py:revoke_by_stamped_headers`); the replies' texts
+    // are Celery's. The stamps stay in memory (not in --statedb, not in mingle), as Celery.
+    "revoke_by_stamped_headers",
+    (n, args) => {
+      const stamps = readRevokeHeaders(args.headers);
+      const signal = typeof args.signal === "string" ? args.signal : undefined;
+      const terminate = truthy(args.terminate);
+      const done = n.worker.revokeStamps(stamps, signal ? { terminate, signal } : { terminate });
+      const given = pyRepr(args.headers ?? {});
+      if (!terminate) return ok(`headers ${given} flagged as revoked, but not terminated`);
+      if (Object.keys(done).length === 0) return ok(`headers ${given} were not terminated`);
+      return ok(`headers ${pyRepr(done)} revoked`);
     },
   ],
   [

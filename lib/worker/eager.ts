@@ -362,6 +362,20 @@ export class EagerContext implements EagerHost {
   revoke(_taskId: string | string[], _options?: RevokeOptions): Promise<void> {
     return Promise.resolve();
   }
+
+  /**
+   * Nothing to revoke: eager tasks have run already.
+   *
+   * @param _headers The stamps.
+   * @param _options Unused.
+   * @returns At once.
+   */
+  revokeByStampedHeaders(
+    _headers: Record<string, unknown>,
+    _options?: RevokeOptions,
+  ): Promise<void> {
+    return Promise.resolve();
+  }
 }
 
 // The meta an eager canvas ends with: a task's (or a chain's last, or a chord body's) stored

@@ -1,7 +1,8 @@
 /**
  * The worker's parts, for embedding or extending a worker: the remote control node, the event
- * dispatcher, pools, the settle table, rate limiters, revoked ids, and observability (metrics,
- * the Prometheus endpoint, log formats). Most users only need `Consumer` from the main module.
+ * dispatcher, pools, the settle table, rate limiters, revoked ids and stamps, and observability
+ * (metrics, the Prometheus endpoint, log formats). Most users only need `Consumer` from the
+ * main module.
  *
  * ```ts
  * import { decideSettle } from "@celeriac/celeriac/worker";
@@ -36,6 +37,12 @@ export {
   type Settle,
 } from "./settle.ts";
 export { RevokedSet, type RevokedSetOptions } from "./revoked.ts";
+export {
+  matchStamps,
+  readRevokeHeaders,
+  RevokedStamps,
+  type RevokingStamp,
+} from "./revoked_stamps.ts";
 export {
   BaseRateLimiter,
   createRateLimiter,

@@ -17,6 +17,7 @@ import {
   decodeTask,
   decodeTaskHeaders,
   type Message,
+  pyRepr,
   type TaskRequest,
   toIso,
 } from "../protocol/message.ts";
@@ -31,6 +32,7 @@ import type { State } from "../protocol/states.ts";
 import type { AppEventDetails, AppEventType } from "../signals.ts";
 import { delay } from "../_signal.ts";
 import type { HeldRequest } from "./control.ts";
+import type { RevokingStamp } from "./revoked_stamps.ts";
 import type { FollowUps } from "./follow_ups.ts";
 import type { ErrorShape, Outcome, RunRequest } from "./outcome.ts";
 import type { Pool } from "./pool.ts";
@@ -61,6 +63,8 @@ export interface RequestHost {
   readonly timeLimits: { hard: number | null; soft: number | null };
   /** Whether the id was revoked. */
   isRevoked(id: string): boolean;
+  /** The stamp of these headers that was revoked (`revoke_by_stamped_headers`), or `null`. */
+  revokedStamp(headers: Readonly<Record<string, unknown>>): RevokingStamp | null;
   /** Waits for the task's rate limits: `go`, a later `eta` to reschedule to, or `stopped`. */
   rateLimit(req: TaskRequest): Promise<{ go: true } | { go: false; eta: Date | null }>;
   /** Waits for a free task slot; false when the worker stops first. */
@@ -203,7 +207,8 @@ export class Request {
       priority: req.priority,
       redelivered: delivery.redelivered,
     };
-    if (host.isRevoked(req.id)) return await this.#revoked("revoked");
+    const revoked = this.#checkRevoked(req);
+    if (revoked) return await revoked;
     if (req.expires && req.expires.getTime() <= Date.now()) return await this.#revoked("expired");
     // Far ETAs go back to the broker until due: no worker holds them, nothing runs twice, and
     // `task-received` is sent once, when the message comes back due (as Celery, revoked and
@@ -231,7 +236,8 @@ export class Request {
     if (!limit.go) return limit.eta ? await this.#reschedule(limit.eta) : { ending: "shutdown" };
     if (!(await host.acquire())) return { ending: "shutdown" };
     this.#holdsSlot = true;
-    if (host.isRevoked(req.id)) return await this.#revoked("revoked");
+    const revokedNow = this.#checkRevoked(req);
+    if (revokedNow) return await revokedNow;
     return await this.#run(req);
   }
 
@@ -520,9 +526,17 @@ export class Request {
     this.#event("taskFailure", { id: req.id, name: req.name, exception: exc, traceback: null });
   }
 
-  async #revoked(why: "revoked" | "expired"): Promise<Finish> {
+  // Revoked by id or by a stamp, as Celery's `Request.revoked()`: the discard, or `null`.
+  #checkRevoked(req: TaskRequest): Promise<Finish> | null {
+    if (this.#host.isRevoked(req.id)) return this.#revoked("revoked");
+    const stamp = this.#host.revokedStamp(req.headers);
+    return stamp ? this.#revoked("revoked", stamp) : null;
+  }
+
+  async #revoked(why: "revoked" | "expired", stamp?: RevokingStamp): Promise<Finish> {
     const req = this.task!;
-    this.#host.app.logger.info(`Discarding ${why} task ${req.name}[${req.id}]`);
+    const by = stamp ? ` (revoked by header: ${pyRepr({ [stamp.name]: stamp.value })})` : "";
+    this.#host.app.logger.info(`Discarding ${why} task ${req.name}[${req.id}]${by}`);
     this.#event("taskRevoked", {
       id: req.id,
       name: req.name,
