@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { App, type TaskContext } from "@celeriac/celeriac";
 import { eventually, startWorker } from "./_helpers.ts";
+import { cli, REDIS, REDIS_BACKEND, unique } from "./_control_helpers.ts";
 import { matchStamps, readRevokeHeaders, RevokedStamps } from "../lib/worker/revoked_stamps.ts";
 
 const quiet = { pool: "inline" as const, heartbeatInterval: 0 };
@@ -41,7 +42,8 @@ Deno.test("readRevokeHeaders reads a mapping or Celery's list of name=value stri
     mon: ["x"],
     tags: ["a", "b"],
   });
-  assert.deepEqual(readRevokeHeaders(["mon=x", "mon=y", "bad"]), { mon: ["x", "y"] });
+  // As Celery's dict comprehension: the last value of a name wins.
+  assert.deepEqual(readRevokeHeaders(["mon=x", "mon=y", "bad", "t=1"]), { mon: ["y"], t: ["1"] });
   assert.deepEqual(readRevokeHeaders(null), {});
   assert.deepEqual(readRevokeHeaders("mon"), {});
 });
@@ -135,4 +137,31 @@ Deno.test("revoke_by_stamped_headers with terminate stops the running stamped ta
   await plain.revokeByStampedHeaders({ mon: ["keep"] }, { terminate: true });
   await eventually(async () => (await plain.state()) === "REVOKED");
   assert.deepEqual(w.consumer.revokedStamps.toJSON(), { mon: ["nothing", "u", "keep"] });
+});
+
+Deno.test("CLI control revoke_by_stamped_headers NAME=VALUE revokes a queued task over Redis", async () => {
+  const queue = unique("stamps-q");
+  const host = `${unique("celeriac")}@test`;
+  await using app = new App({ broker: REDIS, backend: REDIS_BACKEND, defaultQueue: queue });
+  app.task("s.add", (x: number, y: number) => x + y);
+  app.task("s.wait", async function (this: TaskContext): Promise<string> {
+    await new Promise((resolve) => this.signal.addEventListener("abort", resolve));
+    return "stopped";
+  });
+  await using w = startWorker(app, { ...quiet, hostname: host, concurrency: 1 });
+  await eventually(async () => (await app.control.ping({ destination: [host] })).length === 1);
+  const blocker = await app.sendTask("s.wait", [], {});
+  await eventually(() => w.consumer.requests().some((r) => r.state === "active"));
+  const stamped = await app.sendTask("s.add", [2, 2], {}, { stamps: { mon: "cli" } });
+  const other = await app.sendTask("s.add", [2, 3], {}, { stamps: { mon: "kept" } });
+  const out = await cli("control", "revoke_by_stamped_headers", "mon=cli", "-b", REDIS, "-d", host);
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stdout, /headers \{'mon': 'cli'\} flagged as revoked, but not terminated/);
+  const usage = await cli("control", "revoke_by_stamped_headers", "-b", REDIS);
+  assert.equal(usage.code, 2);
+  assert.match(usage.stderr, /takes arguments: NAME=VALUE/);
+  await blocker.revoke({ terminate: true });
+  assert.equal(await other.get({ timeout: 10_000 }), 5);
+  await eventually(async () => (await stamped.state()) === "REVOKED");
+  assert.equal(await blocker.state(), "REVOKED");
 });

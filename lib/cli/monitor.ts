@@ -46,6 +46,7 @@ const INSPECT = [
 
 const CONTROL = [
   "revoke",
+  "revoke_by_stamped_headers",
   "terminate",
   "rate_limit",
   "time_limit",
@@ -73,6 +74,7 @@ ${COMMON}`,
 
 Commands:
   revoke ID... [--terminate] [--signal SIGTERM]
+  revoke_by_stamped_headers NAME=VALUE... [--terminate] [--signal SIGTERM]
   terminate SIGNAL ID...
   rate_limit TASK RATE      (e.g. 10/s, 5/m; 0 removes it)
   time_limit TASK SOFT [HARD]
@@ -81,8 +83,8 @@ Commands:
   pool_grow [N] | pool_shrink [N] | autoscale MAX [MIN]
 
 Options:
-      --terminate          With revoke: stop the task if it is running
-      --signal NAME        With revoke --terminate (default: SIGTERM)
+      --terminate          With revoke, revoke_by_stamped_headers: stop running tasks
+      --signal NAME        With --terminate (default: SIGTERM)
 ${COMMON}`,
   status: `Usage: deno run -A cli.ts status [options]
 
@@ -180,6 +182,14 @@ function compileArguments(
       need(1, "ID...");
       return {
         task_id: words,
+        terminate: flags.terminate ?? false,
+        signal: flags.signal ?? "SIGTERM",
+      };
+    case "revoke_by_stamped_headers":
+      // As Celery's CLI (variadic `headers`): the words go as a list of `name=value`.
+      need(1, "NAME=VALUE...");
+      return {
+        headers: words,
         terminate: flags.terminate ?? false,
         signal: flags.signal ?? "SIGTERM",
       };

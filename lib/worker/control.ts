@@ -321,7 +321,12 @@ export const CONTROL_COMMANDS: Map<string, ControlHandler> = new Map<string, Con
       const signal = typeof args.signal === "string" ? args.signal : undefined;
       const terminate = truthy(args.terminate);
       const done = n.worker.revokeStamps(stamps, signal ? { terminate, signal } : { terminate });
-      const given = pyRepr(args.headers ?? {});
+      // Celery prints the headers as a dict, a CLI list of `name=value` turned into one.
+      const given = pyRepr(
+        Array.isArray(args.headers)
+          ? Object.fromEntries(Object.entries(stamps).map(([name, [value]]) => [name, value]))
+          : args.headers ?? {},
+      );
       if (!terminate) return ok(`headers ${given} flagged as revoked, but not terminated`);
       if (Object.keys(done).length === 0) return ok(`headers ${given} were not terminated`);
       return ok(`headers ${pyRepr(done)} revoked`);

@@ -26,7 +26,7 @@ export interface RevokingStamp {
 
 /**
  * Reads the `headers` argument of `revoke_by_stamped_headers`: a mapping of stamp name →
- * value or list of values, or (as Celery, since 3.1) a list of `"name=value"` strings.
+ * value or list of values, or (as Celery's CLI sends it) a list of `"name=value"` strings.
  * Anything else gives no stamps.
  *
  * @param headers The argument.
@@ -34,7 +34,7 @@ export interface RevokingStamp {
  * @example
  * ```ts
  * import { readRevokeHeaders } from "./revoked_stamps.ts";
- * console.assert(readRevokeHeaders(["mon=x"]).mon![0] === "x");
+ * console.assert(readRevokeHeaders(["mon=x", "tag=a"]).tag![0] === "a");
  * console.assert(readRevokeHeaders({ mon: ["x", "y"] }).mon!.length === 2);
  * ```
  */
@@ -43,8 +43,9 @@ export function readRevokeHeaders(headers: unknown): Record<string, unknown[]> {
   if (Array.isArray(headers)) {
     for (const h of headers) {
       if (typeof h !== "string" || !h.includes("=")) continue;
+      // As Celery: `{h.split('=')[0]: h.split('=')[1] for h in headers}`, the last one wins.
       const [name, value] = h.split("=");
-      out[name!] = [...(out[name!] ?? []), value];
+      out[name!] = [value];
     }
   } else if (typeof headers === "object" && headers !== null) {
     for (const [name, values] of Object.entries(headers)) out[name] = asList(values);
