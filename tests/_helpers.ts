@@ -24,6 +24,12 @@ export function startWorker(app: App, options: ConsumerOptions = {}): RunningWor
   return { consumer, stop, [Symbol.asyncDispose]: stop };
 }
 
+/** Runs `fn` with an inline worker (20 at a time) consuming the app's queues, then stops it. */
+export async function withWorker<T>(app: App, fn: () => Promise<T>): Promise<T> {
+  await using _worker = startWorker(app, { pool: "inline", concurrency: 20 });
+  return await fn();
+}
+
 /** Waits until `predicate` holds, polling every 20 ms, for at most `ms`. */
 export async function eventually(predicate: () => boolean | Promise<boolean>, ms = 10_000) {
   const until = Date.now() + ms;

@@ -8,11 +8,11 @@ import {
   chain,
   chord,
   ChordError,
-  Consumer,
   group,
   GroupResult,
   type Signature,
 } from "@celeriac/celeriac";
+import { withWorker } from "./_helpers.ts";
 import { deleteByPrefix, REDIS, REDIS_BACKEND } from "./_redis_helpers.ts";
 
 const T = { timeout: 20_000 };
@@ -106,17 +106,6 @@ function zoo(t: Tasks): [string, () => Signature<unknown, unknown>][] {
     ["chain ending in a group", () => chain(t.add.s(1, 1), group(t.add.s(1), t.add.s(2)))],
     ["retries", () => chain(t.flaky.s(3), t.add.s(1))],
   ];
-}
-
-async function withWorker<T>(app: App, fn: () => Promise<T>): Promise<T> {
-  const stop = new AbortController();
-  const running = new Consumer(app, { pool: "inline", concurrency: 20, signal: stop.signal }).run();
-  try {
-    return await fn();
-  } finally {
-    stop.abort();
-    await running;
-  }
 }
 
 async function viaWorker(sig: Signature<unknown, unknown>): Promise<unknown> {

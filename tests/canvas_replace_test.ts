@@ -4,7 +4,8 @@
 // replaced run stores nothing of its own. A signature, a chain and a group; on memory and
 // Redis, eagerly, and with a Python Celery client waiting on the replaced id.
 import assert from "node:assert/strict";
-import { App, chain, chord, Consumer, group, type TaskContext } from "@celeriac/celeriac";
+import { App, chain, chord, group, type TaskContext } from "@celeriac/celeriac";
+import { withWorker } from "./_helpers.ts";
 import { deleteByPrefix, REDIS, REDIS_BACKEND } from "./_redis_helpers.ts";
 
 const T = { timeout: 20_000 };
@@ -51,17 +52,6 @@ function replaceApp(
     return this.replace(boom.s(x));
   });
   return { app, calls, add, mul, tsum, note, onError, toSig, toChain, toGroup, toBoom, queue };
-}
-
-async function withWorker<T>(app: App, fn: () => Promise<T>): Promise<T> {
-  const stop = new AbortController();
-  const running = new Consumer(app, { pool: "inline", concurrency: 20, signal: stop.signal }).run();
-  try {
-    return await fn();
-  } finally {
-    stop.abort();
-    await running;
-  }
 }
 
 const SETUPS = [

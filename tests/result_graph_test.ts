@@ -9,7 +9,6 @@ import {
   chain,
   chord,
   ChordError,
-  Consumer,
   group,
   GroupResult,
   NotRegistered,
@@ -18,6 +17,7 @@ import {
 } from "@celeriac/celeriac";
 import { errorToInfo } from "../lib/protocol/exceptions.ts";
 import { makeMeta } from "../lib/protocol/result_meta.ts";
+import { withWorker } from "./_helpers.ts";
 import { deleteByPrefix, REDIS, REDIS_BACKEND } from "./_redis_helpers.ts";
 
 const T = { timeout: 20_000 };
@@ -88,17 +88,6 @@ function graphApp(conf: ReturnType<(typeof SETUPS)[number]["conf"]>, taskAlwaysE
     return ms;
   });
   return { app, calls, add, tsum, onError, spawner, spawnThenFail, progress, sleeper, prefix };
-}
-
-async function withWorker<T>(app: App, fn: () => Promise<T>): Promise<T> {
-  const stop = new AbortController();
-  const running = new Consumer(app, { pool: "inline", concurrency: 20, signal: stop.signal }).run();
-  try {
-    return await fn();
-  } finally {
-    stop.abort();
-    await running;
-  }
 }
 
 for (const setup of SETUPS) {
