@@ -18,6 +18,9 @@
  *   chunked producer. The worker's RSS is recorded at idle and at its peak under load.
  * - `e2e-lookahead-batch`: the same with `--pool workers --lookahead 3` (runs sent ahead to
  *   each Web Worker; off by default because an early-acked run sent ahead is lost in a crash).
+ * - `io-workers`: `BENCH_IO_N` (5000) async tasks that each wait `BENCH_IO_MS` (10) ms, on the
+ *   workers pool with `--child-concurrency BENCH_IO_CHILD` (100): throughput, and the most
+ *   runs in progress at once in one Web Worker (`peak_in_flight_per_web_worker`).
  * - `lat-{workers,inline}`: LAT_N sequential `delay()` → `get()` round trips.
  * - `backlog-inline`: `BENCH_BACKLOG` (100 000) tasks queued first, then the worker starts: the
  *   drain rate per 10 000 results, first slice (deepest backlog) against last.
@@ -43,6 +46,9 @@ const LAT_N = Number(env("LAT_N", "500"));
 const REP = Number(env("BENCH_REP", "1"));
 const CHUNK = Number(env("BENCH_CHUNK", "1000"));
 const BACKLOG = Number(env("BENCH_BACKLOG", "100000"));
+const IO_N = Number(env("BENCH_IO_N", "5000"));
+const IO_MS = Number(env("BENCH_IO_MS", "10"));
+const IO_CHILD = Number(env("BENCH_IO_CHILD", "100"));
 const REDIS = `redis://${env("REDIS_HOST", "127.0.0.1")}:${env("REDIS_PORT", "6379")}`;
 const AMQP = env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672");
 const BROKERS = env("BENCH_BROKERS", "redis").split(/[ ,]+/).filter(Boolean);
@@ -54,13 +60,15 @@ const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const APP_MODULE = new URL("./bench_app.ts", import.meta.url).pathname;
 const RUN_ID = crypto.randomUUID().slice(0, 8);
 
-type Pool = "workers" | "lookahead" | "inline";
+type Pool = "workers" | "lookahead" | "io" | "inline";
 
 // `cli.ts worker` arguments of each pool.
 const POOL_ARGS: Record<Pool, string[]> = {
   workers: ["--pool", "workers"],
   // Sends up to 3 runs ahead to each Web Worker (off by default: see the README's Worker section).
   lookahead: ["--pool", "workers", "--lookahead", "3"],
+  // Async I/O tasks: 100 at once in each Web Worker (`--child-concurrency`, default 1).
+  io: ["--pool", "workers", "--child-concurrency", String(IO_CHILD)],
   inline: ["--pool", "inline"],
 };
 type Producer = "seq" | "conc" | "batch";
@@ -241,6 +249,7 @@ interface Session {
   queue: string;
   app: App;
   add: (x: number, y: number) => Promise<AsyncResult<number>>;
+  io: (ms: number) => Promise<AsyncResult<number>>;
   sent: string[];
 }
 
@@ -253,6 +262,7 @@ function session(t: Target, tag: string): Session {
     resultExpires: 600_000,
   });
   const task = app.task("bench.add", (x: number, y: number) => x + y);
+  const ioTask = app.task("bench.io", (_ms: number): number => 0);
   const sent: string[] = [];
   return {
     t,
@@ -261,6 +271,11 @@ function session(t: Target, tag: string): Session {
     sent,
     add: async (x, y) => {
       const r = await task.delay(x, y);
+      sent.push(r.id);
+      return r;
+    },
+    io: async (ms) => {
+      const r = await ioTask.delay(ms);
       sent.push(r.id);
       return r;
     },
@@ -343,6 +358,7 @@ async function warmup(s: Session, k = 50): Promise<void> {
 const POOL_DESC: Record<Pool, string> = {
   workers: `workers pool c=${navigator.hardwareConcurrency}`,
   lookahead: `workers pool c=${navigator.hardwareConcurrency} --lookahead 3`,
+  io: `workers pool c=${navigator.hardwareConcurrency} --child-concurrency ${IO_CHILD}`,
   inline: "inline pool c=100",
 };
 const PRODUCER_DESC: Record<Producer, string> = {
@@ -452,6 +468,41 @@ async function scLatency(t: Target, pool: Pool): Promise<void> {
   }
 }
 
+// Async I/O tasks (a `setTimeout` of IO_MS each) on the workers pool with IO_CHILD of them at
+// once per Web Worker: throughput, and the most runs seen in progress at once in one Web Worker.
+async function scIo(t: Target): Promise<void> {
+  const s = session(t, "io-workers");
+  const worker = new WorkerProcess(t, s.queue, "io");
+  try {
+    await warmup(s);
+    const cpu = new CpuMeter(worker.pid, t.broker === "redis" ? await redisServerPid() : null);
+    const t0 = performance.now();
+    const results: AsyncResult<number>[] = [];
+    for (let start = 0; start < IO_N; start += CHUNK) {
+      const ps: Promise<AsyncResult<number>>[] = [];
+      for (let i = start; i < Math.min(IO_N, start + CHUNK); i++) ps.push(s.io(IO_MS));
+      results.push(...await Promise.all(ps));
+    }
+    const seen = await join(s, results, 300_000);
+    const dt = (performance.now() - t0) / 1000;
+    const peak = Math.max(...seen);
+    emit(t, {
+      scenario: "e2e",
+      variant: `${t.broker} broker, ${POOL_DESC.io}, async task (${IO_MS} ms setTimeout), results`,
+      n: IO_N,
+      elapsed_s: r3(dt),
+      tasks_per_sec: r1(IO_N / dt),
+      peak_in_flight_per_web_worker: peak,
+      ...cpu.perTask(IO_N),
+      load: r1(Deno.loadavg()[0]!),
+      ok: seen.length === IO_N && peak >= Math.min(IO_CHILD, 100),
+    });
+  } finally {
+    await worker.stop();
+    await cleanup(s);
+  }
+}
+
 // The drain rate of a deep queue: is the 10k slice at 100k deep slower than the last one?
 async function scBacklog(t: Target, pool: Pool): Promise<void> {
   const s = session(t, `backlog-${pool}`);
@@ -543,6 +594,13 @@ const SCENARIOS: Scenario[] = [
     run: (t) => scE2E(t, "lookahead", "batch"),
     variant: (t) =>
       `${t.broker} broker, ${POOL_DESC.lookahead}, results, producer ${PRODUCER_DESC.batch}`,
+  },
+  {
+    id: "io-workers",
+    scenario: "e2e",
+    run: scIo,
+    variant: (t) =>
+      `${t.broker} broker, ${POOL_DESC.io}, async task (${IO_MS} ms setTimeout), results`,
   },
   ...(["workers", "inline"] as const).map((pool): Scenario => ({
     id: `lat-${pool}`,
