@@ -168,13 +168,43 @@ async function redisServerPid(): Promise<number | null> {
   return redisPid;
 }
 
-/** CPU ms per task of the worker, this producer and redis-server over a timed section. */
+/**
+ * The RabbitMQ server's process (the Erlang VM, `beam.smp`, whose command line names the
+ * rabbit application; private test nodes named `celeriac-test-*` are skipped), or null.
+ */
+function rabbitServerPid(): number | null {
+  try {
+    for (const entry of Deno.readDirSync("/proc")) {
+      if (!/^\d+$/.test(entry.name)) continue;
+      let cmdline: string;
+      try {
+        cmdline = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
+      } catch {
+        continue;
+      }
+      if (
+        cmdline.includes("beam.smp") && cmdline.includes("rabbit") &&
+        !cmdline.includes("celeriac-test-")
+      ) return Number(entry.name);
+    }
+  } catch {
+    // Not Linux.
+  }
+  return null;
+}
+
+/**
+ * CPU ms per task of the worker, this producer and the broker's server (redis-server or
+ * RabbitMQ) over a timed section.
+ */
 class CpuMeter {
   #pids: (number | null)[];
   #start: (number | null)[];
   #own = ownCpuMs();
-  constructor(worker: number | null, redis: number | null) {
-    this.#pids = [worker, redis];
+  #server: string;
+  constructor(worker: number | null, server: number | null, serverName = "redis") {
+    this.#pids = [worker, server];
+    this.#server = serverName;
     this.#start = this.#pids.map((p) => p === null ? null : cpuMs(p));
   }
   perTask(n: number): Record<string, number | null> {
@@ -185,9 +215,22 @@ class CpuMeter {
     return {
       worker_cpu_ms_per_task: w ?? null,
       producer_cpu_ms_per_task: r3((ownCpuMs() - this.#own) / n),
-      redis_cpu_ms_per_task: r ?? null,
+      [`${this.#server}_cpu_ms_per_task`]: r ?? null,
     };
   }
+}
+
+// The CPU figures of a section with no worker running.
+function withoutWorker(perTask: Record<string, number | null>): Record<string, number | null> {
+  const { worker_cpu_ms_per_task: _, ...rest } = perTask;
+  return rest;
+}
+
+// The meter of a timed section on `t`'s broker.
+async function meter(t: Target, worker: number | null): Promise<CpuMeter> {
+  if (t.broker === "redis") return new CpuMeter(worker, await redisServerPid());
+  if (t.broker === "amqp") return new CpuMeter(worker, rabbitServerPid(), "rabbitmq");
+  return new CpuMeter(worker, null);
 }
 
 class WorkerProcess {
@@ -371,7 +414,7 @@ async function scEnqueue(t: Target, how: Producer): Promise<void> {
   const s = session(t, `enq-${how}`);
   try {
     await s.add(0, 0); // connection and queue declaration outside the timing
-    const cpu = new CpuMeter(null, t.broker === "redis" ? await redisServerPid() : null);
+    const cpu = await meter(t, null);
     const t0 = performance.now();
     await produce(s, N, how);
     const dt = (performance.now() - t0) / 1000;
@@ -382,8 +425,7 @@ async function scEnqueue(t: Target, how: Producer): Promise<void> {
       n: N,
       elapsed_s: r3(dt),
       tasks_per_sec: r1(N / dt),
-      producer_cpu_ms_per_task: cpu.perTask(N).producer_cpu_ms_per_task,
-      redis_cpu_ms_per_task: cpu.perTask(N).redis_cpu_ms_per_task,
+      ...withoutWorker(cpu.perTask(N)),
       load: r1(Deno.loadavg()[0]!),
       ok: queued === N + 1,
     });
@@ -404,7 +446,7 @@ async function scE2E(t: Target, pool: Pool, how: Producer): Promise<void> {
     }, 50);
     let values: number[];
     let t0: number, tSent: number, t1: number;
-    const cpu = new CpuMeter(worker.pid, t.broker === "redis" ? await redisServerPid() : null);
+    const cpu = await meter(t, worker.pid);
     try {
       t0 = performance.now();
       const results = await produce(s, N, how, 0);
@@ -441,7 +483,7 @@ async function scLatency(t: Target, pool: Pool): Promise<void> {
   try {
     await warmup(s);
     const lat: number[] = [];
-    const cpu = new CpuMeter(worker.pid, t.broker === "redis" ? await redisServerPid() : null);
+    const cpu = await meter(t, worker.pid);
     for (let i = 0; i < LAT_N; i++) {
       const t0 = performance.now();
       const v = await (await s.add(i, i)).get({ timeout: 30_000 });
@@ -475,7 +517,7 @@ async function scIo(t: Target): Promise<void> {
   const worker = new WorkerProcess(t, s.queue, "io");
   try {
     await warmup(s);
-    const cpu = new CpuMeter(worker.pid, t.broker === "redis" ? await redisServerPid() : null);
+    const cpu = await meter(t, worker.pid);
     const t0 = performance.now();
     const results: AsyncResult<number>[] = [];
     for (let start = 0; start < IO_N; start += CHUNK) {
