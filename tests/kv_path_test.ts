@@ -4,12 +4,12 @@ import assert from "node:assert/strict";
 import { CLI } from "./_cli_helpers.ts";
 import { eventually } from "./_helpers.ts";
 import denoJson from "../deno.json" with { type: "json" };
+import { cleanEnv } from "./_env.ts";
 
 const MOD = new URL("../mod.ts", import.meta.url).href;
-// A clean environment (no CELERIAC_* from the runner), keeping Deno's cache.
-const BASE: Record<string, string> = { NO_COLOR: "1", HOME: Deno.env.get("HOME") ?? "/root" };
-const dir = Deno.env.get("DENO_DIR");
-if (dir) BASE.DENO_DIR = dir;
+// A clean environment (no CELERIAC_* from the runner), keeping Deno's cache and the network
+// settings a cold cache needs.
+const BASE: Record<string, string> = cleanEnv();
 
 async function folder(prefix: string) {
   return await Deno.makeTempDir({ prefix: `celeriac-${prefix}-` });

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import denoJson from "../deno.json" with { type: "json" };
 import { eventually } from "./_helpers.ts";
 import { ownLines } from "./_stderr.ts";
+import { cleanEnv } from "./_env.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const README = await Deno.readTextFile(new URL("README.md", ROOT));
@@ -65,7 +66,7 @@ function shell(line: string, cwd: string) {
     cwd,
     // A clean environment: no CELERIAC_* variables from the test runner.
     clearEnv: true,
-    env: { PATH: path, HOME: Deno.env.get("HOME") ?? "/root", NO_COLOR: "1" },
+    env: cleanEnv({ PATH: path }),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
