@@ -87,26 +87,35 @@ let concurrency = 1;
 // Deno.memoryUsage() costs more than a no-op task: only measured for maxMemoryPerChild.
 let measureMemory = false;
 let claims = new Int32Array(new SharedArrayBuffer(0));
-// Results go out together, once per turn of the microtask queue.
+// Results go out together, once per turn of the microtask queue, with the starts the parent
+// asked to hear of.
 let results: DoneMessage[] = [];
+let started: number[] = [];
 
 function pump(): void {
   while (running.size < concurrency && waiting.length) {
     const m = waiting.shift()!;
     if (Atomics.compareExchange(claims, m.cell, m.token, -m.token) !== m.token) continue;
-    // The parent times a hard limit from this message: it must leave before a busy loop can
-    // block this isolate.
-    if (m.notify) scope.postMessage({ type: "started", seq: m.seq });
+    // The parent times a hard limit (and sends an early ack) from this message: it leaves,
+    // with the results so far, before a busy loop can block this isolate.
+    if (m.notify) {
+      started.push(m.seq);
+      flush();
+    }
     run(m);
   }
 }
 
 function flush(): void {
+  if (results.length === 0 && started.length === 0) return;
   const batch = results;
+  const starts = started;
   results = [];
+  started = [];
   try {
-    scope.postMessage({ type: "done", results: batch });
+    scope.postMessage({ type: "done", results: batch, started: starts });
   } catch {
+    if (starts.length) scope.postMessage({ type: "done", results: [], started: starts });
     // A return value could not be cloned (a function, a class with private fields...): send
     // them one by one, so that only that run fails.
     for (const r of batch) {
@@ -153,7 +162,7 @@ async function run(m: RunMessage): Promise<void> {
   } finally {
     soft?.clear();
     running.delete(seq);
-    // The next run starts after this turn's results are posted.
+    // The next run starts after this turn's results are posted (or posts them with its start).
     if (waiting.length) queueMicrotask(pump);
   }
 }

@@ -17,7 +17,8 @@
  *   the first send until all N results are received (`GroupResult.join`), with a sequential or a
  *   chunked producer. The worker's RSS is recorded at idle and at its peak under load.
  * - `e2e-lookahead-batch`: the same with `--pool workers --lookahead 3` (runs sent ahead to
- *   each Web Worker; off by default because an early-acked run sent ahead is lost in a crash).
+ *   each Web Worker; off by default because an early-ack run sent ahead is acked when it
+ *   starts, as Celery's prefork pool does, instead of before).
  * - `io-workers`: `BENCH_IO_N` (5000) async tasks that each wait `BENCH_IO_MS` (10) ms, on the
  *   workers pool with `--child-concurrency BENCH_IO_CHILD` (100): throughput, and the most
  *   runs in progress at once in one Web Worker (`peak_in_flight_per_web_worker`).

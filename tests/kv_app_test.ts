@@ -43,9 +43,9 @@ Deno.test("kv: an App and an inline Consumer run tasks, revoke and countdown", a
   }
 });
 
-function spawnWorker(url: string, queue: string) {
+function spawnWorker(url: string, queue: string, pool = ["-c", "2", "--pool", "inline"]) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, "worker", "--app", APP, "-Q", queue, "-c", "2", "--pool", "inline"],
+    args: ["run", "-A", CLI, "worker", "--app", APP, "-Q", queue, ...pool],
     env: { CELERIAC_BROKER_URL: url, CELERIAC_RESULT_BACKEND: url, NO_COLOR: "1" },
     stdout: "null",
     stderr: "piped",
@@ -90,6 +90,44 @@ Deno.test("kv: a cli worker killed with SIGKILL mid-task; another worker finishe
     await first.finish();
     later.push(spawnWorker(url, queue));
     assert.equal(await r.get({ timeout: 30_000 }), "done after 1000 ms");
+  } finally {
+    first.kill("SIGKILL");
+    await first.finish();
+    for (const w of later) {
+      w.kill("SIGTERM");
+      assert.equal((await w.finish()).code, 0, w.log());
+    }
+  }
+});
+
+Deno.test("kv: with --lookahead 3, SIGKILL loses none of the early-ack tasks sent ahead (acked only when their Web Worker starts them)", async () => {
+  const url = `${freshUrl()}?leaseTime=1500&maintenanceInterval=200`;
+  const queue = `kv-cli-${crypto.randomUUID()}`;
+  await using app = new App({ broker: url, backend: url });
+  const first = spawnWorker(url, queue, ["-c", "1", "--pool", "workers", "--lookahead", "3"]);
+  const later: ReturnType<typeof spawnWorker>[] = [];
+  try {
+    await eventually(() => first.log().includes("ready"), 30_000);
+    // The one Web Worker runs the first busy task; the three adds are sent ahead behind it.
+    const running = await app.sendTask("tasks.early_busy", [60_000], {}, { queue });
+    await eventually(async () => (await running.state()) === "RUNNING", 20_000);
+    const ahead = [];
+    for (let i = 0; i < 3; i++) {
+      ahead.push(await app.sendTask("tasks.early_add", [i, 1], {}, { queue }));
+    }
+    // Sent ahead, they show as active.
+    await eventually(async () => {
+      const replies = await app.control.inspect({ timeout: 1000 }).active().collect();
+      const active = Object.values(replies)[0] as unknown[] | undefined;
+      return active?.length === 4;
+    }, 20_000);
+    first.kill("SIGKILL");
+    await first.finish();
+    later.push(spawnWorker(url, queue));
+    const values = await Promise.all(ahead.map((r) => r.get({ timeout: 30_000 })));
+    assert.deepEqual(values, [1, 2, 3]);
+    // The task that had started was acked when it started (early ack): it is not run again.
+    assert.equal(await running.state(), "RUNNING");
   } finally {
     first.kill("SIGKILL");
     await first.finish();

@@ -46,8 +46,11 @@ export interface ConsumerOptions {
   /**
    * Tasks sent ahead to one Web Worker beyond `childConcurrency` (they start there as soon as
    * a place frees; one not started yet is still taken back); `0` sends tasks only to free
-   * places. A task sent ahead counts as started: it is acked then (early ack), so a crash of
-   * the process loses it (a warm shutdown requeues it). See `WorkersPoolOptions.lookahead`.
+   * places. A task sent ahead is shown as active; an early-ack one is acked when its Web Worker
+   * starts it (as Celery's prefork pool acks when its child accepts a job), not before the run
+   * as otherwise: a crash of the process in between runs it again. One not started is not
+   * acked: it comes back after a crash, and a warm shutdown requeues it. Off by default for
+   * that difference. See `WorkersPoolOptions.lookahead`.
    * @default {0}
    */
   lookahead?: number;

@@ -145,6 +145,7 @@ export class InlinePool implements Pool {
       }, hardLimit * 1000));
     }
     runsBySignal.set(run.controller.signal, run);
+    run.options.onStart?.();
     execute(
       this.#app,
       run.request,

@@ -17,6 +17,12 @@ export interface PoolRunOptions {
   /** Stores a custom state the task reports (`updateState`). */
   onState?: (state: State, meta: unknown) => Promise<void>;
   /**
+   * Called once when the run starts: on the `inline` pool just before its code runs, on the
+   * `workers` pool when its Web Worker reports that it took the run (which may have waited
+   * there, sent ahead). Not called for a run that never starts.
+   */
+  onStart?: () => void;
+  /**
    * Stops this run (revoke with terminate) when aborted: the run resolves at once with outcome
    * `lost`. On the `workers` pool a run sent ahead that has not started is taken back and its
    * Web Worker left alone; a started one has its Web Worker terminated and respawned; with

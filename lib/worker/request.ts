@@ -107,6 +107,8 @@ export class Request {
   #unstored = false;
   #terminate = new AbortController();
   #holdsSlot = false;
+  // The early ack sent when a run sent ahead started (see #run).
+  #startAck: Promise<void> | undefined;
 
   /**
    * Creates the request; {@linkcode Request.process} runs it.
@@ -252,17 +254,12 @@ export class Request {
     const held = this.held!;
     held.state = "active";
     held.timeStart = Date.now();
-    if (!this.#acks.acksLate) {
-      this.#acked = true;
-      held.acknowledged = true;
-      try {
-        await delivery.ack();
-      } catch (error) {
-        // The ack may or may not have reached the broker: run the task anyway, so that an
-        // accepted task runs at least once (it may run again if the message comes back).
-        app.logger.warn(`Early ack of ${req.name}[${req.id}] failed, running it anyway: ${error}`);
-      }
-    }
+    // Early ack: before the run starts. A pool that sends runs ahead (`lookahead`) starts them
+    // later, in a Web Worker: those are acked when their Web Worker takes them, as Celery's
+    // prefork pool acks when its child accepts a job, so a run that never started is never
+    // acked and comes back if the worker dies.
+    const ackOnStart = !this.#acks.acksLate && (host.pool.lookahead ?? 0) > 0;
+    if (!this.#acks.acksLate && !ackOnStart) await this.#earlyAck(req);
     if (o.trackStarted && !ignoreResult) {
       await this.#store(makeMeta(req.id, "STARTED", { pid: Deno.pid, hostname: host.hostname }));
     }
@@ -305,7 +302,7 @@ export class Request {
       headers: req.headers,
       hostname: host.hostname,
     });
-    const flags = { ignoreResult, storeErrors };
+    const flags = { ignoreResult, storeErrors, ackOnStart };
     if (!span) return this.#execute(req, run, flags, null);
     run.context.headers = span.carrier(req.headers);
     let state: State | undefined;
@@ -321,9 +318,10 @@ export class Request {
   async #execute(
     req: TaskRequest,
     run: RunRequest,
-    flags: { ignoreResult: boolean; storeErrors: boolean },
+    flags: { ignoreResult: boolean; storeErrors: boolean; ackOnStart: boolean },
     span: RunSpan | null,
   ): Promise<Finish> {
+    const { ackOnStart } = flags;
     const host = this.#host;
     const o = host.app.tasks.get(req.name)!.options;
     this.#event("taskPrerun", { id: req.id, name: req.name, args: req.args, kwargs: req.kwargs });
@@ -334,7 +332,9 @@ export class Request {
       onState: (state, meta) =>
         host.backend.store(req.id, makeMeta(req.id, state, meta), { replyTo: req.replyTo }),
       signal: this.#terminate.signal,
+      ...(ackOnStart ? { onStart: () => void (this.#startAck = this.#earlyAck(req)) } : {}),
     });
+    await this.#startAck;
     // The slot frees as soon as the pool returns: the next task starts while this one's
     // result is stored and its message settled (broker round trips, not pool work).
     this.#release();
@@ -643,6 +643,21 @@ export class Request {
 
   #lineage(): { parentId: string | null; groupId: string | null } {
     return { parentId: this.task?.parentId ?? null, groupId: this.task?.group ?? null };
+  }
+
+  // The early ack. A failed one is logged and the task runs anyway: the ack may or may not
+  // have reached the broker, and an accepted task runs at least once (it may run again if the
+  // message comes back).
+  async #earlyAck(req: TaskRequest): Promise<void> {
+    this.#acked = true;
+    if (this.held) this.held.acknowledged = true;
+    try {
+      await this.delivery.ack();
+    } catch (error) {
+      this.#host.app.logger.warn(
+        `Early ack of ${req.name}[${req.id}] failed, running it anyway: ${error}`,
+      );
+    }
   }
 
   #release(): void {

@@ -105,7 +105,7 @@ const LATE: Record<RunEnding, Rule> = {
   unstored: (o) => o.exhausted ? "dead-letter" : "requeue",
 };
 
-// A `shutdown` after the ack is a task the pool handed back unstarted (it was sent ahead).
+// A `shutdown` after the ack (a run handed back although acked) is published again.
 const EARLY: Partial<Record<Ending, Settle>> = {
   "reject-requeue": "requeue",
   shutdown: "requeue",

@@ -50,7 +50,10 @@ export interface RunMessage {
   request: RunRequest;
   /** Soft time limit in seconds, timed by the Web Worker from the start. */
   softLimit: number | null;
-  /** Say `started` at once when the run starts (the parent then times its hard limit). */
+  /**
+   * Report the start at once, before the run can block the isolate (the parent then times its
+   * hard limit and calls `onStart`).
+   */
   notify: boolean;
 }
 
@@ -83,8 +86,7 @@ export type ToWorker =
 export type FromWorker =
   | { type: "ready"; tasks: string[] }
   | { type: "init-error"; error: ErrorShape }
-  | { type: "started"; seq: number }
-  | { type: "done"; results: DoneMessage[] }
+  | { type: "done"; results: DoneMessage[]; started?: number[] }
   | { type: "pong" }
   | { type: "exiting"; reason: string }
   | ProxyRequest;
@@ -108,9 +110,11 @@ export interface WorkersPoolOptions {
    * to another Web Worker, or cancelled) until it starts; an idle Web Worker takes runs waiting
    * behind a busy one. `0` sends a run only to a free place.
    *
-   * Off by default because the consumer treats a run sent ahead as started: an early-ack task
-   * is acked when it is sent, so a crash of the worker process loses it as it loses the
-   * running ones (a warm shutdown hands it back: {@linkcode WorkersPool.handBack}).
+   * Off by default because the consumer acks an early-ack task sent ahead when its Web Worker
+   * reports the start (`PoolRunOptions.onStart`), as Celery's prefork pool acks when its child
+   * accepts a job, instead of before the run starts: a crash of the worker process just after
+   * a start can run that task again. A run that has not started is not acked, so a crash does
+   * not lose it, and a warm shutdown hands it back ({@linkcode WorkersPool.handBack}).
    * @default {0}
    */
   lookahead?: number;
@@ -313,9 +317,8 @@ export class WorkersPool implements Pool {
           ready.reject(new Error(`The app module failed to load: ${m.error.message}`));
           this.#kill(slot, { name: "WorkerLostError", message: m.error.message, stack: null });
           return;
-        case "started":
-          return this.#started(slot, m.seq);
         case "done":
+          for (const seq of m.started ?? []) this.#started(slot, seq);
           for (const r of m.results) this.#finish(slot, r.seq, r.outcome, r.heapUsed);
           this.#afterFinish(slot);
           return;
@@ -425,11 +428,13 @@ export class WorkersPool implements Pool {
     run.resolve(outcome);
   }
 
-  // A run with a hard time limit started: its clock starts now.
+  // A run started (one with a hard time limit or an onStart): its clock starts now.
   #started(slot: Slot, seq: number): void {
     const run = slot.running.get(seq);
-    const hardLimit = run?.options.hardLimit;
-    if (!run || !hardLimit) return;
+    if (!run) return;
+    run.options.onStart?.();
+    const hardLimit = run.options.hardLimit;
+    if (!hardLimit) return;
     run.timers.push(setLongTimeout(() => {
       this.#kill(
         slot,
@@ -551,7 +556,7 @@ export class WorkersPool implements Pool {
       token: run.token,
       request: run.request,
       softLimit: softLimit || null,
-      notify: !!hardLimit,
+      notify: !!hardLimit || !!run.options.onStart,
     });
   }
 
