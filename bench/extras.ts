@@ -1,7 +1,7 @@
 // deno-lint-ignore-file no-console -- a command-line tool
 /**
  * The celeriac-only columns of a harness run, as Markdown: CPU ms per task of the worker, the
- * producer and redis-server, the worker's RSS, the load average, and the backlog slices. The
+ * producer and the broker's server (redis-server, or RabbitMQ on amqp rows), the worker's RSS, the load average, and the backlog slices. The
  * peer harness's `summarize.py` keeps only the shared columns.
  *
  * ```sh
@@ -22,6 +22,8 @@ interface Row {
   worker_cpu_ms_per_task?: number | null;
   producer_cpu_ms_per_task?: number | null;
   redis_cpu_ms_per_task?: number | null;
+  rabbitmq_cpu_ms_per_task?: number | null;
+  peak_in_flight_per_web_worker?: number;
   rss_idle_mib?: number | null;
   rss_peak_mib?: number | null;
   load?: number;
@@ -53,9 +55,9 @@ if (import.meta.main) {
     groups.set(key, [...(groups.get(key) ?? []), r]);
   }
   console.log(
-    "| scenario | variant | reps | worker CPU ms/task | producer CPU ms/task | redis CPU ms/task | worker RSS idle / peak MiB | load |",
+    "| scenario | variant | reps | worker CPU ms/task | producer CPU ms/task | redis CPU ms/task | RabbitMQ CPU ms/task | worker RSS idle / peak MiB | most in flight per Web Worker | load |",
   );
-  console.log("|---|---|---:|---:|---:|---:|---:|---:|");
+  console.log("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const [key, rs] of groups) {
     const [scenario, variant] = key.split("\t");
     const m = (k: keyof Row) => median(rs.map((r) => r[k] as number | null | undefined));
@@ -65,7 +67,9 @@ if (import.meta.main) {
     console.log(
       `| ${scenario} | ${variant} | ${rs.length} | ${fmt(m("worker_cpu_ms_per_task"))} | ${
         fmt(m("producer_cpu_ms_per_task"))
-      } | ${fmt(m("redis_cpu_ms_per_task"))} | ${rss} | ${fmt(m("load"), 1)} |`,
+      } | ${fmt(m("redis_cpu_ms_per_task"))} | ${fmt(m("rabbitmq_cpu_ms_per_task"))} | ${rss} | ${
+        fmt(m("peak_in_flight_per_web_worker"), 0)
+      } | ${fmt(m("load"), 1)} |`,
     );
   }
   for (const r of rows.filter((r) => r.slice_per_sec)) {
