@@ -81,6 +81,7 @@ import {
   stripNativeDelayHeaders,
 } from "./_amqp_native_delay.ts";
 import { probeQueue } from "./_amqp_queue_probe.ts";
+import { ChannelAcks } from "./_amqp_acks.ts";
 import { fromFieldTable, toFieldTable } from "./_amqp_table.ts";
 import { bodyFromBytes, bodyToBytes } from "../protocol/body.ts";
 
@@ -306,6 +307,8 @@ interface ConsumerSession {
   outstanding: number;
   /** The stream ended: close the channel once nothing is outstanding. */
   draining: boolean;
+  /** Its acks, sent together once per turn. */
+  acks: ChannelAcks;
 }
 
 interface AmqpDelivery extends RawDelivery {
@@ -331,6 +334,7 @@ function fromRawContent(msg: amqp.Message): Message {
 function release(session: ConsumerSession): void {
   session.outstanding--;
   if (session.draining && session.outstanding <= 0 && !session.broken) {
+    session.acks.flush();
     session.broken = true;
     session.channel.close().catch(() => {});
   }
@@ -751,6 +755,7 @@ export class AmqpBroker implements Broker {
       tags: [],
       outstanding: 0,
       draining: false,
+      acks: new ChannelAcks(channel),
     };
     channel.on("error", () => {});
     channel.on("close", () => {
@@ -828,11 +833,7 @@ export class AmqpBroker implements Broker {
   // redelivers it), so there is nothing to do then.
   #ackRaw(d: AmqpDelivery): void {
     if (d.session.broken) return;
-    try {
-      d.session.channel.ack(d.msg);
-    } catch {
-      // The channel closed under us; the message will be redelivered.
-    }
+    d.session.acks.ack(d.msg.fields.deliveryTag);
   }
 
   /**
@@ -868,10 +869,12 @@ export class AmqpBroker implements Broker {
       }
       if (msg === null) {
         // The server cancelled the consumer (queue deleted): start over.
+        s.acks.flush();
         s.broken = true;
         s.channel.close().catch(() => {});
         pushed.wake();
       } else {
+        s.acks.delivered(msg.fields.deliveryTag);
         pushed.push({ session: s, queue, msg });
       }
     };
@@ -910,6 +913,7 @@ export class AmqpBroker implements Broker {
           if (requeue) {
             if (this.#isQuorum() || this.#queueInfo.get(d.queue)?.quorum) {
               if (!d.session.broken) d.session.channel.nack(d.msg, false, true);
+              d.session.acks.settled(d.msg.fields.deliveryTag);
               return "requeued";
             }
             const again = { ...d.message!, headers: { ...d.message!.headers } };
@@ -933,6 +937,7 @@ export class AmqpBroker implements Broker {
           if (!d.session.broken) {
             try {
               d.session.channel.nack(d.msg, false, true);
+              d.session.acks.settled(d.msg.fields.deliveryTag);
             } catch {
               // The channel died meanwhile: RabbitMQ requeues it anyway.
             }
@@ -960,12 +965,16 @@ export class AmqpBroker implements Broker {
     try {
       for (const tag of session.tags) await session.channel.cancel(tag);
       for (const entry of pushed.drain()) {
-        if (entry.session === session) session.channel.nack(entry.msg, false, true);
+        if (entry.session === session) {
+          session.channel.nack(entry.msg, false, true);
+          session.acks.settled(entry.msg.fields.deliveryTag);
+        }
       }
     } catch {
       // The channel died meanwhile: RabbitMQ requeues everything anyway.
     }
     if (session.outstanding <= 0 && !session.broken) {
+      session.acks.flush();
       session.broken = true;
       await session.channel.close().catch(() => {});
     }
