@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { AmqpBroker } from "../lib/brokers/amqp.ts";
+import type { Delivery } from "../lib/brokers/broker.ts";
 import { createBroker } from "../lib/transport/registry.ts";
 import { decodeTask, encodeTask, type Message } from "../lib/protocol/message.ts";
 import { brokerSuite } from "./_broker_suite.ts";
@@ -280,6 +281,39 @@ Deno.test("consume resumes after the connection is killed and no message is lost
   // Publishing works again on the new connection.
   await broker.publish(queue, task("after"));
   assert.equal(await broker.purge(queue), 1);
+});
+
+Deno.test("acks of one turn go out together but never cover a delivery still held: after a lost connection only that one comes back", async () => {
+  const queue = uniqueQueue("acks");
+  await using broker = new AmqpBroker(AMQP_URL, { connectionName: `celeriac-test-${queue}` });
+  for (let i = 0; i < 6; i++) await broker.publish(queue, task(`a-${i}`));
+  const controller = new AbortController();
+  const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(20_000)]);
+  const it = broker.consume([queue], { prefetch: 6, signal })[Symbol.asyncIterator]();
+  const next = async (ms: number) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const none = new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), ms));
+    try {
+      return await Promise.race([it.next().then((r) => r.done ? undefined : r.value), none]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  const held: Delivery[] = [];
+  for (let i = 0; i < 6; i++) held.push((await next(10_000))!);
+  assert.deepEqual(held.map((d) => d.message.headers.id), [0, 1, 2, 3, 4, 5].map((i) => `a-${i}`));
+  // a-2 stays held; the others are acked in one turn (a-0 and a-1 before it, a-3..a-5 after).
+  await Promise.all([0, 1, 3, 4, 5].map((i) => held[i]!.ack()));
+  await new Promise((r) => setTimeout(r, 300));
+  // RabbitMQ requeues what it still holds when the connection drops.
+  broker.connection.destroySocket();
+  const back = await next(15_000);
+  assert.equal(back?.message.headers.id, "a-2");
+  assert.ok(back!.redelivered);
+  await back!.ack();
+  assert.equal(await next(1_500), undefined, "an acked message came back");
+  controller.abort();
+  await it.return?.(undefined);
 });
 
 Deno.test("rabbitmqctl close_connection by connection_name: consumers come back, and the close is reported", async () => {
