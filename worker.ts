@@ -113,7 +113,11 @@ function flush(): void {
   results = [];
   started = [];
   try {
-    scope.postMessage({ type: "done", results: batch, started: starts });
+    scope.postMessage(
+      starts.length
+        ? { type: "done", results: batch, started: starts }
+        : { type: "done", results: batch },
+    );
   } catch {
     if (starts.length) scope.postMessage({ type: "done", results: [], started: starts });
     // A return value could not be cloned (a function, a class with private fields...): send

@@ -21,7 +21,7 @@ export interface PoolRunOptions {
    * `workers` pool when its Web Worker reports that it took the run (which may have waited
    * there, sent ahead). Not called for a run that never starts.
    */
-  onStart?: () => void;
+  onStart?: (() => void) | undefined;
   /**
    * Stops this run (revoke with terminate) when aborted: the run resolves at once with outcome
    * `lost`. On the `workers` pool a run sent ahead that has not started is taken back and its

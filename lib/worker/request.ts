@@ -259,7 +259,11 @@ export class Request {
     // prefork pool acks when its child accepts a job, so a run that never started is never
     // acked and comes back if the worker dies.
     const ackOnStart = !this.#acks.acksLate && (host.pool.lookahead ?? 0) > 0;
-    if (!this.#acks.acksLate && !ackOnStart) await this.#earlyAck(req);
+    if (!this.#acks.acksLate && !ackOnStart) {
+      this.#acked = true;
+      held.acknowledged = true;
+      await this.#earlyAck(req);
+    }
     if (o.trackStarted && !ignoreResult) {
       await this.#store(makeMeta(req.id, "STARTED", { pid: Deno.pid, hostname: host.hostname }));
     }
@@ -332,9 +336,9 @@ export class Request {
       onState: (state, meta) =>
         host.backend.store(req.id, makeMeta(req.id, state, meta), { replyTo: req.replyTo }),
       signal: this.#terminate.signal,
-      ...(ackOnStart ? { onStart: () => void (this.#startAck = this.#earlyAck(req)) } : {}),
+      onStart: ackOnStart ? () => void (this.#startAck = this.#earlyAck(req)) : undefined,
     });
-    await this.#startAck;
+    if (this.#startAck) await this.#startAck;
     // The slot frees as soon as the pool returns: the next task starts while this one's
     // result is stored and its message settled (broker round trips, not pool work).
     this.#release();
