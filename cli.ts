@@ -67,7 +67,7 @@ Options:
       --child-concurrency N    Tasks one Web Worker runs at once (default: 1); async I/O
                                tasks can run hundreds at once per Web Worker (e.g. 100)
       --lookahead N            Tasks sent ahead to one Web Worker beyond the ones it runs
-                               (about 2x throughput for short tasks, e.g. 3); early-ack
+                               (about 1.5x throughput for short tasks, e.g. 3); early-ack
                                ones are acked when their Web Worker starts them, as Celery's
                                prefork pool does, not before (default: 0)
       --prefetch-multiplier N  Messages reserved per task slot; 0 = unlimited (default: 4)
