@@ -73,6 +73,19 @@ function spawnWorker(url: string, queue: string, pool = ["-c", "2", "--pool", "i
   };
 }
 
+// Kills the first worker (if still running) and stops the later ones, which must exit 0.
+async function stopWorkers(
+  first: ReturnType<typeof spawnWorker>,
+  later: ReturnType<typeof spawnWorker>[],
+): Promise<void> {
+  first.kill("SIGKILL");
+  await first.finish();
+  for (const w of later) {
+    w.kill("SIGTERM");
+    assert.equal((await w.finish()).code, 0, w.log());
+  }
+}
+
 Deno.test("kv: a cli worker killed with SIGKILL mid-task; another worker finishes its task after the lease", async () => {
   // A short lease, so the dead worker's message comes back quickly.
   const url = `${freshUrl()}?leaseTime=1500&maintenanceInterval=200`;
@@ -91,12 +104,7 @@ Deno.test("kv: a cli worker killed with SIGKILL mid-task; another worker finishe
     later.push(spawnWorker(url, queue));
     assert.equal(await r.get({ timeout: 30_000 }), "done after 1000 ms");
   } finally {
-    first.kill("SIGKILL");
-    await first.finish();
-    for (const w of later) {
-      w.kill("SIGTERM");
-      assert.equal((await w.finish()).code, 0, w.log());
-    }
+    await stopWorkers(first, later);
   }
 });
 
@@ -129,11 +137,6 @@ Deno.test("kv: with --lookahead 3, SIGKILL loses none of the early-ack tasks sen
     // The task that had started was acked when it started (early ack): it is not run again.
     assert.equal(await running.state(), "RUNNING");
   } finally {
-    first.kill("SIGKILL");
-    await first.finish();
-    for (const w of later) {
-      w.kill("SIGTERM");
-      assert.equal((await w.finish()).code, 0, w.log());
-    }
+    await stopWorkers(first, later);
   }
 });
