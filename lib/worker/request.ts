@@ -259,11 +259,7 @@ export class Request {
     // prefork pool acks when its child accepts a job, so a run that never started is never
     // acked and comes back if the worker dies.
     const ackOnStart = !this.#acks.acksLate && (host.pool.lookahead ?? 0) > 0;
-    if (!this.#acks.acksLate && !ackOnStart) {
-      this.#acked = true;
-      held.acknowledged = true;
-      await this.#earlyAck(req);
-    }
+    if (!this.#acks.acksLate && !ackOnStart) await this.#earlyAck(req);
     if (o.trackStarted && !ignoreResult) {
       await this.#store(makeMeta(req.id, "STARTED", { pid: Deno.pid, hostname: host.hostname }));
     }
