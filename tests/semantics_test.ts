@@ -166,9 +166,17 @@ Deno.test("inline: full jitter keeps every countdown within [0, factor * 2 ** re
   try {
     const rs = await Promise.all(Array.from({ length: 4 }, () => tasks.jitter.delay()));
     for (const r of rs) await assert.rejects(() => r.get({ timeout: 30_000 }), TaskError);
-    const countdowns = sent.filter((s) => s.eta !== null).map((s) => ({
+    // The first send of each retry (the first sends of the tasks have retries 0; a scheduled
+    // retry is published again when due). One whose jittered countdown is under a millisecond
+    // or so is due at once and goes out with publish(), without an ETA: 0 ms.
+    const firsts = new Map<string, Sent>();
+    for (const s of sent) {
+      const key = `${s.message.headers.id}:${s.message.headers.retries}`;
+      if (Number(s.message.headers.retries) > 0 && !firsts.has(key)) firsts.set(key, s);
+    }
+    const countdowns = [...firsts.values()].map((s) => ({
       retries: Number(s.message.headers.retries) - 1,
-      ms: s.eta!.getTime() - s.at,
+      ms: s.eta === null ? 0 : s.eta.getTime() - s.at,
     }));
     assert.equal(countdowns.length, 12);
     for (const { retries, ms } of countdowns) {
