@@ -252,7 +252,14 @@ Deno.test("amqp control: Python `celery control terminate SIGTERM` stops a runni
   const host = `${unique("celeriac")}@test`;
   await using app = amqpApp(queue);
   try {
-    await using w = startWorker(app, { pool: "inline", hostname: host, heartbeatInterval: 0 });
+    // ctl.wait runs until it is stopped: if an assertion fails first, the warm shutdown stops
+    // it after 5 s instead of waiting for ever.
+    await using w = startWorker(app, {
+      pool: "inline",
+      hostname: host,
+      heartbeatInterval: 0,
+      shutdownTimeout: 5,
+    });
     const r = await app.sendTask("ctl.wait");
     await eventually(() =>
       w.consumer.requests().some((q) => q.id === r.id && q.state === "active")
