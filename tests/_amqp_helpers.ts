@@ -2,6 +2,7 @@
 // and running Debian's Python (kombu/celery) as the other side.
 // @ts-types="@types/amqplib"
 import amqp from "amqplib";
+import { runPython } from "./_control_helpers.ts";
 
 export const AMQP_URL = Deno.env.get("CELERIAC_AMQP_URL") ?? "amqp://guest:guest@127.0.0.1:5672//";
 
@@ -30,18 +31,8 @@ export async function cleanup(names: { queues?: string[]; exchanges?: string[] }
 export const taskQueueNames = (q: string) => ({ queues: [q, `${q}.dlq`], exchanges: [q] });
 
 /** Runs a Python script with Debian's python3; returns stdout, throws on failure. */
-export async function python(script: string, args: string[] = [], timeoutMs = 30_000) {
-  const cmd = new Deno.Command("/usr/bin/python3", {
-    args: ["-c", script, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(timeoutMs),
-  });
-  const out = await cmd.output();
-  const stdout = new TextDecoder().decode(out.stdout);
-  const stderr = new TextDecoder().decode(out.stderr);
-  if (!out.success) throw new Error(`python failed (${out.code}):\n${stderr}\n${stdout}`);
-  return stdout;
+export function python(script: string, args: string[] = [], timeoutMs = 30_000): Promise<string> {
+  return runPython(script, { args, timeoutMs });
 }
 
 /** Counts ready and unacknowledged messages of a queue with rabbitmqctl. */

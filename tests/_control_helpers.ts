@@ -20,6 +20,29 @@ function pythonEnv(queue = "celery", broker = REDIS): Record<string, string> {
   };
 }
 
+/**
+ * Runs `python3 -c <code> <args>` with Debian's Python in tests/python (so `control_app`
+ * imports) and the control apps' environment; returns stdout, throws with stderr on failure.
+ */
+export async function runPython(
+  code: string,
+  options: { args?: string[]; queue?: string; timeoutMs?: number } = {},
+): Promise<string> {
+  const out = await new Deno.Command("/usr/bin/python3", {
+    args: ["-c", code, ...(options.args ?? [])],
+    cwd: PYTHON_DIR,
+    env: pythonEnv(options.queue),
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(options.timeoutMs ?? 30_000),
+  }).output();
+  const stdout = decoder.decode(out.stdout);
+  if (!out.success) {
+    throw new Error(`python failed (${out.code}):\n${decoder.decode(out.stderr)}\n${stdout}`);
+  }
+  return stdout;
+}
+
 /** Runs `celery -A control_app -b REDIS <args>`; returns exit code and output. */
 export function celery(...args: string[]) {
   return celeryOn(REDIS, ...args);

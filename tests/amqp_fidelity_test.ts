@@ -5,21 +5,9 @@ import assert from "node:assert/strict";
 import { App } from "@celeriac/celeriac";
 import { AmqpBroker, AmqpQueueMismatchError } from "../lib/brokers/amqp.ts";
 import { startWorker } from "./_helpers.ts";
-import { PYTHON_DIR, unique } from "./_control_helpers.ts";
+import { runPython as python, unique } from "./_control_helpers.ts";
 
 const AMQP = "amqp://guest:guest@127.0.0.1:5672//";
-
-async function python(code: string) {
-  const out = await new Deno.Command("/usr/bin/python3", {
-    args: ["-c", code],
-    cwd: PYTHON_DIR,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stdout = new TextDecoder().decode(out.stdout);
-  assert.ok(out.success, new TextDecoder().decode(out.stderr) + stdout);
-  return stdout;
-}
 
 async function deleteQueue(queue: string) {
   await python(`

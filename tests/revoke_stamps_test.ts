@@ -117,19 +117,10 @@ Deno.test("revoke_by_stamped_headers with terminate stops the running stamped ta
   const stamped = await app.sendTask("s.wait", [], {}, { stamps: { mon: ["t", "u"] } });
   const plain = await app.sendTask("s.wait", [], {}, { stamps: { mon: "keep" } });
   await eventually(() => w.consumer.requests().filter((r) => r.state === "active").length === 2);
-  const none = await app.control.revokeByStampedHeaders({ mon: "nothing" }, {
-    terminate: true,
-    reply: true,
-    destination,
-    timeout: 2000,
-  });
+  const terminate = { terminate: true, reply: true, destination, timeout: 2000 };
+  const none = await app.control.revokeByStampedHeaders({ mon: "nothing" }, terminate);
   assert.deepEqual(none, [{ "sk@test": { ok: "headers {'mon': 'nothing'} were not terminated" } }]);
-  const reply = await app.control.revokeByStampedHeaders({ mon: "u" }, {
-    terminate: true,
-    reply: true,
-    destination,
-    timeout: 2000,
-  });
+  const reply = await app.control.revokeByStampedHeaders({ mon: "u" }, terminate);
   assert.deepEqual(reply, [{ "sk@test": { ok: "headers {'mon': ['u']} revoked" } }]);
   await eventually(async () => (await stamped.state()) === "REVOKED");
   assert.deepEqual(w.consumer.requests().map((r) => r.id), [plain.id]);

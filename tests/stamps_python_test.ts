@@ -6,23 +6,12 @@
 import assert from "node:assert/strict";
 import { App, chain, signature, type TaskContext } from "@celeriac/celeriac";
 import { startWorker } from "./_helpers.ts";
-import { PYTHON_DIR, pythonWorker, REDIS, REDIS_BACKEND, unique } from "./_control_helpers.ts";
+import { pythonWorker, REDIS, REDIS_BACKEND, runPython, unique } from "./_control_helpers.ts";
 
-async function python(code: string, queue: string) {
-  const out = await new Deno.Command("/usr/bin/python3", {
-    args: ["-c", `import sys\nsys.path.insert(0, ".")\n${code}`],
-    cwd: PYTHON_DIR,
-    env: {
-      CELERIAC_TEST_BROKER: REDIS,
-      CELERIAC_TEST_BACKEND: REDIS_BACKEND,
-      CELERIAC_TEST_QUEUE: queue,
-    },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stdout = new TextDecoder().decode(out.stdout);
-  assert.ok(out.success, new TextDecoder().decode(out.stderr) + stdout);
-  return stdout.trim().split("\n").at(-1)!;
+// The last line a Python snippet printed.
+async function python(code: string, queue: string): Promise<string> {
+  const out = await runPython(`import sys\nsys.path.insert(0, ".")\n${code}`, { queue });
+  return out.trim().split("\n").at(-1)!;
 }
 
 function stampApp(queue: string) {
@@ -33,13 +22,30 @@ function stampApp(queue: string) {
   return app;
 }
 
-Deno.test("a Python-sent stamped chain run by a celeriac worker sends its next step with the stamps", async () => {
+// A celeriac worker on its queue and a ready Python worker on another, stopped at the end.
+async function stampPeers() {
   const tsq = unique("stamps-ts");
   const pyq = unique("stamps-py");
-  await using app = stampApp(tsq);
-  await using _w = startWorker(app, { pool: "inline", queues: [tsq], heartbeatInterval: 0 });
-  await using py = pythonWorker(`${unique("py")}@${Deno.hostname()}`, pyq);
+  const app = stampApp(tsq);
+  const worker = startWorker(app, { pool: "inline", queues: [tsq], heartbeatInterval: 0 });
+  const py = pythonWorker(`${unique("py")}@${Deno.hostname()}`, pyq);
   await py.waitFor("ready.", 30_000);
+  return {
+    tsq,
+    pyq,
+    app,
+    py,
+    async [Symbol.asyncDispose]() {
+      await py.stop();
+      await worker.stop();
+      await app.close();
+    },
+  };
+}
+
+Deno.test("a Python-sent stamped chain run by a celeriac worker sends its next step with the stamps", async () => {
+  await using peers = await stampPeers();
+  const { tsq, pyq, app, py } = peers;
   // What Celery 5.6's `chain(...).stamp(mon="py")` puts on the wire, sent by a 5.2 client.
   const out = await python(
     `
@@ -62,12 +68,8 @@ print(json.dumps(r.get(timeout=30)))
 });
 
 Deno.test("a celeriac client's stamped chain reaches a Python worker with the stamp headers", async () => {
-  const tsq = unique("stamps-ts");
-  const pyq = unique("stamps-py");
-  await using app = stampApp(tsq);
-  await using _w = startWorker(app, { pool: "inline", queues: [tsq], heartbeatInterval: 0 });
-  await using py = pythonWorker(`${unique("py")}@${Deno.hostname()}`, pyq);
-  await py.waitFor("ready.", 30_000);
+  await using peers = await stampPeers();
+  const { tsq, pyq, app, py } = peers;
   const c = chain(
     signature("st.seen", [2], {}, { queue: tsq }),
     signature("py.request_stamps", [], {}, { queue: pyq }),
