@@ -45,7 +45,7 @@ async function stampPeers() {
 
 Deno.test("a Python-sent stamped chain run by a celeriac worker sends its next step with the stamps", async () => {
   await using peers = await stampPeers();
-  const { tsq, pyq, app, py } = peers;
+  const { tsq, pyq, py } = peers;
   // What Celery 5.6's `chain(...).stamp(mon="py")` puts on the wire, sent by a 5.2 client.
   const out = await python(
     `
