@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { setImmediate } from "node:timers";
 import {
   DEAD_LETTER_REASON_HEADER,
   type DeadLetterEvent,
@@ -450,6 +451,75 @@ Deno.test("redis broker: the consumer resumes by itself after its connections ar
     await run;
     assert.deepEqual(seen, ["before", "after"]);
   } finally {
+    await deleteByPrefix(f.prefix);
+  }
+});
+
+// Waits until a connection of `name` is blocked (BLMOVE), as CLIENT LIST shows it.
+async function blocked(name: string): Promise<void> {
+  const redis = await rawClient();
+  try {
+    for (let i = 0; i < 200; i++) {
+      const list = String(await redis.sendCommand(["CLIENT", "LIST"]));
+      if (list.split("\n").some((l) => l.includes(`name=${name} `) && / flags=\w*b/.test(l))) {
+        return;
+      }
+      await sleep(10);
+    }
+    throw new Error(`No connection of ${name} blocked`);
+  } finally {
+    await redis.disconnect();
+  }
+}
+
+Deno.test("redis broker: a stop ends the blocking wait at once, and a message claimed behind it goes back to the queue", async () => {
+  // A long blockTimeout: an idle wait ends early only if the stop ends it.
+  const f = fixture({ blockTimeout: 30_000 });
+  await using consumer = f.make();
+  const redis = await rawClient();
+  const consume = (controller: AbortController, delivered: string[]) =>
+    (async () => {
+      for await (const d of consumer.consume([f.queue], { signal: controller.signal })) {
+        delivered.push(d.message.headers.id as string);
+        await d.ack();
+      }
+    })();
+  try {
+    const idle = new AbortController();
+    const idleRun = consume(idle, []);
+    await blocked(f.name);
+    const t0 = Date.now();
+    idle.abort();
+    await idleRun;
+    assert.ok(Date.now() - t0 < 5_000, `the idle stop took ${Date.now() - t0} ms`);
+    // A message arrives just as the consumer stops: the BLMOVE returns and the claim behind it
+    // runs, but the consumer stops before it reads their replies. The message must be
+    // delivered or back in the queue, never left in `unacked` by a claim whose reply was lost.
+    const delivered: string[] = [];
+    const n = 30;
+    for (let i = 0; i < n; i++) {
+      const controller = new AbortController();
+      const run = consume(controller, delivered);
+      await blocked(f.name);
+      const env = toKombuEnvelope(task(`m-${i}`), { queue: f.queue });
+      const pushed = redis.lPush(`${f.prefix}${f.queue}`, JSON.stringify(env));
+      // Stops after the push is written (the client writes at setImmediate) and before any
+      // reply is read, half the time; the other half once the push is done.
+      if (i % 2 === 0) await new Promise((resolve) => setImmediate(resolve));
+      else await pushed;
+      controller.abort();
+      await pushed;
+      await run;
+    }
+    const queued = (await redis.lRange(`${f.prefix}${f.queue}`, 0, -1))
+      .map((raw) => JSON.parse(raw).headers.id as string);
+    assert.deepEqual(
+      [...delivered, ...queued].sort(),
+      [...Array(n).keys()].map((i) => `m-${i}`).sort(),
+    );
+    assert.equal(await redis.hLen(`${f.prefix}unacked`), 0);
+  } finally {
+    await redis.disconnect();
     await deleteByPrefix(f.prefix);
   }
 });

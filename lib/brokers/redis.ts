@@ -21,7 +21,8 @@
  * Claiming is one Lua script (pop + `unacked` bookkeeping, atomically). When every list is
  * empty, the consumer blocks on a dedicated connection with `BLMOVE q → its processing list`,
  * so the message that wakes it is never only in flight: it is in the processing list until the
- * next claim moves it into `unacked`, and the sweep drains processing lists of dead consumers.
+ * claim sent right behind the BLMOVE on the same connection moves it into `unacked` (no extra
+ * round trip), and the sweep drains processing lists of dead consumers.
  *
  * @module
  */
@@ -48,6 +49,9 @@ import {
 const COMMAND_DEADLINE = 15_000;
 // Longest a stopping consumer waits for its clean-up commands (ms).
 const STOP_DEADLINE = 3_000;
+// Longest a stopping consumer waits for CLIENT UNBLOCK before it closes the blocking
+// connection (ms).
+const UNBLOCK_DEADLINE = 1_000;
 import { redact } from "../_url.ts";
 import { stringifyJson } from "../protocol/json.ts";
 import { fromKombuEnvelope, toKombuEnvelope } from "../protocol/kombu.ts";
@@ -428,6 +432,11 @@ export class RedisBroker implements Broker {
     }, this.#closed.signal);
   }
 
+  // A connection's id, for CLIENT UNBLOCK (0 on a cluster, which does not use it).
+  async #clientId(client: RedisClient): Promise<number> {
+    return this.#cluster ? 0 : Number(await client.sendCommand(["CLIENT", "ID"]));
+  }
+
   async #dedicated(): Promise<RedisClient> {
     const client = createRedisClient(this.#url, this.#onError, this.#name);
     this.#others.add(client);
@@ -570,6 +579,7 @@ export class RedisBroker implements Broker {
     // The server may go away between `ready` and here: a transient error retries the set-up
     // (with backoff, until the consumer stops) instead of ending the consume stream.
     let blocker!: RedisClient;
+    let blockerId = 0;
     for (let attempt = 0;; attempt++) {
       try {
         if (attempt > 0 && !client.isOpen) client = await this.#connect();
@@ -583,6 +593,7 @@ export class RedisBroker implements Broker {
             .exec();
         }
         blocker = await this.#dedicated();
+        blockerId = await this.#clientId(blocker);
         break;
       } catch (error) {
         if (signal.aborted || !isTransientRedisError(error)) throw error;
@@ -592,29 +603,49 @@ export class RedisBroker implements Broker {
       }
     }
     this.#consumers.add(state);
-    const unblock = () => void blocker.disconnect().catch(() => {});
+    // A stopping consumer ends its BLMOVE with CLIENT UNBLOCK, as a timeout would: the claim
+    // queued behind it (see `wait`) still runs and replies, so what it claimed is handed back
+    // instead of waiting in `unacked` for the visibility timeout. A server that does not answer
+    // (and a cluster, where no claim follows the BLMOVE) gets the connection closed instead.
+    const disconnect = () => void blocker.disconnect().catch(() => {});
+    const unblock = () => {
+      if (this.#cluster) return disconnect();
+      void withDeadline(
+        client.sendCommand(["CLIENT", "UNBLOCK", String(blockerId)]),
+        UNBLOCK_DEADLINE,
+        "unblock",
+      ).catch(disconnect);
+    };
     signal.addEventListener("abort", unblock, { once: true });
     let turn = 0;
+    const handOut = ({ claimed, dead }: { claimed: Claimed[]; dead: DeadLetterEvent[] }) => {
+      for (const event of dead) ctx.deadLetter(event);
+      if (claimed.length > 0) turn++;
+      return claimed.map((c) => {
+        this.#held.set(c.tag, c);
+        return this.#delivery(c);
+      });
+    };
     return {
       claim: async (max) => {
         await withDeadline(this.#maintain(client), COMMAND_DEADLINE, "restore sweep");
-        const { claimed, dead } = await withDeadline(
-          this.#claim(client, queues, processing, turn, max),
-          COMMAND_DEADLINE,
-          "claim",
+        return handOut(
+          await withDeadline(
+            this.#claim(client, queues, processing, turn, max),
+            COMMAND_DEADLINE,
+            "claim",
+          ),
         );
-        for (const event of dead) ctx.deadLetter(event);
-        if (claimed.length > 0) turn++;
-        return claimed.map((c) => {
-          this.#held.set(c.tag, c);
-          return this.#delivery(c);
-        });
       },
-      wait: async () => {
+      // BLMOVE, with a claim sent right behind it on the same connection: Redis runs the claim
+      // as soon as the BLMOVE returns (a message moved, or the timeout), so a message that
+      // wakes an idle consumer is claimed without another round trip. On a cluster the claim
+      // takes one round trip per queue, so it stays a separate step there.
+      wait: async (_signal, max) => {
         if (signal.aborted) return;
         const i = turn++ % queues.length;
         const wait = Math.max(10, Math.min(this.#blockTimeout, this.#nextPromote - Date.now()));
-        await withDeadline(
+        const moved = withDeadline(
           blocker.blMove(
             this.#listKey(queues[i]!, 0),
             processing[i]!,
@@ -625,6 +656,17 @@ export class RedisBroker implements Broker {
           wait + COMMAND_DEADLINE,
           "blocking wait",
         );
+        if (this.#cluster) return void await moved;
+        const claimed = withDeadline(
+          this.#claimFrom(blocker, queues, processing, turn, max),
+          wait + COMMAND_DEADLINE,
+          "claim",
+        );
+        // Both settle: the claim fails with the BLMOVE when the connection drops.
+        const [move, claim] = await Promise.allSettled([moved, claimed]);
+        if (move.status === "rejected") throw move.reason;
+        if (claim.status === "rejected") throw claim.reason;
+        return handOut(claim.value);
       },
       recover: async (error) => {
         this.#onError(error as Error);
@@ -638,6 +680,7 @@ export class RedisBroker implements Broker {
           if (wedged || !blocker.isOpen) {
             this.#reset(blocker);
             blocker = await this.#dedicated();
+            blockerId = await this.#clientId(blocker);
           }
         } catch (e) {
           this.#onError(e as Error);

@@ -5,8 +5,8 @@
  * ({@linkcode ConsumerHooks}: claim, wait for work, ack, reject, release, renew).
  *
  * The loop:
- * 1. claims up to the free prefetch room (`hooks.claim`), or waits for work (`hooks.wait`)
- *    when nothing is there, or for a settle when the window is full;
+ * 1. claims up to the free prefetch room (`hooks.claim`), or waits for work (`hooks.wait`,
+ *    which may claim too) when nothing is there, or for a settle when the window is full;
  * 2. dead-letters by itself what it must never hand out (undecodable messages, or messages
  *    delivered more than `maxDeliveries` times), and reports each through `onDeadLetter`;
  * 3. yields the rest one by one as {@linkcode Delivery} objects that settle exactly once;
@@ -87,8 +87,12 @@ export interface ConsumerHooks<R extends RawDelivery> {
   readonly batch?: number;
   /** Claims up to `max` waiting messages (at least one is wanted); `[]` when none waits. */
   claim(max: number, signal: AbortSignal): Promise<readonly R[]>;
-  /** Waits until work may be there (a wake-up, a poll interval, a due ETA) or `signal`. */
-  wait(signal: AbortSignal): Promise<void>;
+  /**
+   * Waits until work may be there (a wake-up, a poll interval, a due ETA) or `signal`. A broker
+   * that can claim in the same round trip as the wake-up returns what it claimed (up to `max`),
+   * as `claim` would.
+   */
+  wait(signal: AbortSignal, max: number): Promise<void | readonly R[]>;
   /** Removes a settled message. */
   ack(delivery: R): Promise<void>;
   /** Requeues or dead-letters a message (with its reason). */
@@ -398,6 +402,8 @@ export async function* consumeLoop<R extends RawDelivery>(
   // Claimed and counted in `session.held`, not yet handed out.
   const buffer: R[] = [];
   let head = 0;
+  // The last wait claimed less than it could: the queues were empty then.
+  let drained = false;
   try {
     while (!signal.aborted) {
       if (head < buffer.length) {
@@ -411,15 +417,21 @@ export async function* consumeLoop<R extends RawDelivery>(
       }
       if (prefetch > 0 && session.outstanding >= prefetch) {
         await session.settled.wait(signal);
+        drained = false;
         continue;
       }
       let got: readonly R[];
       try {
-        got = await hooks.claim(prefetch > 0 ? prefetch - session.outstanding : batch, signal);
+        const room = prefetch > 0 ? prefetch - session.outstanding : batch;
+        got = drained ? [] : await hooks.claim(room, signal);
+        drained = false;
         if (got.length === 0) {
           if (signal.aborted) break;
-          await hooks.wait(signal);
-          continue;
+          got = await hooks.wait(signal, room) ?? [];
+          if (got.length === 0) continue;
+          // The claim of that wake-up found the queues empty: the next step is to wait again,
+          // without a claim that would find nothing (it would also hold up this turn's acks).
+          drained = got.length < room;
         }
       } catch (error) {
         if (signal.aborted) break;
