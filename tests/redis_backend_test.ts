@@ -60,6 +60,43 @@ Deno.test("redis backend: every waiter shares one subscriber connection", async 
   assert.deepEqual(await Promise.all(waits), ids.map((_, i) => i));
 });
 
+Deno.test("redis backend: a finished waiter unsubscribes from its channel, and one that waits again is not cut off", async () => {
+  await using backend = new RedisBackend(REDIS_BACKEND);
+  await using writer = new RedisBackend(REDIS_BACKEND);
+  const redis = await rawClient(REDIS_BACKEND);
+  const subscribers = async (id: string) =>
+    Number((await redis.pubSubNumSub(`celery-task-meta-${id}`))[`celery-task-meta-${id}`]);
+  try {
+    const [a, b] = [crypto.randomUUID(), crypto.randomUUID()];
+    const first = (async () => {
+      for await (const m of backend.waitFor([a])) return m.result;
+    })();
+    await sleep(100);
+    assert.equal(await subscribers(a), 1);
+    await writer.store(a, meta(a, "SUCCESS", 1));
+    assert.equal(await first, 1);
+    // The UNSUBSCRIBE is not awaited by the waiter: it goes out right after.
+    for (let i = 0; i < 100 && await subscribers(a) > 0; i++) await sleep(10);
+    assert.equal(await subscribers(a), 0);
+    // A waiter that starts on the same channel as one ends is not cut off by its UNSUBSCRIBE.
+    const watching = (async () => {
+      for await (const m of backend.watch(b)) return m.status;
+    })();
+    await sleep(100);
+    await writer.store(b, meta(b, "STARTED", null));
+    assert.equal(await watching, "STARTED");
+    const again = (async () => {
+      for await (const m of backend.waitFor([b])) return m.result;
+    })();
+    await sleep(100);
+    assert.equal(await subscribers(b), 1);
+    await writer.store(b, meta(b, "SUCCESS", 2));
+    assert.equal(await again, 2);
+  } finally {
+    await redis.disconnect();
+  }
+});
+
 Deno.test("redis backend: a waiting waitFor() resumes after its connections are killed", async () => {
   const name = `celeriac-test-${crypto.randomUUID()}`;
   await using backend = new RedisBackend(REDIS_BACKEND, { connectionName: name });

@@ -31,7 +31,7 @@ import { redact } from "../_url.ts";
 import { setImmediate } from "node:timers";
 import { groupBySlot } from "../_redis_cluster.ts";
 import { parseJson, stringifyJson } from "../protocol/json.ts";
-import { parseResultMeta } from "../protocol/result_meta.ts";
+import { toResultMeta } from "../protocol/result_meta.ts";
 import type { Backend, BackendOptions, ChordPart, ResultMeta, WaitOptions } from "./backend.ts";
 import { readyEach, untilReady } from "./_wait.ts";
 import { CHORD_PART_RETURN } from "./redis_scripts/chord_part_return.ts";
@@ -376,7 +376,9 @@ export class RedisBackend implements Backend {
       values.forEach((raw, i) => raw !== null && listener(raw, keys[i]!));
       yield* metas.stream(signal, { onAbort: "throw" });
     } finally {
-      await Promise.all(keys.map((k) => this.#unlisten(k, listener)));
+      // Not awaited: the waiter has its result now, and the UNSUBSCRIBE is one more round trip
+      // (the listener is gone at once; close() lets the reply arrive before it disconnects).
+      for (const k of keys) void this.#unlisten(k, listener);
     }
   }
 
@@ -482,7 +484,7 @@ function decodeMeta(raw: string, taskId: string): ResultMeta {
   }
   const m = meta as Record<string, unknown>;
   if (typeof m.task_id !== "string" || m.task_id === "") m.task_id = taskId;
-  return parseResultMeta(stringifyJson(m, ""));
+  return toResultMeta(m);
 }
 
 /**

@@ -47,7 +47,24 @@ function nullableString(meta: Record<string, unknown>, key: string): string | nu
  * ```
  */
 export function parseResultMeta(text: string): ResultMeta {
-  const meta = parseJson(text);
+  return toResultMeta(parseJson(text));
+}
+
+/**
+ * Checks a parsed result meta (the value of {@linkcode parseResultMeta}'s JSON), for a
+ * caller that has parsed it already.
+ *
+ * @param meta The parsed value.
+ * @returns The meta, with every extra field kept.
+ * @throws {MessageDecodeError} When it is not an object with a string `status`/`task_id`.
+ * @example
+ * ```ts
+ * import { toResultMeta } from "./result_meta.ts";
+ * const meta = toResultMeta({ status: "SUCCESS", result: 4, task_id: "a" });
+ * console.assert(meta.children.length === 0 && meta.traceback === null);
+ * ```
+ */
+export function toResultMeta(meta: unknown): ResultMeta {
   if (!isObject(meta)) throw new MessageDecodeError("A result meta must be a JSON object");
   if (typeof meta.status !== "string" || meta.status === "") {
     throw new MessageDecodeError(`Result meta has no status: ${brief(meta.status)}`);
