@@ -102,6 +102,8 @@ export class RedisBackend implements Backend {
   #subscriber: Promise<RedisClient> | undefined;
   #subs = new Map<string, Subscription>();
   #stores: StoreBatch | undefined;
+  // Store batches sent and not answered yet.
+  #storesSent = 0;
   #pubsub: { subscribe?: KeyBatch | undefined; unsubscribe?: KeyBatch | undefined } = {};
   #closed = new AbortController();
   #closing: Promise<void> | undefined;
@@ -267,12 +269,15 @@ export class RedisBackend implements Backend {
     if (this.#closed.signal.aborted) throw new Error(`Backend ${this.url} is closed`);
     const key = TASK_KEY_PREFIX + taskId;
     const value = stringifyJson(meta, "");
-    // Stores in the same turn of the event loop (a worker finishing a batch of tasks, results
-    // of several Web Workers) share one script call; a lone store runs the single-task script.
+    // While stores are on their way, those of one turn of the event loop (a worker finishing a
+    // batch of tasks, results of several Web Workers) share one script call; while none is, the
+    // next goes out after the microtasks queued so far, without waiting a turn. A lone store
+    // runs the single-task script.
     let batch = this.#stores;
     if (!batch) {
       batch = this.#stores = { keys: [], values: [], done: Promise.withResolvers<void>() };
-      setImmediate(() => this.#flushStores());
+      if (this.#storesSent === 0) queueMicrotask(() => this.#flushStores());
+      else setImmediate(() => this.#flushStores());
     }
     batch.keys.push(key);
     batch.values.push(value);
@@ -291,6 +296,7 @@ export class RedisBackend implements Backend {
     const batch = this.#stores;
     if (!batch) return;
     this.#stores = undefined;
+    this.#storesSent++;
     const ttl = this.#ttl();
     const ran = retryTransient(
       async () => {
@@ -325,6 +331,7 @@ export class RedisBackend implements Backend {
       this.#closed.signal,
       STORE_WINDOW,
     );
+    ran.finally(() => this.#storesSent--).catch(() => {});
     ran.then(() => batch.done.resolve(), (cause) =>
       batch.done.reject(
         new Error(
