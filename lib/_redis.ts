@@ -566,6 +566,8 @@ export async function connectRedisClient(client: RedisClient): Promise<void> {
 export class SharedRedisClient {
   readonly #make: () => RedisClient;
   #current: Promise<RedisClient> | undefined;
+  // The client #current resolved to, once connected.
+  #connected: RedisClient | undefined;
   // Clients still connecting, by their promise, so that an abort can stop them.
   #connecting = new Map<Promise<RedisClient>, RedisClient>();
 
@@ -601,9 +603,13 @@ export class SharedRedisClient {
         return client;
       })();
       this.#current = connecting;
+      this.#connected = undefined;
       this.#connecting.set(connecting, client);
       connecting.then(
-        () => this.#connecting.delete(connecting),
+        (c) => {
+          this.#connecting.delete(connecting);
+          if (this.#current === connecting) this.#connected = c;
+        },
         () => {
           this.#connecting.delete(connecting);
           if (this.#current === connecting) this.#current = undefined;
@@ -642,6 +648,12 @@ export class SharedRedisClient {
    * @param wedged The client that gave no reply in time.
    */
   replace(wedged: RedisClient): void {
+    // At once when it is the connected shared client: a get() right after this call must make
+    // a new client, not hand the disconnected one back.
+    if (this.#connected === wedged) {
+      this.#current = undefined;
+      this.#connected = undefined;
+    }
     const current = this.#current;
     current?.then((c) => {
       if (c === wedged && this.#current === current) this.#current = undefined;

@@ -7,6 +7,12 @@ import {
 } from "../lib/brokers/broker.ts";
 import { stringifyJson } from "../lib/protocol/json.ts";
 import { PRIORITY_SEP, RedisBroker } from "../lib/brokers/redis.ts";
+import {
+  closeRedisClient,
+  createRedisClient,
+  parseRedisUrl,
+  SharedRedisClient,
+} from "../lib/_redis.ts";
 import { DELIVERIES_PIN } from "../lib/brokers/redis_scripts/claim.ts";
 import { toKombuEnvelope } from "../lib/protocol/kombu.ts";
 import { decodeTask, encodeTask } from "../lib/protocol/message.ts";
@@ -452,6 +458,20 @@ Deno.test("redis broker: the consumer resumes by itself after its connections ar
     assert.deepEqual(seen, ["before", "after"]);
   } finally {
     await deleteByPrefix(f.prefix);
+  }
+});
+
+Deno.test("redis: a shared client replaced as wedged is not handed back by the next get()", async () => {
+  const shared = new SharedRedisClient(() => createRedisClient(parseRedisUrl(REDIS)));
+  const first = await shared.get();
+  // The consumer's recovery replaces its client and asks for a new one in the same breath.
+  shared.replace(first);
+  const second = await shared.get();
+  try {
+    assert.notEqual(second, first);
+    assert.equal(await second.ping(), "PONG");
+  } finally {
+    await closeRedisClient(second, 0);
   }
 });
 

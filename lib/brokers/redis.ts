@@ -436,7 +436,10 @@ export class RedisBroker implements Broker {
 
   // A connection's id, for CLIENT UNBLOCK (0 on a cluster, which does not use it).
   async #clientId(client: RedisClient): Promise<number> {
-    return this.#cluster ? 0 : Number(await client.sendCommand(["CLIENT", "ID"]));
+    if (this.#cluster) return 0;
+    return Number(
+      await withDeadline(client.sendCommand(["CLIENT", "ID"]), COMMAND_DEADLINE, "client id"),
+    );
   }
 
   async #dedicated(): Promise<RedisClient> {
