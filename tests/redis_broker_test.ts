@@ -544,6 +544,41 @@ Deno.test("redis broker: a stop ends the blocking wait at once, and a message cl
   }
 });
 
+Deno.test("redis broker: a user not allowed CLIENT commands consumes, and a stop still ends the wait at once", async () => {
+  const user = `celeriac-test-${crypto.randomUUID()}`;
+  const redis = await rawClient();
+  const prefix = `${user}:`;
+  await redis.sendCommand(["ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-client"]);
+  try {
+    const url = new URL(REDIS);
+    url.username = user;
+    url.password = "pw";
+    await using broker = new RedisBroker(url.href, { keyPrefix: prefix, blockTimeout: 30_000 });
+    const queue = `q-${user}`;
+    const controller = new AbortController();
+    const seen: string[] = [];
+    const run = (async () => {
+      for await (const d of broker.consume([queue], { signal: controller.signal })) {
+        seen.push(d.message.headers.id as string);
+        await d.ack();
+      }
+    })();
+    await sleep(300);
+    await broker.publish(queue, task("acl-1"));
+    for (let i = 0; i < 100 && seen.length === 0; i++) await sleep(20);
+    assert.deepEqual(seen, ["acl-1"]);
+    await sleep(200);
+    const t0 = Date.now();
+    controller.abort();
+    await run;
+    assert.ok(Date.now() - t0 < 5_000, `the stop took ${Date.now() - t0} ms`);
+  } finally {
+    await redis.sendCommand(["ACL", "DELUSER", user]);
+    await redis.disconnect();
+    await deleteByPrefix(prefix);
+  }
+});
+
 Deno.test("redis broker: broadcast() publishes on kombu's /<db>.<exchange>/<routing key> channel and subscribe() gets it", async () => {
   const f = fixture();
   await using broker = f.make();

@@ -434,12 +434,21 @@ export class RedisBroker implements Broker {
     }, this.#closed.signal);
   }
 
-  // A connection's id, for CLIENT UNBLOCK (0 on a cluster, which does not use it).
+  // A connection's id, for CLIENT UNBLOCK; 0 on a cluster (which does not use it) and where
+  // the server refuses CLIENT commands (ACLs, a managed service): a stop then closes the
+  // connection instead.
   async #clientId(client: RedisClient): Promise<number> {
     if (this.#cluster) return 0;
-    return Number(
-      await withDeadline(client.sendCommand(["CLIENT", "ID"]), COMMAND_DEADLINE, "client id"),
-    );
+    try {
+      return Number(
+        await withDeadline(client.sendCommand(["CLIENT", "ID"]), COMMAND_DEADLINE, "client id"),
+      ) || 0;
+    } catch (error) {
+      // Transient failures are the caller's to retry; a refusal (NOPERM, a renamed command) is
+      // not one.
+      if (isTransientRedisError(error)) throw error;
+      return 0;
+    }
   }
 
   async #dedicated(): Promise<RedisClient> {
@@ -611,10 +620,11 @@ export class RedisBroker implements Broker {
     // A stopping consumer ends its BLMOVE with CLIENT UNBLOCK, as a timeout would: the claim
     // queued behind it (see `wait`) still runs and replies, so what it claimed is handed back
     // instead of waiting in `unacked` for the visibility timeout. A server that does not answer
-    // (and a cluster, where no claim follows the BLMOVE) gets the connection closed instead.
+    // (and a cluster, where no claim follows the BLMOVE, or a server that refuses CLIENT
+    // commands) gets the connection closed instead.
     const disconnect = () => void blocker.disconnect().catch(() => {});
     const unblock = () => {
-      if (this.#cluster) return disconnect();
+      if (blockerId === 0) return disconnect();
       void withDeadline(
         client.sendCommand(["CLIENT", "UNBLOCK", String(blockerId)]),
         UNBLOCK_DEADLINE,
