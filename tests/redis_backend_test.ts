@@ -66,11 +66,12 @@ Deno.test("redis backend: a finished waiter unsubscribes from its channel, and o
   const redis = await rawClient(REDIS_BACKEND);
   const subscribers = async (id: string) =>
     Number((await redis.pubSubNumSub(`celery-task-meta-${id}`))[`celery-task-meta-${id}`]);
+  const result = async (id: string) => {
+    for await (const m of backend.waitFor([id])) return m.result;
+  };
   try {
     const [a, b] = [crypto.randomUUID(), crypto.randomUUID()];
-    const first = (async () => {
-      for await (const m of backend.waitFor([a])) return m.result;
-    })();
+    const first = result(a);
     await sleep(100);
     assert.equal(await subscribers(a), 1);
     await writer.store(a, meta(a, "SUCCESS", 1));
@@ -85,9 +86,7 @@ Deno.test("redis backend: a finished waiter unsubscribes from its channel, and o
     await sleep(100);
     await writer.store(b, meta(b, "STARTED", null));
     assert.equal(await watching, "STARTED");
-    const again = (async () => {
-      for await (const m of backend.waitFor([b])) return m.result;
-    })();
+    const again = result(b);
     await sleep(100);
     assert.equal(await subscribers(b), 1);
     await writer.store(b, meta(b, "SUCCESS", 2));
