@@ -671,7 +671,10 @@ export class RedisBroker implements Broker {
           wait + COMMAND_DEADLINE,
           "blocking wait",
         );
-        if (this.#cluster) return void await moved;
+        if (this.#cluster) {
+          await moved;
+          return;
+        }
         const claimed = withDeadline(
           this.#claimFrom(blocker, queues, processing, turn, max),
           wait + COMMAND_DEADLINE,
