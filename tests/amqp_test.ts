@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import type amqp from "amqplib";
 import { AmqpBroker } from "../lib/brokers/amqp.ts";
+import { ChannelAcks } from "../lib/brokers/_amqp_acks.ts";
 import type { Delivery } from "../lib/brokers/broker.ts";
 import { createBroker } from "../lib/transport/registry.ts";
 import { decodeTask, encodeTask, type Message } from "../lib/protocol/message.ts";
@@ -281,6 +283,34 @@ Deno.test("consume resumes after the connection is killed and no message is lost
   // Publishing works again on the new connection.
   await broker.publish(queue, task("after"));
   assert.equal(await broker.purge(queue), 1);
+});
+
+Deno.test("ChannelAcks: one multiple ack for the settled front, single acks behind a held delivery, and a long-held one does not stop later runs", () => {
+  // A recorder in place of the channel: this checks the frames the bookkeeping chooses (the
+  // test below checks them against RabbitMQ).
+  const frames: string[] = [];
+  const channel = {
+    ack: (m: { fields: { deliveryTag: number } }, multiple: boolean) =>
+      frames.push(`${m.fields.deliveryTag}${multiple ? "+" : ""}`),
+  } as unknown as amqp.Channel;
+  const acks = new ChannelAcks(channel);
+  const turn = (...tags: number[]) => {
+    for (const t of tags) acks.ack(t);
+    acks.flush();
+  };
+  for (let t = 1; t <= 6; t++) acks.delivered(t);
+  turn(1, 2, 4, 5, 6); // 3 is held
+  assert.deepEqual(frames.splice(0), ["2+", "4", "5", "6"]);
+  acks.delivered(7);
+  acks.delivered(8);
+  acks.settled(7); // nacked: its frame went out already
+  turn(8); // still behind 3
+  assert.deepEqual(frames.splice(0), ["8"]);
+  turn(3);
+  assert.deepEqual(frames.splice(0), ["3+"]);
+  for (let t = 9; t <= 11; t++) acks.delivered(t);
+  turn(10, 9, 11);
+  assert.deepEqual(frames.splice(0), ["11+"]);
 });
 
 Deno.test("acks of one turn go out together but never cover a delivery still held: after a lost connection only that one comes back", async () => {

@@ -9,7 +9,8 @@
  * batch, and every delivery before it has been settled here first: acked in this batch, or
  * acked, rejected or requeued before (those frames went out earlier, in order). A delivery
  * still held (waiting in the consumer, or running) stops the run, so it is never acked by
- * accident.
+ * accident. Only deliveries no frame has settled are remembered, so a delivery held for long
+ * (or never settled) costs one entry, not one per delivery after it.
  *
  * @module
  */
@@ -20,12 +21,9 @@ import { setImmediate } from "node:timers";
 /** Coalesces the acks of one channel. */
 export class ChannelAcks {
   readonly #channel: amqp.Channel;
-  // Delivery tags in the order the server sent them, from the first one not yet known to be
-  // settled (`#head`).
-  #tags: number[] = [];
-  #head = 0;
-  // Tags settled here (acked in a batch or before, rejected, requeued) and still in `#tags`.
-  #settled = new Set<number>();
+  // Deliveries no frame has settled yet (held, or acked since the last flush), in the order the
+  // server sent them: a Set keeps insertion order, and tags only grow.
+  #open = new Set<number>();
   // Tags acked since the last flush.
   #pending: number[] = [];
   #scheduled = false;
@@ -43,7 +41,7 @@ export class ChannelAcks {
    * @param tag Its delivery tag.
    */
   delivered(tag: number): void {
-    this.#tags.push(tag);
+    this.#open.add(tag);
   }
 
   /**
@@ -52,7 +50,7 @@ export class ChannelAcks {
    * @param tag Its delivery tag.
    */
   settled(tag: number): void {
-    this.#settled.add(tag);
+    this.#open.delete(tag);
   }
 
   /**
@@ -61,7 +59,6 @@ export class ChannelAcks {
    * @param tag Its delivery tag.
    */
   ack(tag: number): void {
-    this.#settled.add(tag);
     this.#pending.push(tag);
     if (this.#scheduled) return;
     this.#scheduled = true;
@@ -74,22 +71,20 @@ export class ChannelAcks {
     if (this.#pending.length === 0) return;
     const pending = new Set(this.#pending);
     this.#pending = [];
-    // The last delivery acked in this batch such that everything before it is settled.
+    // The longest run of acked deliveries at the front of the open ones: everything before
+    // its last tag has been settled by an earlier frame or is in the run.
     let multiple = -1;
-    while (this.#head < this.#tags.length && this.#settled.has(this.#tags[this.#head]!)) {
-      const tag = this.#tags[this.#head++]!;
-      this.#settled.delete(tag);
-      if (pending.has(tag)) {
-        multiple = tag;
-        pending.delete(tag);
-      }
-    }
-    if (this.#head > 1024 && this.#head * 2 > this.#tags.length) {
-      this.#tags = this.#tags.slice(this.#head);
-      this.#head = 0;
+    for (const tag of this.#open) {
+      if (!pending.has(tag)) break;
+      multiple = tag;
+      this.#open.delete(tag);
+      pending.delete(tag);
     }
     if (multiple >= 0) this.#send(multiple, true);
-    for (const tag of pending) this.#send(tag, false);
+    for (const tag of pending) {
+      this.#open.delete(tag);
+      this.#send(tag, false);
+    }
   }
 
   #send(tag: number, multiple: boolean): void {
