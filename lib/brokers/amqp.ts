@@ -331,13 +331,16 @@ function fromRawContent(msg: amqp.Message): Message {
   };
 }
 
+// Closes a session's channel once: its pending acks leave first.
+function closeSession(session: ConsumerSession): Promise<void> {
+  session.acks.flush();
+  session.broken = true;
+  return session.channel.close().catch(() => {});
+}
+
 function release(session: ConsumerSession): void {
   session.outstanding--;
-  if (session.draining && session.outstanding <= 0 && !session.broken) {
-    session.acks.flush();
-    session.broken = true;
-    session.channel.close().catch(() => {});
-  }
+  if (session.draining && session.outstanding <= 0 && !session.broken) void closeSession(session);
 }
 
 /**
@@ -869,9 +872,7 @@ export class AmqpBroker implements Broker {
       }
       if (msg === null) {
         // The server cancelled the consumer (queue deleted): start over.
-        s.acks.flush();
-        s.broken = true;
-        s.channel.close().catch(() => {});
+        void closeSession(s);
         pushed.wake();
       } else {
         s.acks.delivered(msg.fields.deliveryTag);
@@ -973,11 +974,7 @@ export class AmqpBroker implements Broker {
     } catch {
       // The channel died meanwhile: RabbitMQ requeues everything anyway.
     }
-    if (session.outstanding <= 0 && !session.broken) {
-      session.acks.flush();
-      session.broken = true;
-      await session.channel.close().catch(() => {});
-    }
+    if (session.outstanding <= 0 && !session.broken) await closeSession(session);
   }
 
   /**
