@@ -17,6 +17,7 @@ import {
   SocketClosedUnexpectedlyError,
 } from "redis";
 import { isIP } from "node:net";
+import { setImmediate } from "node:timers";
 import { delay } from "./_signal.ts";
 import { type ParsedUrl, parseUrl } from "./_url.ts";
 import { type SentinelAddress, SentinelMaster } from "./_redis_sentinel.ts";
@@ -706,6 +707,28 @@ export async function withDeadline<T>(promise: Promise<T>, ms: number, what: str
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Schedules the flush of a batch of commands just opened (acks, result stores). While none is
+ * on its way (`inFlight` 0), it runs after the microtasks queued so far, so a lone command does
+ * not wait a turn of the event loop; while some are, it runs on the next turn (`setImmediate`,
+ * not `setTimeout(0)`, which waits at least 1 ms), so one turn's commands share one call.
+ *
+ * @param inFlight Batches sent and not answered yet.
+ * @param flush Sends the batch; called once.
+ * @example
+ * ```ts
+ * import { scheduleFlush } from "./_redis.ts";
+ * const sent: string[] = [];
+ * scheduleFlush(0, () => sent.push("soon"));
+ * await Promise.resolve();
+ * console.assert(sent[0] === "soon");
+ * ```
+ */
+export function scheduleFlush(inFlight: number, flush: () => void): void {
+  if (inFlight === 0) queueMicrotask(flush);
+  else setImmediate(flush);
 }
 
 // Server replies that mean "not now": a restarted server still loading its data set, a MULTI

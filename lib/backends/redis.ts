@@ -20,6 +20,7 @@ import {
   RedisDeadlineError,
   type RedisUrl,
   retryTransient,
+  scheduleFlush,
   sentinelOptions,
   SharedRedisClient,
   withDeadline,
@@ -28,7 +29,6 @@ import {
 // A command that has had no reply for this long means a wedged connection (ms).
 const COMMAND_DEADLINE = 15_000;
 import { redact } from "../_url.ts";
-import { setImmediate } from "node:timers";
 import { groupBySlot } from "../_redis_cluster.ts";
 import { parseJson, stringifyJson } from "../protocol/json.ts";
 import { toResultMeta } from "../protocol/result_meta.ts";
@@ -269,15 +269,12 @@ export class RedisBackend implements Backend {
     if (this.#closed.signal.aborted) throw new Error(`Backend ${this.url} is closed`);
     const key = TASK_KEY_PREFIX + taskId;
     const value = stringifyJson(meta, "");
-    // While stores are on their way, those of one turn of the event loop (a worker finishing a
-    // batch of tasks, results of several Web Workers) share one script call; while none is, the
-    // next goes out after the microtasks queued so far, without waiting a turn. A lone store
-    // runs the single-task script.
+    // Stores batched by scheduleFlush (a worker finishing a batch of tasks, results of several
+    // Web Workers) share one script call; a lone store runs the single-task script.
     let batch = this.#stores;
     if (!batch) {
       batch = this.#stores = { keys: [], values: [], done: Promise.withResolvers<void>() };
-      if (this.#storesSent === 0) queueMicrotask(() => this.#flushStores());
-      else setImmediate(() => this.#flushStores());
+      scheduleFlush(this.#storesSent, () => this.#flushStores());
     }
     batch.keys.push(key);
     batch.values.push(value);

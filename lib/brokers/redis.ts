@@ -27,7 +27,6 @@
  * @module
  */
 
-import { clearImmediate, setImmediate } from "node:timers";
 import { delay } from "../_signal.ts";
 import { PushChannel } from "../transport/channel.ts";
 import {
@@ -40,6 +39,7 @@ import {
   RedisDeadlineError,
   type RedisUrl,
   retryTransient,
+  scheduleFlush,
   sentinelOptions,
   SharedRedisClient,
   withDeadline,
@@ -306,7 +306,6 @@ export class RedisBroker implements Broker {
   // Consume loops while they run (not while they wait at a yield).
   #active = new Set<Promise<void>>();
   #acks: AckWaiter[] = [];
-  #ackTimer: ReturnType<typeof setImmediate> | "soon" | undefined;
   // Ack batches sent and not answered yet.
   #acksSent = 0;
   #nextRestore = 0;
@@ -908,24 +907,17 @@ export class RedisBroker implements Broker {
     }
   }
 
-  // With early ack every task waits for its ack before it starts. While no ack is on its way,
-  // the next goes out after the microtasks queued so far (a lone task does not wait a turn of
-  // the event loop); while some are, the acks of one turn share one MULTI (setImmediate, not
-  // setTimeout(0): a timer waits at least 1 ms, 2+ ms on a busy machine).
+  // With early ack every task waits for its ack before it starts: acks share one MULTI as
+  // scheduleFlush batches them.
   #ack(claimed: Claimed): Promise<void> {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
+    if (this.#acks.length === 0) scheduleFlush(this.#acksSent, () => void this.#flushAcks());
     this.#acks.push({ tag: claimed.tag, queue: claimed.queue, resolve, reject });
-    if (this.#ackTimer === undefined) {
-      this.#ackTimer = this.#acksSent === 0
-        ? (queueMicrotask(() => void this.#flushAcks()), "soon")
-        : setImmediate(() => void this.#flushAcks());
-    }
     return promise;
   }
 
+  // Also called by close(); the scheduled call then finds an empty batch, or a newer one.
   async #flushAcks(): Promise<void> {
-    if (this.#ackTimer !== undefined && this.#ackTimer !== "soon") clearImmediate(this.#ackTimer);
-    this.#ackTimer = undefined;
     const batch = this.#acks;
     this.#acks = [];
     if (batch.length === 0) return;
