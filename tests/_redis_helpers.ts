@@ -26,15 +26,37 @@ export async function python(...args: string[]): Promise<Record<string, unknown>
   return JSON.parse(stdout.split("\n").at(-1)!);
 }
 
+// The CLIENT LIST lines of the connections named `name`.
+async function connectionLines(
+  client: Awaited<ReturnType<typeof rawClient>>,
+  name: string,
+): Promise<string[]> {
+  const list = await client.sendCommand<string>(["CLIENT", "LIST"]);
+  return list.split("\n").filter((l) => l.includes(` name=${name} `));
+}
+
 /** Kills every connection named `name` (normal and pub/sub); returns how many. */
 export async function killConnections(name: string, url = REDIS): Promise<number> {
   const client = await rawClient(url);
   try {
-    const list = await client.sendCommand<string>(["CLIENT", "LIST"]);
-    const ids = list.split("\n").filter((l) => l.includes(` name=${name} `))
+    const ids = (await connectionLines(client, name))
       .map((l) => /(?:^|\s)id=(\d+)/.exec(l)?.[1]).filter((x): x is string => !!x);
     for (const id of ids) await client.sendCommand(["CLIENT", "KILL", "ID", id]);
     return ids.length;
+  } finally {
+    await client.disconnect();
+  }
+}
+
+/** Waits until a connection named `name` is blocked (a BLMOVE), as CLIENT LIST shows it. */
+export async function waitBlocked(name: string, url = REDIS): Promise<void> {
+  const client = await rawClient(url);
+  try {
+    for (let i = 0; i < 200; i++) {
+      if ((await connectionLines(client, name)).some((l) => / flags=\w*b/.test(l))) return;
+      await sleep(10);
+    }
+    throw new Error(`No connection of ${name} blocked`);
   } finally {
     await client.disconnect();
   }

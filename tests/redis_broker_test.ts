@@ -24,6 +24,7 @@ import {
   rawClient,
   REDIS,
   sleep,
+  waitBlocked,
 } from "./_redis_helpers.ts";
 
 // Prefixes the conformance suite used; the last test of this file deletes their keys.
@@ -475,23 +476,6 @@ Deno.test("redis: a shared client replaced as wedged is not handed back by the n
   }
 });
 
-// Waits until a connection of `name` is blocked (BLMOVE), as CLIENT LIST shows it.
-async function blocked(name: string): Promise<void> {
-  const redis = await rawClient();
-  try {
-    for (let i = 0; i < 200; i++) {
-      const list = String(await redis.sendCommand(["CLIENT", "LIST"]));
-      if (list.split("\n").some((l) => l.includes(`name=${name} `) && / flags=\w*b/.test(l))) {
-        return;
-      }
-      await sleep(10);
-    }
-    throw new Error(`No connection of ${name} blocked`);
-  } finally {
-    await redis.disconnect();
-  }
-}
-
 Deno.test("redis broker: a stop ends the blocking wait at once, and a message claimed behind it goes back to the queue", async () => {
   // A long blockTimeout: an idle wait ends early only if the stop ends it.
   const f = fixture({ blockTimeout: 30_000 });
@@ -507,7 +491,7 @@ Deno.test("redis broker: a stop ends the blocking wait at once, and a message cl
   try {
     const idle = new AbortController();
     const idleRun = consume(idle, []);
-    await blocked(f.name);
+    await waitBlocked(f.name);
     const t0 = Date.now();
     idle.abort();
     await idleRun;
@@ -520,7 +504,7 @@ Deno.test("redis broker: a stop ends the blocking wait at once, and a message cl
     for (let i = 0; i < n; i++) {
       const controller = new AbortController();
       const run = consume(controller, delivered);
-      await blocked(f.name);
+      await waitBlocked(f.name);
       const env = toKombuEnvelope(task(`m-${i}`), { queue: f.queue });
       const pushed = redis.lPush(`${f.prefix}${f.queue}`, JSON.stringify(env));
       // Stops after the push is written (the client writes at setImmediate) and before any
